@@ -1,0 +1,88 @@
+"""Typed access to the ``DJANGO_JOBS`` setting.
+
+Values are read from ``django.conf.settings`` on every access (never cached), so
+``override_settings`` and pytest-django's ``settings`` fixture just work. Bad values are
+reported by the system checks in :mod:`django_jobs.checks`, not here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+
+DEFAULTS: dict[str, Any] = {
+    "DEFAULT_QUEUE": "default",
+    "DEFAULT_PRIORITY": 0,
+    "DEFAULT_MAX_RETRIES": 3,
+    "DEFAULT_RETRY_DELAY": 60.0,  # seconds
+    "DEFAULT_RETRY_BACKOFF": 2.0,
+    "DEFAULT_RETRY_JITTER": True,
+    "MAX_RETRY_DELAY": 3600.0,  # seconds
+    "DEFAULT_TIMEOUT": None,  # seconds, None = no limit
+    "DEAD_LETTER_QUEUE": "dead-letter",
+    "HEARTBEAT_INTERVAL": 5.0,  # seconds
+    "WORKER_TIMEOUT": 30.0,  # seconds without heartbeat before a worker counts as dead
+    "POLL_INTERVAL": 1.0,  # seconds between claims when idle (LISTEN wakes sooner on PostgreSQL)
+    "RETENTION": timedelta(days=7),  # auto-prune age of finished jobs; None disables
+    "NOTIFICATIONS": {},
+    "API_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "MAX_PAYLOAD_BYTES": 1_000_000,
+    "EAGER": False,
+    "DATABASE": None,  # database alias for the job tables; None = the router's choice
+    "PROGRESS_THROTTLE": 0.5,  # seconds between progress writes of one job
+    "SHUTDOWN_TIMEOUT": 30.0,
+    "CLAIM_BATCH_SIZE": 100,
+}
+
+DURATION_KEYS = (
+    "DEFAULT_RETRY_DELAY",
+    "MAX_RETRY_DELAY",
+    "DEFAULT_TIMEOUT",
+    "HEARTBEAT_INTERVAL",
+    "WORKER_TIMEOUT",
+    "POLL_INTERVAL",
+    "PROGRESS_THROTTLE",
+    "SHUTDOWN_TIMEOUT",
+)
+
+
+def to_seconds(value: Any) -> float | None:
+    """Seconds as a float from a number or a ``timedelta`` (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected seconds or a timedelta, got {value!r}")
+    return float(value)
+
+
+class JobsSettings:
+    """``jobs_settings.DEFAULT_QUEUE`` etc.; durations come back as float seconds."""
+
+    def raw(self) -> dict[str, Any]:
+        return getattr(django_settings, "DJANGO_JOBS", None) or {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(name)
+        value = self.raw().get(name, DEFAULTS[name])
+        if name in DURATION_KEYS:
+            try:
+                return to_seconds(value)
+            except TypeError:
+                return to_seconds(DEFAULTS[name])
+        return value
+
+    @property
+    def RETENTION_SECONDS(self) -> float | None:  # noqa: N802
+        value = self.raw().get("RETENTION", DEFAULTS["RETENTION"])
+        try:
+            return to_seconds(value)
+        except TypeError:
+            return None
+
+
+jobs_settings = JobsSettings()

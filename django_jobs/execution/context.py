@@ -1,0 +1,92 @@
+"""What a running job can reach: ``current_job()`` and ``progress()``."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..conf import jobs_settings
+from ..exceptions import JobCancelled
+
+logger = logging.getLogger("django_jobs.execution")
+
+
+@dataclass
+class RunningJob:
+    job: Any
+    eager: bool = False
+    last_write: float = field(default=0.0)
+    cancelled: bool = False
+
+
+_current: contextvars.ContextVar[RunningJob | None] = contextvars.ContextVar(
+    "django_jobs_current", default=None
+)
+
+
+def current_job():
+    """The ``Job`` being run in this context, or None outside a job."""
+    state = _current.get()
+    return state.job if state else None
+
+
+def progress(fraction: float, message: str = "", **details: Any) -> None:
+    """Record progress of the running job (0.0..1.0), throttled.
+
+    Raises ``JobCancelled`` if the job was cancelled. Outside a job it does nothing.
+    """
+    state = _current.get()
+    if state is None:
+        return
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        raise ValueError(f"progress must be a number in [0, 1], got {fraction!r}") from None
+    if fraction != fraction or fraction < 0.0 or fraction > 1.0:
+        raise ValueError(f"progress must be in [0, 1], got {fraction!r}")
+    job = state.job
+    job.progress, job.progress_message, job.progress_details = fraction, str(message), details
+    now = time.monotonic()
+    if fraction < 1.0 and now - state.last_write < jobs_settings.PROGRESS_THROTTLE:
+        if state.cancelled:
+            raise JobCancelled(f"job {job.pk} was cancelled")
+        return
+    state.last_write = now
+    from .. import signals
+
+    try:
+        cancel = job.set_progress(fraction, str(message), _jsonable(details))
+    except Exception:  # noqa: BLE001 - progress is best effort; the job goes on
+        logger.exception("Could not record progress of job %s", job.pk)
+        return
+    signals.send(signals.job_progress, job, progress=fraction, message=message, details=details)
+    if cancel:
+        state.cancelled = True
+        raise JobCancelled(f"job {job.pk} was cancelled")
+
+
+def _jsonable(details: dict) -> dict:
+    import json
+
+    try:
+        json.dumps(details)
+        return details
+    except (TypeError, ValueError):
+        return {k: repr(v) for k, v in details.items()}
+
+
+class activate:
+    """Context manager making ``job`` the current job."""
+
+    def __init__(self, job, eager: bool = False):
+        self.state = RunningJob(job=job, eager=eager)
+
+    def __enter__(self) -> RunningJob:
+        self.token = _current.set(self.state)
+        return self.state
+
+    def __exit__(self, *exc) -> None:
+        _current.reset(self.token)

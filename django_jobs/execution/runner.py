@@ -1,0 +1,137 @@
+"""Running one claimed job in this process: the task call and the recorded outcome.
+
+Used by worker executor processes, by EAGER mode and by ``testing.run_jobs()``. The job
+must be held (status running, with its lease): every write is guarded by that lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from .. import signals
+from .._compat import TaskContext, task_finished, task_started
+from ..exceptions import JobCancelled, PermanentError, TaskNotFound
+from ..models import JobStatus
+from . import context
+from .policy import error_entry, retry_delay_for
+
+logger = logging.getLogger("django_jobs.execution")
+
+
+def _normalize_result(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise PermanentError(
+            f"The task returned a value that is not JSON-serializable: {exc}"
+        ) from exc
+
+
+def _send_django(signal, job) -> None:
+    """django.tasks signals, for jobs enqueued through a django.tasks backend."""
+    if not job.backend:
+        return
+    try:
+        from ..backend import JobsBackend, result_from_job
+
+        backend = JobsBackend.for_alias(job.backend)
+        result = result_from_job(job, backend)
+        for receiver, res in signal.send_robust(sender=type(backend), task_result=result):
+            if isinstance(res, Exception):
+                logger.error("django.tasks signal receiver %r failed", receiver,
+                             exc_info=(type(res), res, res.__traceback__))
+    except Exception:  # noqa: BLE001 - a signal never fails the job
+        logger.exception("Could not send %s for job %s", signal, job.pk)
+
+
+def _call(task, job, state) -> Any:
+    args = list(job.args or [])
+    kwargs = dict(job.kwargs or {})
+    if task.accepts_progress_callback and "progress_callback" not in kwargs:
+        kwargs["progress_callback"] = context.progress
+    if task.takes_context:
+        from ..backend import JobsBackend, result_from_job
+
+        result = result_from_job(job, JobsBackend.for_alias(job.backend or None))
+        args.insert(0, TaskContext(task_result=result))
+    if task.is_async:
+        async def runner():
+            # Run inside the job's context so current_job()/progress() see it.
+            return await task.func(*args, **kwargs)
+
+        return asyncio.run(runner())
+    return task.func(*args, **kwargs)
+
+
+def run_job(job, *, allow_retry: bool = True) -> str:
+    """Run ``job`` (already claimed) to an outcome; returns the resulting status.
+
+    Never raises for a bad job: unknown tasks, failing code, unserialisable results and
+    failing signal receivers all end in a recorded failure.
+    """
+    try:
+        task = job.get_task()
+    except TaskNotFound as exc:
+        _fail(job, exc, None, allow_retry=False)
+        return job.status
+
+    signals.send(signals.job_started, job)
+    _send_django(task_started, job)
+    with context.activate(job) as state:
+        try:
+            result = _normalize_result(_call(task, job, state))
+        except JobCancelled:
+            reason = job.cancel_reason or "cancelled while running"
+            if job.set_cancelled_while_running(reason):
+                signals.send(signals.job_cancelled, job, reason=reason)
+                _send_django(task_finished, job)
+            return job.status
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # A job calling sys.exit() fails like any other; Ctrl-C in EAGER mode too.
+            _fail(job, exc, task, allow_retry=allow_retry)
+            return job.status
+        except BaseException as exc:  # noqa: BLE001 - every failure is recorded
+            _fail(job, exc, task, allow_retry=allow_retry)
+            return job.status
+    if job.set_completed(result):
+        signals.send(signals.job_completed, job, result=result)
+        _send_django(task_finished, job)
+    else:
+        logger.warning(
+            "Job %s finished but its lease was taken over; result discarded", job.pk,
+            extra={"action": "lease_lost", "job_id": job.pk},
+        )
+    return job.status
+
+
+def _fail(job, exc: BaseException, task, *, allow_retry: bool) -> None:
+    entry = error_entry(exc, job=job)
+    delay = retry_delay_for(job, exc, task) if allow_retry else None
+    if not job.set_failed(entry, retry_in=delay):
+        logger.warning("Job %s failed but its lease was taken over", job.pk)
+        return
+    record_failure(job, entry, delay)
+
+
+def record_failure(job, entry: dict, delay: float | None) -> None:
+    """Log and signal a failed attempt already written to the database."""
+    if delay is not None:
+        logger.info(
+            "Job %s (%s) failed (%s), retry %s/%s in %.1fs",
+            job.pk, job.task_name, entry["type"], job.retry_count, job.max_retries, delay,
+            extra={"action": "job_retrying", "job_id": job.pk},
+        )
+        signals.send(signals.job_retrying, job, error=entry, delay=delay)
+    else:
+        logger.error(
+            "Job %s (%s) failed for good: %s: %s",
+            job.pk, job.task_name, entry["type"], entry["message"],
+            extra={"action": "job_failed", "job_id": job.pk},
+        )
+        signals.send(signals.job_failed, job, error=entry)
+        if job.status == JobStatus.FAILED:
+            signals.send(signals.job_dead_lettered, job, error=entry)
+        _send_django(task_finished, job)

@@ -1,0 +1,436 @@
+"""``jobs``: the public verbs. Admin actions, API viewsets, CLI subcommands and the
+django.tasks backend all call these (or the model/QuerySet methods they call)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connections, router, transaction
+from django.utils import timezone
+
+from . import signals
+from .conf import jobs_settings, to_seconds
+from .execution.policy import default_options, error_entry
+from .models import FINISHED_STATUSES, Job, JobStatus, Priority, Queue, Worker
+from .models.job import new_lease
+from .registry import JobTask, registry
+
+logger = logging.getLogger("django_jobs")
+
+NOTIFY_CHANNEL = "django_jobs"
+
+_UNSET: Any = object()
+
+
+def _check_json(value: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be JSON-serializable: {exc}") from None
+
+
+def _job_id(job_or_id: Any) -> int:
+    """The integer id of a Job, an int or its string form (Job.DoesNotExist otherwise)."""
+    if isinstance(job_or_id, Job):
+        return job_or_id.pk
+    try:
+        value = int(str(job_or_id).strip())
+    except (TypeError, ValueError):
+        raise Job.DoesNotExist(f"No job with id {job_or_id!r}.") from None
+    if value <= 0 or value > 2**63 - 1:
+        raise Job.DoesNotExist(f"No job with id {job_or_id!r}.")
+    return value
+
+
+class JobManager:
+    """The default instance is ``django_jobs.jobs``."""
+
+    def __init__(self, database: str | None = None) -> None:
+        self._database = database
+        self._known_queues: set[tuple[str, str]] = set()
+
+    @property
+    def db(self) -> str:
+        return self._database or jobs_settings.DATABASE or router.db_for_write(Job)
+
+    @property
+    def objects(self):
+        return Job.objects.using(self.db)
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    def _build(self, task, args, kwargs, *, priority, queue, scheduled_at, delay,
+               max_retries, retry_delay, timeout, tags, metadata, backend, options) -> Job:
+        task = registry.get(task)
+        if args is None:
+            args = []
+        if kwargs is None:
+            kwargs = {}
+        if isinstance(args, (str, bytes, dict)) or not isinstance(args, Iterable):
+            raise TypeError(f"args must be a list, got {type(args).__name__}.")
+        if not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}.")
+        args = _check_json(list(args), "args")
+        kwargs = _check_json(kwargs, "kwargs")
+        limit = jobs_settings.MAX_PAYLOAD_BYTES
+        if limit and len(json.dumps([args, kwargs])) > limit:
+            raise ValueError(
+                f"The job's arguments are larger than MAX_PAYLOAD_BYTES ({limit} bytes): "
+                "store large data elsewhere and pass a reference."
+            )
+        unknown = set(options) - {"retry_backoff", "retry_jitter", "max_retry_delay"}
+        if unknown:
+            raise TypeError(f"Unknown enqueue option(s): {', '.join(sorted(unknown))}.")
+
+        defaults = default_options()
+
+        def pick(explicit, name):
+            if explicit is not None:
+                return explicit
+            value = getattr(task, name, None)
+            return defaults[name] if value is None else value
+
+        queue = queue if queue is not None else task.queue_name
+        if not isinstance(queue, str) or not queue.strip() or len(queue) > 255:
+            raise ValueError(f"queue must be a non-empty name of at most 255 characters, got {queue!r}.")
+        priority = Priority.coerce(priority if priority is not None else task.priority)
+
+        now = timezone.now()
+        if scheduled_at is not None and delay is not None:
+            raise ValueError("Pass scheduled_at or delay, not both.")
+        if delay is not None:
+            seconds = to_seconds(delay)
+            if seconds < 0:
+                raise ValueError(f"delay must not be negative, got {delay!r}.")
+            scheduled_at = now + timedelta(seconds=seconds)
+        if scheduled_at is not None:
+            if not isinstance(scheduled_at, datetime):
+                raise TypeError(f"scheduled_at must be a datetime, got {scheduled_at!r}.")
+            if settings.USE_TZ and timezone.is_naive(scheduled_at):
+                raise ValueError("scheduled_at must be an aware datetime (USE_TZ is on).")
+        max_retries = pick(max_retries, "max_retries")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
+        retry_delay = to_seconds(pick(retry_delay, "retry_delay"))
+        if retry_delay < 0:
+            raise ValueError(f"retry_delay must not be negative, got {retry_delay!r}.")
+        timeout = pick(timeout, "timeout")
+        timeout = to_seconds(timeout) if timeout is not None else None
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}.")
+        backoff = options.get("retry_backoff")
+        backoff = float(backoff if backoff is not None else (task.retry_backoff or defaults["retry_backoff"]))
+        if backoff < 1:
+            raise ValueError(f"retry_backoff must be >= 1, got {backoff!r}.")
+        jitter = options.get("retry_jitter")
+        jitter = bool(jitter if jitter is not None else (
+            task.retry_jitter if task.retry_jitter is not None else defaults["retry_jitter"]))
+        cap = options.get("max_retry_delay")
+        cap = to_seconds(cap if cap is not None else (
+            task.max_retry_delay if task.max_retry_delay is not None else defaults["max_retry_delay"]))
+        if tags is None:
+            tags = list(task.tags)
+        elif isinstance(tags, str):
+            tags = [tags]
+        tags = [str(t) for t in tags]
+        metadata = _check_json(metadata or {}, "metadata")
+        if not isinstance(metadata, dict):
+            raise TypeError("metadata must be a dict.")
+        return Job(
+            task_name=task.name,
+            args=args,
+            kwargs=kwargs,
+            queue=queue,
+            priority=priority,
+            status=JobStatus.PENDING,
+            created_at=now,
+            scheduled_at=scheduled_at or now,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            retry_backoff=backoff,
+            retry_jitter=jitter,
+            max_retry_delay=cap,
+            timeout=timeout,
+            tags=tags,
+            metadata=metadata,
+            backend=backend or "",
+        )
+
+    def enqueue(
+        self,
+        task: JobTask | str,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        priority: int | str | None = None,
+        queue: str | None = None,
+        scheduled_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        tags: Iterable[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        depends_on: Iterable[Any] | None = None,
+        unique_key: str | None = None,
+        backend: str = "",
+        **options: Any,
+    ) -> Job:
+        """Write one job in the caller's transaction and return it.
+
+        Raises ``TaskNotFound`` for an unknown task, ``TypeError`` for arguments that are
+        not JSON-serializable and ``ValueError`` for bad options; nothing is written then.
+        """
+        if depends_on:
+            raise NotImplementedError("depends_on arrives with workflows (next release).")
+        if unique_key is not None:
+            raise NotImplementedError("unique_key arrives with workflows (next release).")
+        job = self._build(
+            task, args, kwargs, priority=priority, queue=queue, scheduled_at=scheduled_at,
+            delay=delay, max_retries=max_retries, retry_delay=retry_delay, timeout=timeout,
+            tags=tags, metadata=metadata, backend=backend, options=options,
+        )
+        db = self.db
+        with transaction.atomic(using=db):
+            self._ensure_queue(job.queue, db)
+            job.save(using=db, force_insert=True)
+            self._notify(db, job.queue)
+        signals.send(signals.job_enqueued, job)
+        if job.backend:
+            from ._compat import task_enqueued
+            from .backend import JobsBackend, result_from_job
+
+            backend_obj = JobsBackend.for_alias(job.backend)
+            task_enqueued.send_robust(
+                sender=type(backend_obj), task_result=result_from_job(job, backend_obj)
+            )
+        if jobs_settings.EAGER:
+            self._run_eager(job)
+        return job
+
+    def enqueue_on_commit(self, task, args=None, kwargs=None, **options: Any) -> None:
+        """Like ``enqueue``, after the current transaction commits (at once outside one).
+
+        The task and options are validated now, so mistakes raise here, not at commit.
+        """
+        registry.get(task)
+        _check_json(list(args or []), "args")
+        _check_json(kwargs or {}, "kwargs")
+        transaction.on_commit(
+            lambda: self.enqueue(task, args, kwargs, **options), using=self.db
+        )
+
+    def enqueue_delayed(self, task, delay, args=None, kwargs=None, **options: Any) -> Job:
+        """Enqueue to run once ``delay`` (seconds or timedelta) from now."""
+        return self.enqueue(task, args, kwargs, delay=delay, **options)
+
+    def _ensure_queue(self, name: str, db: str) -> None:
+        key = (db, name)
+        if key in self._known_queues:
+            return
+        Queue.objects.using(db).ensure(name)
+        transaction.on_commit(lambda: self._known_queues.add(key), using=db)
+
+    def _notify(self, db: str, queue: str) -> None:
+        conn = connections[db]
+        if conn.vendor == "postgresql":
+            with conn.cursor() as cursor:
+                # Delivered at commit, so workers never wake for a rolled-back job.
+                cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+
+    def _run_eager(self, job: Job) -> None:
+        from .execution.runner import run_job
+
+        lease = new_lease()
+        updated = self.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+            status=JobStatus.RUNNING, worker_id="eager", lease=lease, attempts=1,
+            started_at=timezone.now(),
+        )
+        if not updated:
+            return
+        job.refresh_from_db()
+        run_job(job, allow_retry=False)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get_job(self, job_id: Any) -> Job:
+        """The job with that id (int or str); raises ``Job.DoesNotExist``."""
+        return self.objects.get(pk=_job_id(job_id))
+
+    def wait_for(self, job_id: Any, timeout: float | None = 60, poll_interval: float = 0.1) -> Job:
+        """Block until the job is finished and return it; ``TimeoutError`` if not in time."""
+        pk = _job_id(job_id)
+        deadline = None if timeout is None else time.monotonic() + to_seconds(timeout)
+        while True:
+            status = self.objects.filter(pk=pk).values_list("status", flat=True).first()
+            if status is None:
+                raise Job.DoesNotExist(f"No job with id {job_id!r}.")
+            if status in FINISHED_STATUSES:
+                return self.get_job(pk)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"Job {pk} is not finished after {timeout} seconds (status {status}).")
+            time.sleep(poll_interval)
+
+    def get_failed_jobs(self, queue: str | None = None):
+        qs = self.objects.failed()
+        if queue:
+            qs = qs.filter(original_queue=queue) | qs.filter(queue=queue)
+        return qs.order_by("-finished_at", "-id")
+
+    def get_dead_letter_queue(self):
+        return self.objects.dead_letter().order_by("-finished_at", "-id")
+
+    # -- control -------------------------------------------------------------------------
+
+    def cancel(self, job_id: Any, terminate: bool = False) -> bool:
+        """Cancel a job: at once if no worker holds it, else flag it for its worker.
+
+        False for finished (or unknown) jobs.
+        """
+        pk = _job_id(job_id)
+        ids, flagged = self.objects.filter(pk=pk).cancel(terminate=terminate)
+        if ids:
+            job = self.get_job(pk)
+            signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
+        return bool(ids or flagged)
+
+    def retry(self, job_id: Any) -> Job:
+        """A failed or cancelled job back to pending in its original queue."""
+        pk = _job_id(job_id)
+        qs = self.objects.filter(pk=pk)
+        if not qs.retry_now():
+            job = self.get_job(pk)  # raises DoesNotExist for unknown ids
+            raise ValueError(
+                f"Job {pk} is {job.status}; only failed or cancelled jobs can be retried."
+            )
+        job = self.get_job(pk)
+        self._notify(self.db, job.queue)
+        signals.send(signals.job_enqueued, job)
+        return job
+
+    def requeue_stuck(self, older_than: float | timedelta | None = None) -> int:
+        """Rescue jobs held by workers that stopped heartbeating; returns how many.
+
+        Each rescue counts as a failed attempt (``WorkerLost``, transient): the job goes
+        back to pending, or fails for good when its retries are used up.
+        """
+        from .execution.runner import record_failure
+        from .exceptions import WorkerLost
+
+        cutoff = timedelta(seconds=to_seconds(older_than)) if older_than is not None else None
+        db = self.db
+        conn = connections[db]
+        rescued = 0
+        while True:
+            with transaction.atomic(using=db):
+                qs = self.objects.stalled(cutoff).order_by("id")
+                if conn.features.has_select_for_update_skip_locked:
+                    qs = qs.select_for_update(skip_locked=True)
+                batch = list(qs[:100])
+                done = []
+                for job in batch:
+                    exc = WorkerLost(
+                        f"worker {job.worker_id} stopped heartbeating while running the job"
+                    )
+                    entry = error_entry(exc, job=job)
+                    entry["traceback"] = ""
+                    delay = 0.0 if job.retry_count < job.max_retries else None
+                    if job.set_failed(entry, retry_in=delay, retry_status=JobStatus.PENDING):
+                        done.append((job, entry, delay))
+            for job, entry, delay in done:
+                rescued += 1
+                logger.warning(
+                    "Rescued job %s from dead worker", job.pk,
+                    extra={"action": "job_rescued", "job_id": job.pk},
+                )
+                record_failure(job, entry, delay)
+            if len(batch) < 100:
+                break
+        if rescued:
+            self._notify(db, "*")
+        return rescued
+
+    def prune(
+        self,
+        statuses: Iterable[str] = ("completed", "failed", "cancelled"),
+        older_than: float | timedelta = timedelta(days=7),
+    ) -> int:
+        """Delete finished jobs that finished more than ``older_than`` ago."""
+        statuses = list(statuses)
+        bad = set(statuses) - set(FINISHED_STATUSES)
+        if bad:
+            raise ValueError(f"Only finished jobs can be pruned, not {sorted(bad)}.")
+        age = timedelta(seconds=to_seconds(older_than))
+        deleted, _ = self.objects.prunable(age, statuses).delete()
+        return deleted
+
+    # -- queues --------------------------------------------------------------------------
+
+    def get_queue_names(self) -> list[str]:
+        names = set(Queue.objects.using(self.db).values_list("name", flat=True))
+        names |= set(self.objects.unfinished().values_list("queue", flat=True).distinct())
+        return sorted(names)
+
+    def get_queue(self, name: str) -> Queue:
+        return Queue.objects.using(self.db).ensure(name)
+
+    def queue_length(self, name: str) -> int:
+        """Pending jobs (claimable: pending or awaiting a retry) in the queue."""
+        return self.objects.claimable().filter(queue=name).count()
+
+    def pause_queue(self, name: str) -> Queue:
+        queue = self.get_queue(name)
+        queue.pause()
+        return queue
+
+    def resume_queue(self, name: str) -> Queue:
+        queue = self.get_queue(name)
+        queue.resume()
+        self._notify(self.db, name)
+        return queue
+
+    def clear_queue(self, name: str) -> int:
+        """Cancel the queue's jobs that no worker holds; returns how many."""
+        ids, _ = self.objects.filter(queue=name).cancellable().cancel(reason="queue cleared")
+        return len(ids)
+
+    # -- monitoring ----------------------------------------------------------------------
+
+    def get_statistics(self) -> dict[str, Any]:
+        from .monitoring import get_statistics
+
+        return get_statistics(self.db)
+
+    def get_workers(self):
+        return Worker.objects.using(self.db).all()
+
+
+def _add_async_twins(cls) -> None:
+    """Every public verb gets an async twin prefixed with ``a`` (``aenqueue``...)."""
+    for name in [n for n in vars(cls) if not n.startswith("_")]:
+        method = getattr(cls, name)
+        if not callable(method) or isinstance(vars(cls)[name], property):
+            continue
+
+        def make(method_name):
+            async def twin(self, *args, **kwargs):
+                bound = getattr(self, method_name)
+                return await sync_to_async(bound, thread_sensitive=True)(*args, **kwargs)
+
+            twin.__name__ = twin.__qualname__ = f"a{method_name}"
+            twin.__doc__ = f"Async twin of :meth:`{method_name}`."
+            return twin
+
+        setattr(cls, f"a{name}", make(name))
+
+
+_add_async_twins(JobManager)
+
+jobs = JobManager()

@@ -1,0 +1,449 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connections, models, router, transaction
+from django.db.models import Case, F, Q, When
+from django.utils import timezone
+
+from ..enums import (
+    CLAIMABLE_STATUSES,
+    FINISHED_STATUSES,
+    HELD_STATUSES,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    UNFINISHED_STATUSES,
+    JobStatus,
+)
+from .functions import DbNow
+
+
+def new_lease() -> str:
+    return uuid.uuid4().hex
+
+
+class JobQuerySet(models.QuerySet):
+    """Domain queries over jobs; the admin, API, CLI and worker compose these."""
+
+    def claimable(self) -> JobQuerySet:
+        return self.filter(status__in=CLAIMABLE_STATUSES)
+
+    def due(self) -> JobQuerySet:
+        """Claimable jobs whose time has come (by the database clock)."""
+        return self.claimable().filter(scheduled_at__lte=DbNow())
+
+    def for_queues(self, names: Iterable[str] | None) -> JobQuerySet:
+        return self if not names else self.filter(queue__in=list(names))
+
+    def excluding_queues(self, names: Iterable[str] | None) -> JobQuerySet:
+        return self if not names else self.exclude(queue__in=list(names))
+
+    def in_claim_order(self) -> JobQuerySet:
+        # Must match the partial index django_jobs_job_claim_idx column for column.
+        return self.order_by("-priority", "scheduled_at", "id")
+
+    def pending(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.PENDING)
+
+    def waiting(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.WAITING)
+
+    def held(self) -> JobQuerySet:
+        """Reserved or running: a worker holds the lease."""
+        return self.filter(status__in=HELD_STATUSES)
+
+    def running(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.RUNNING)
+
+    def finished(self) -> JobQuerySet:
+        return self.filter(status__in=FINISHED_STATUSES)
+
+    def unfinished(self) -> JobQuerySet:
+        return self.filter(status__in=UNFINISHED_STATUSES)
+
+    def failed(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.FAILED)
+
+    def cancellable(self) -> JobQuerySet:
+        """Jobs that become cancelled at once (no worker holds them)."""
+        return self.filter(
+            status__in=(JobStatus.PENDING, JobStatus.WAITING, JobStatus.RETRYING)
+        )
+
+    def retriable(self) -> JobQuerySet:
+        """Jobs ``retry()`` may send back to pending."""
+        return self.filter(status__in=(JobStatus.FAILED, JobStatus.CANCELLED))
+
+    def dead_letter(self) -> JobQuerySet:
+        from ..conf import jobs_settings
+
+        return self.failed().filter(queue=jobs_settings.DEAD_LETTER_QUEUE)
+
+    def held_by(self, worker_id: str) -> JobQuerySet:
+        return self.held().filter(worker_id=worker_id)
+
+    def stalled(self, cutoff: datetime | timedelta | None = None) -> JobQuerySet:
+        """Held jobs whose worker stopped heartbeating (or never registered).
+
+        Liveness-based: a job running for hours under a live worker is not stalled.
+        """
+        from .worker import Worker
+
+        alive = Worker.objects.alive(cutoff).values("id")
+        return self.held().filter(Q(worker_id__isnull=True) | ~Q(worker_id__in=alive))
+
+    def prunable(self, older_than: timedelta, statuses: Iterable[str] = FINISHED_STATUSES):
+        cutoff = timezone.now() - older_than
+        return self.filter(status__in=list(statuses), finished_at__lt=cutoff)
+
+    def with_tag(self, tag: str) -> JobQuerySet:
+        # JSON containment is not available on every backend (SQLite), so match the
+        # serialised element; tags are plain strings.
+        return self.filter(tags__icontains=f'"{tag}"')
+
+    # -- verbs over many jobs: admin bulk actions and the manager's single-job verbs
+    # both land here, so each state change exists once.
+
+    def cancel(self, *, terminate: bool = False, reason: str = "cancelled") -> tuple[list[int], int]:
+        """Cancel at once what no worker holds; flag held jobs for their worker.
+
+        Returns (ids cancelled now, number of running jobs flagged).
+        """
+        with transaction.atomic(using=self.db):
+            ids = list(self.cancellable().select_for_update().values_list("id", flat=True))
+            if ids:
+                Job.objects.using(self.db).filter(id__in=ids).cancellable().update(
+                    status=JobStatus.CANCELLED,
+                    finished_at=DbNow(),
+                    cancel_reason=reason,
+                    worker_id=None,
+                    lease=None,
+                )
+            flagged = self.held().update(
+                cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
+            )
+        return ids, flagged
+
+    def retry_now(self) -> int:
+        """Failed or cancelled jobs back to pending in their original queue, with a fresh
+        retry budget; their error history is kept."""
+        return self.retriable().update(
+            status=JobStatus.PENDING,
+            queue=Case(When(original_queue="", then=F("queue")), default=F("original_queue")),
+            original_queue="",
+            retry_count=0,
+            scheduled_at=DbNow(),
+            started_at=None,
+            finished_at=None,
+            worker_id=None,
+            lease=None,
+            progress=0.0,
+            progress_message="",
+            cancel_requested=False,
+            terminate_requested=False,
+            cancel_reason="",
+        )
+
+    def requeue(self) -> int:
+        """Delayed or retrying jobs: make them due now."""
+        return self.claimable().update(scheduled_at=DbNow(), status=JobStatus.PENDING)
+
+    # -- claiming ---------------------------------------------------------------------
+
+    def claim(
+        self,
+        worker_id: str,
+        limit: int = 1,
+        *,
+        queues: Iterable[str] | None = None,
+        exclude_queues: Iterable[str] | None = None,
+    ) -> list[Job]:
+        """Atomically take up to ``limit`` due jobs for ``worker_id``.
+
+        Highest priority first, then ``scheduled_at``, then id; paused queues and queues
+        at their concurrency limit are skipped. Claimed jobs are ``running`` with a new
+        lease token, one attempt more, and ``started_at`` set.
+        """
+        from .queue import Queue
+
+        if limit <= 0:
+            return []
+        db = self.db
+        conf = Queue.objects.using(db).claim_config()
+        base = self.due().for_queues(queues).excluding_queues(exclude_queues)
+        if conf.paused:
+            base = base.exclude(queue__in=conf.paused)
+        limited = {name: lim for name, lim in conf.limits.items() if name not in conf.paused}
+        if queues:
+            limited = {n: lim for n, lim in limited.items() if n in set(queues)}
+        claimed: list[Job] = []
+        if limited:
+            claimed += self._claim_ids(base.exclude(queue__in=list(limited)), worker_id, limit)
+            for name, lim in limited.items():
+                if len(claimed) >= limit:
+                    break
+                claimed += self._claim_limited(base, worker_id, limit - len(claimed), name, lim)
+        else:
+            claimed = self._claim_ids(base, worker_id, limit)
+        return claimed
+
+    def _claim_limited(self, base, worker_id, limit, name, lim) -> list[Job]:
+        from .queue import Queue
+
+        with transaction.atomic(using=self.db):
+            # Serialise claims on this queue across workers so the limit holds.
+            Queue.objects.using(self.db).select_for_update().filter(name=name).first()
+            running = Job.objects.using(self.db).held().filter(queue=name).count()
+            free = min(limit, lim - running)
+            if free <= 0:
+                return []
+            return self._claim_ids(base.filter(queue=name), worker_id, free, atomic=False)
+
+    def _claim_ids(self, candidates, worker_id, limit, atomic=True) -> list[Job]:
+        db = self.db
+        conn = connections[db]
+        lease = new_lease()
+        ctx = transaction.atomic(using=db) if atomic else _nullcontext()
+        with ctx:
+            ordered = candidates.in_claim_order()
+            if conn.features.has_select_for_update_skip_locked:
+                ordered = ordered.select_for_update(skip_locked=True)
+            ids = list(ordered.values_list("id", flat=True)[:limit])
+            if not ids:
+                return []
+            # The status condition makes the claim safe where rows cannot be locked
+            # (SQLite): only one conditional UPDATE can move a row out of pending.
+            Job.objects.using(db).filter(id__in=ids, status__in=CLAIMABLE_STATUSES).update(
+                status=JobStatus.RUNNING,
+                worker_id=worker_id,
+                lease=lease,
+                attempts=F("attempts") + 1,
+                started_at=DbNow(),
+                cancel_requested=False,
+                terminate_requested=False,
+            )
+            return list(
+                Job.objects.using(db).filter(id__in=ids, lease=lease).in_claim_order()
+            )
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class JobManager(models.Manager.from_queryset(JobQuerySet)):
+    pass
+
+
+class Job(models.Model):
+    """One execution request of a registered task."""
+
+    id = models.BigAutoField(primary_key=True)
+    task_name = models.CharField(max_length=255, db_index=True)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=255, default="default")
+    # The queue a dead-lettered job came from; retry() sends it back there.
+    original_queue = models.CharField(max_length=255, blank=True, default="")
+    priority = models.SmallIntegerField(default=0)
+    status = models.CharField(
+        max_length=max(len(v) for v in JobStatus.values),
+        choices=JobStatus.choices,
+        default=JobStatus.PENDING,
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    scheduled_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)  # the last failure
+    errors = models.JSONField(default=list, blank=True)  # one entry per failed attempt
+
+    attempts = models.PositiveIntegerField(default=0)  # executions started
+    retry_count = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveIntegerField(default=3)
+    retry_delay = models.FloatField(default=60.0)  # seconds
+    retry_backoff = models.FloatField(default=2.0)
+    retry_jitter = models.BooleanField(default=True)
+    max_retry_delay = models.FloatField(default=3600.0)  # seconds
+    timeout = models.FloatField(null=True, blank=True)  # seconds
+
+    progress = models.FloatField(default=0.0)
+    progress_message = models.TextField(blank=True, default="")
+    progress_details = models.JSONField(default=dict, blank=True)
+
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    worker_id = models.CharField(max_length=255, null=True, blank=True)
+    # Token of the current claim: completion is only accepted with the same token, so a
+    # worker whose job was rescued by another can never overwrite the new owner's result.
+    lease = models.CharField(max_length=32, null=True, blank=True)
+    worker_ids = models.JSONField(default=list, blank=True)  # one per finished attempt
+    cancel_requested = models.BooleanField(default=False)
+    terminate_requested = models.BooleanField(default=False)
+    cancel_reason = models.TextField(blank=True, default="")
+
+    # django.tasks: the backend alias a job was enqueued through ("" = our API).
+    backend = models.CharField(max_length=100, blank=True, default="")
+
+    objects = JobManager()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "job"
+        verbose_name_plural = "jobs"
+        indexes = [
+            # Serves the claim query exactly: partial over claimable rows, in claim order.
+            models.Index(
+                F("priority").desc(),
+                "scheduled_at",
+                "id",
+                condition=Q(status__in=["pending", "retrying"]),
+                name="django_jobs_job_claim_idx",
+            ),
+            # Heartbeats, rescue and the worker's own jobs.
+            models.Index(
+                fields=["worker_id"],
+                condition=Q(status__in=["reserved", "running"]),
+                name="django_jobs_job_held_idx",
+            ),
+            models.Index(fields=["status", "queue"], name="django_jobs_job_status_idx"),
+            models.Index(fields=["finished_at"], name="django_jobs_job_finished_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__gte=MIN_PRIORITY, priority__lte=MAX_PRIORITY),
+                name="django_jobs_job_priority_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0.0, progress__lte=1.0),
+                name="django_jobs_job_progress_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values),
+                name="django_jobs_job_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} #{self.pk} ({self.status})"
+
+    # -- reading ----------------------------------------------------------------------
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+    @property
+    def depends_on(self) -> list:
+        # Dependencies arrive with workflows; until then a job depends on nothing.
+        return []
+
+    @property
+    def batch(self):
+        return None
+
+    def get_task(self):
+        """The registered task of this job (raises ``TaskNotFound``)."""
+        from ..registry import registry
+
+        return registry.get(self.task_name)
+
+    # -- state changes guarded by the lease ---------------------------------------------
+
+    def _guarded(self):
+        return Job.objects.using(self._state.db or router.db_for_write(Job)).filter(
+            pk=self.pk, lease=self.lease, status__in=HELD_STATUSES
+        )
+
+    def set_completed(self, result: Any) -> bool:
+        """Record success; False if this worker no longer holds the lease."""
+        worker_ids = [*self.worker_ids, self.worker_id]
+        n = self._guarded().update(
+            status=JobStatus.COMPLETED,
+            result=result,
+            finished_at=DbNow(),
+            progress=1.0,
+            lease=None,
+            worker_ids=worker_ids,
+        )
+        if n:
+            self.refresh_from_db(fields=["status", "result", "finished_at", "progress", "lease"])
+            self.worker_ids = worker_ids
+        return bool(n)
+
+    def set_failed(
+        self, error: dict, *, retry_in: float | None, retry_status: str = JobStatus.RETRYING
+    ) -> bool:
+        """Record a failed attempt: retry after ``retry_in`` seconds, or fail for good
+        (``retry_in=None``) and move to the dead-letter queue."""
+        from ..conf import jobs_settings
+
+        worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
+        errors = [*self.errors, error]
+        common = dict(error=error, errors=errors, lease=None, worker_ids=worker_ids)
+        if retry_in is not None:
+            changes = dict(
+                status=retry_status,
+                scheduled_at=timezone.now() + timedelta(seconds=retry_in),
+                retry_count=F("retry_count") + 1,
+                worker_id=None,
+                **common,
+            )
+        else:
+            dlq = jobs_settings.DEAD_LETTER_QUEUE
+            changes = dict(
+                status=JobStatus.FAILED,
+                finished_at=DbNow(),
+                original_queue=self.queue if self.queue != dlq else self.original_queue,
+                queue=dlq,
+                **common,
+            )
+        n = self._guarded().update(**changes)
+        if n:
+            self.refresh_from_db()
+        return bool(n)
+
+    def set_cancelled_while_running(self, reason: str) -> bool:
+        worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
+        n = self._guarded().update(
+            status=JobStatus.CANCELLED,
+            finished_at=DbNow(),
+            cancel_reason=reason,
+            lease=None,
+            worker_ids=worker_ids,
+        )
+        if n:
+            self.refresh_from_db()
+        return bool(n)
+
+    def hand_back(self) -> bool:
+        """Give a held job back to pending (graceful shutdown): not a failure."""
+        n = self._guarded().update(
+            status=JobStatus.PENDING, lease=None, worker_id=None, started_at=None
+        )
+        return bool(n)
+
+    def set_progress(self, fraction: float, message: str, details: dict) -> bool | None:
+        """Write progress; returns whether a cancel was requested (None: lease lost)."""
+        qs = self._guarded()
+        n = qs.update(progress=fraction, progress_message=message, progress_details=details)
+        if not n:
+            return None
+        return qs.filter(cancel_requested=True).exists()
+

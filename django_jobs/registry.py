@@ -1,0 +1,286 @@
+"""The task registry, the ``@job`` decorator and the task class shared with django.tasks."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import autodiscover_modules, import_string
+
+from ._compat import DEFAULT_TASK_QUEUE_NAME, Task, task_backends
+from .conf import to_seconds
+from .exceptions import TaskNotFound
+from .enums import Priority
+
+BACKEND_PATH = "django_jobs.backend.JobsBackend"
+# Alias used by @job tasks when no TASKS entry points at JobsBackend.
+INTERNAL_ALIAS = "django_jobs"
+
+
+def _as_exception_tuple(value: Any, option: str) -> tuple[type[BaseException], ...]:
+    if not value:
+        return ()
+    items = value if isinstance(value, (list, tuple, set, frozenset)) else (value,)
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = import_string(item)
+        if not (inspect.isclass(item) and issubclass(item, BaseException)):
+            raise TypeError(f"{option} must hold exception classes, got {item!r}.")
+        out.append(item)
+    return tuple(out)
+
+
+def jobs_backend_alias() -> str:
+    """The TASKS alias configured with JobsBackend, else our internal alias."""
+    for alias, params in (getattr(settings, "TASKS", None) or {}).items():
+        backend = params.get("BACKEND", "")
+        if backend == BACKEND_PATH:
+            return alias
+        try:
+            from .backend import JobsBackend
+
+            if issubclass(import_string(backend), JobsBackend):
+                return alias
+        except Exception:  # noqa: BLE001 - an unimportable backend is Django's to report
+            continue
+    return INTERNAL_ALIAS
+
+
+_internal_backend = None
+
+
+def internal_backend():
+    global _internal_backend
+    if _internal_backend is None:
+        from .backend import JobsBackend
+
+        _internal_backend = JobsBackend(INTERNAL_ALIAS, {"QUEUES": []})
+    return _internal_backend
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobTask(Task):
+    """A ``django.tasks.Task`` carrying django_jobs' options.
+
+    ``@job`` returns one; so does ``@task`` when TASKS points at ``JobsBackend`` (it is
+    the backend's ``task_class``). ``task(...)`` calls the function inline.
+    """
+
+    job_name: str | None = None
+    max_retries: int | None = None
+    retry_delay: float | timedelta | None = None
+    retry_backoff: float | None = None
+    retry_jitter: bool | None = None
+    max_retry_delay: float | timedelta | None = None
+    timeout: float | timedelta | None = None
+    retry_on: tuple = ()
+    dont_retry_on: tuple = ()
+    tags: tuple = ()
+    description: str = ""
+    unique: bool = False
+    cron: str | None = None
+    interval: float | timedelta | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "priority", Priority.coerce(self.priority))
+        for key in ("retry_delay", "max_retry_delay", "timeout", "interval"):
+            value = getattr(self, key)
+            if value is not None:
+                seconds = to_seconds(value)
+                if seconds < 0 or (key == "timeout" and seconds == 0):
+                    raise ValueError(f"{key} must be positive, got {value!r}.")
+                set_(self, key, seconds)
+        if self.max_retries is not None and (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}.")
+        if self.retry_backoff is not None and self.retry_backoff < 1:
+            raise ValueError(f"retry_backoff must be >= 1, got {self.retry_backoff!r}.")
+        set_(self, "retry_on", _as_exception_tuple(self.retry_on, "retry_on"))
+        set_(self, "dont_retry_on", _as_exception_tuple(self.dont_retry_on, "dont_retry_on"))
+        tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags or ())
+        set_(self, "tags", tags)
+        Task.__post_init__(self)
+        registry.register(self)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The registered name: ``name=`` if given, else ``module.function``."""
+        return self.job_name or self.module_path
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    @property
+    def accepts_progress_callback(self) -> bool:
+        try:
+            return "progress_callback" in inspect.signature(self.func).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def get_backend(self):
+        if self.backend == INTERNAL_ALIAS and INTERNAL_ALIAS not in (
+            getattr(settings, "TASKS", None) or {}
+        ):
+            return internal_backend()
+        return task_backends[self.backend]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.call(*args, **kwargs)
+
+
+def _is_jobs_task(obj: Any) -> bool:
+    return isinstance(obj, JobTask)
+
+
+class TaskRegistry:
+    """Name -> task. Thread-safe; discovery of jobs.py/tasks.py happens once, lazily."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, JobTask] = {}
+        self._lock = threading.RLock()
+        self._discovered = False
+
+    def register(self, task: JobTask) -> JobTask:
+        name = task.name
+        with self._lock:
+            existing = self._tasks.get(name)
+            if existing is not None:
+                if existing.func is task.func:
+                    return existing  # a .using() variant of a registered task
+                same_place = existing.module_path == task.module_path
+                if not same_place:
+                    raise ImproperlyConfigured(
+                        f"Task name {name!r} is already registered for "
+                        f"{existing.module_path}; cannot register {task.module_path} under "
+                        "the same name. Pass a different name=."
+                    )
+                # Same module path, new function object: a module reload replaces it.
+            self._tasks[name] = task
+        return task
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._tasks.pop(name, None)
+
+    def autodiscover(self) -> None:
+        with self._lock:
+            if self._discovered:
+                return
+            self._discovered = True
+        autodiscover_modules("jobs", "tasks")
+
+    def get(self, name_or_task: Any) -> JobTask:
+        """The task for a name or a task object (raises ``TaskNotFound``)."""
+        if isinstance(name_or_task, JobTask):
+            return name_or_task
+        if isinstance(name_or_task, Task):
+            raise TaskNotFound(
+                f"{name_or_task.module_path} (a task of another backend; decorate it with "
+                "@job or point TASKS at django_jobs.backend.JobsBackend)"
+            )
+        if callable(name_or_task) and not isinstance(name_or_task, str):
+            for task in list(self._tasks.values()):
+                if task.func is name_or_task:
+                    return task
+            raise TaskNotFound(getattr(name_or_task, "__qualname__", repr(name_or_task)))
+        name = name_or_task
+        if not isinstance(name, str) or not name:
+            raise TaskNotFound(repr(name))
+        task = self._tasks.get(name)
+        if task is not None:
+            return task
+        self.autodiscover()
+        task = self._tasks.get(name)
+        if task is not None:
+            return task
+        # A dotted path to a module-level task that discovery did not reach.
+        if "." in name:
+            try:
+                obj = import_string(name)
+            except (ImportError, AttributeError, ValueError):
+                obj = None
+            if _is_jobs_task(obj):
+                return self._tasks.get(name, obj)
+        raise TaskNotFound(name)
+
+    def names(self) -> list[str]:
+        self.autodiscover()
+        return sorted(self._tasks)
+
+    def all(self) -> list[JobTask]:
+        self.autodiscover()
+        return [self._tasks[n] for n in sorted(self._tasks)]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tasks
+
+
+registry = TaskRegistry()
+
+_TASK_OPTIONS = {
+    "max_retries",
+    "retry_delay",
+    "retry_backoff",
+    "retry_jitter",
+    "max_retry_delay",
+    "timeout",
+    "retry_on",
+    "dont_retry_on",
+    "tags",
+    "description",
+    "unique",
+    "cron",
+    "interval",
+}
+
+
+def _make_task(func: Callable, *, name=None, queue=None, priority=None, backend=None,
+               takes_context=False, **options: Any) -> JobTask:
+    unknown = set(options) - _TASK_OPTIONS
+    if unknown:
+        raise TypeError(f"Unknown @job option(s): {', '.join(sorted(unknown))}.")
+    from .conf import jobs_settings
+
+    return JobTask(
+        func=func,
+        job_name=name,
+        queue_name=queue or jobs_settings.DEFAULT_QUEUE or DEFAULT_TASK_QUEUE_NAME,
+        priority=Priority.coerce(priority if priority is not None else jobs_settings.DEFAULT_PRIORITY),
+        backend=backend or jobs_backend_alias(),
+        takes_context=takes_context,
+        **options,
+    )
+
+
+def job(func: Callable | None = None, /, **options: Any):
+    """Register a function as a task; works bare (``@job``) or with options.
+
+    Options: ``name``, ``queue``, ``priority``, ``max_retries``, ``retry_delay``,
+    ``retry_backoff``, ``retry_jitter``, ``max_retry_delay``, ``timeout``, ``retry_on``,
+    ``dont_retry_on``, ``tags``, ``description``, ``unique``, ``takes_context``,
+    ``backend``, ``cron``, ``interval``.
+    """
+    if func is not None:
+        return _make_task(func, **options)
+
+    def decorator(f: Callable) -> JobTask:
+        return _make_task(f, **options)
+
+    return decorator
+
+
+def register_task(name: str, handler: Callable, **options: Any) -> JobTask:
+    """Register a plain function as the task ``name`` (same options as ``@job``)."""
+    return _make_task(handler, name=name, **options)

@@ -1,0 +1,33 @@
+"""Signals sent over a job's life. Receivers get ``sender=Job`` and ``job=<Job>``.
+
+``job_progress`` also gets ``progress``, ``message`` and ``details``; ``job_failed`` and
+``job_retrying`` get ``error`` (the error entry); ``job_retrying`` gets ``delay``
+(seconds); ``job_cancelled`` gets ``reason``.
+"""
+
+from django.dispatch import Signal
+
+job_enqueued = Signal()
+job_started = Signal()
+job_progress = Signal()
+job_completed = Signal()
+job_failed = Signal()
+job_retrying = Signal()
+job_cancelled = Signal()
+job_dead_lettered = Signal()
+
+
+def send(signal: Signal, job, **kwargs) -> None:
+    """Send robustly: a failing receiver is logged and never fails the job or worker."""
+    import logging
+
+    from .models import Job
+
+    for receiver, result in signal.send_robust(sender=Job, job=job, **kwargs):
+        if isinstance(result, Exception):
+            logging.getLogger("django_jobs.signals").error(
+                "Signal receiver %r failed for job %s",
+                receiver,
+                job.pk,
+                exc_info=(type(result), result, result.__traceback__),
+            )

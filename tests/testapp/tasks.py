@@ -1,0 +1,134 @@
+"""Tasks used by the test suite (discovered like any app's tasks.py)."""
+
+import asyncio
+import os
+import time
+
+from django_jobs import PermanentError, Retry, current_job, job, progress
+from django_jobs._compat import task
+
+from .models import Execution
+
+
+def record(label):
+    j = current_job()
+    Execution.objects.create(
+        label=label, job_id=j.pk if j else None, worker_pid=os.getpid(),
+        attempt=j.attempts if j else 0,
+    )
+
+
+@job
+def noop():
+    return None
+
+
+@job
+def add(a, b):
+    return a + b
+
+
+@job(queue="records")
+def record_label(label):
+    record(label)
+    return label
+
+
+@job(max_retries=2, retry_delay=0.2, retry_backoff=2.0, retry_jitter=False)
+def flaky_until(label, succeed_on_attempt):
+    record(label)
+    j = current_job()
+    if j.attempts < succeed_on_attempt:
+        raise ConnectionError("temporary connection problem")
+    return j.attempts
+
+
+@job(max_retries=3, retry_delay=0.1, retry_jitter=False)
+def always_transient(label):
+    record(label)
+    raise TimeoutError("upstream timeout")
+
+
+@job(max_retries=3, retry_delay=0.1)
+def permanent_failure(label):
+    record(label)
+    raise ValueError("bad input, never retry")
+
+
+@job(max_retries=3, retry_delay=0.1)
+def raises_permanent(label):
+    record(label)
+    raise PermanentError("stop")
+
+
+@job(max_retries=1)
+def forced_retry(label):
+    record(label)
+    if current_job().attempts == 1:
+        raise Retry(delay=0.1)
+    return "second time"
+
+
+@job(max_retries=0, timeout=1)
+def spin_forever(label):
+    record(label)
+    while True:  # never yields
+        pass
+
+
+@job(max_retries=0)
+def sleeper(label, seconds):
+    record(label)
+    time.sleep(seconds)
+    record(label + ":done")
+    return seconds
+
+
+@job(max_retries=0)
+def progress_steps(label, steps=5, pause=0.05, progress_callback=None):
+    for i in range(steps):
+        progress_callback((i + 1) / steps, f"step {i + 1}/{steps}", step=i + 1)
+        time.sleep(pause)
+    record(label)
+    return steps
+
+
+@job(max_retries=0)
+def cooperative(label, seconds=30):
+    record(label)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        progress(0.5, "working")
+        time.sleep(0.05)
+    return "finished"
+
+
+@job
+async def async_add(a, b):
+    await asyncio.sleep(0.01)
+    return a + b
+
+
+@job
+def returns_unserializable():
+    return object()
+
+
+@task
+def django_task_add(a, b):
+    return a + b
+
+
+@task(takes_context=True)
+def django_task_context(context, value):
+    return {"attempt": context.attempt, "id": context.task_result.id, "value": value}
+
+
+@task
+def django_task_fail():
+    raise ValueError("django task failure")
+
+
+@task(priority=10, queue_name="other")
+def django_task_other_queue():
+    return "other"
