@@ -25,6 +25,8 @@ from .registry import JobTask, registry
 logger = logging.getLogger("django_jobs")
 
 NOTIFY_CHANNEL = "django_jobs"
+# A job whose worker was lost this many times fails for good (it may be what kills them).
+MAX_LOST = 3
 
 _UNSET: Any = object()
 
@@ -341,8 +343,14 @@ class JobManager:
                     )
                     entry = error_entry(exc, job=job)
                     entry["traceback"] = ""
-                    delay = 0.0 if job.retry_count < job.max_retries else None
-                    if job.set_failed(entry, retry_in=delay, retry_status=JobStatus.PENDING):
+                    # A lost worker is rarely the job's fault, so a rescue does not use
+                    # the retry budget; a job that was lost MAX_LOST times is probably
+                    # what kills its workers, and fails for good.
+                    lost = sum(1 for e in job.errors if e.get("type") == "WorkerLost") + 1
+                    delay = 0.0 if lost < MAX_LOST else None
+                    if job.set_failed(
+                        entry, retry_in=delay, retry_status=JobStatus.PENDING, count_retry=False
+                    ):
                         done.append((job, entry, delay))
             for job, entry, delay in done:
                 rescued += 1

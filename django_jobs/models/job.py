@@ -388,7 +388,12 @@ class Job(models.Model):
         return bool(n)
 
     def set_failed(
-        self, error: dict, *, retry_in: float | None, retry_status: str = JobStatus.RETRYING
+        self,
+        error: dict,
+        *,
+        retry_in: float | None,
+        retry_status: str = JobStatus.RETRYING,
+        count_retry: bool = True,
     ) -> bool:
         """Record a failed attempt: retry after ``retry_in`` seconds, or fail for good
         (``retry_in=None``) and move to the dead-letter queue."""
@@ -401,7 +406,7 @@ class Job(models.Model):
             changes = dict(
                 status=retry_status,
                 scheduled_at=timezone.now() + timedelta(seconds=retry_in),
-                retry_count=F("retry_count") + 1,
+                retry_count=F("retry_count") + (1 if count_retry else 0),
                 worker_id=None,
                 **common,
             )

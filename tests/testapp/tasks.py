@@ -132,3 +132,62 @@ def django_task_fail():
 @task(priority=10, queue_name="other")
 def django_task_other_queue():
     return "other"
+
+
+@job(max_retries=0)
+def crash_interpreter(label):
+    record(label)
+    os._exit(3)
+
+
+# -- used by the unit tests (test_manager, test_enqueue, test_eager) -----------------------
+
+
+@job(
+    queue="configured", priority="high", max_retries=5, retry_delay=7, retry_backoff=3.0,
+    retry_jitter=False, max_retry_delay=99, timeout=12, tags=["cfg"],
+)
+def configured(value=None):
+    return value
+
+
+@job(max_retries=2)
+def retry_in_30s():
+    raise Retry(delay=30)
+
+
+@job(max_retries=2, retry_delay=60, retry_jitter=False, retry_on=[KeyError])
+def retried_key_error():
+    raise KeyError("missing")
+
+
+@job(max_retries=2, retry_delay=60, retry_jitter=False, dont_retry_on=[ConnectionResetError])
+def unretried_connection_reset():
+    raise ConnectionResetError("connection reset by peer")
+
+
+@job(max_retries=2, retry_delay=60, retry_jitter=False)
+def transient_by_message():
+    raise RuntimeError("Service temporarily unavailable")
+
+
+@job(max_retries=0)
+def report_current_job():
+    j = current_job()
+    return {"id": j.pk, "task": j.task_name, "attempts": j.attempts, "status": j.status}
+
+
+@job(max_retries=0)
+async def async_report_current_job():
+    await asyncio.sleep(0)
+    j = current_job()
+    return {"id": j.pk, "task": j.task_name}
+
+
+@job(max_retries=0)
+def progress_then_read():
+    from django_jobs.models import Job
+
+    progress(0.25, "a quarter", item="a")
+    row = Job.objects.get(pk=current_job().pk)
+    return [row.progress, row.progress_message, row.progress_details]
