@@ -260,3 +260,13 @@ def test_max_jobs_stops_the_worker(workers):
     code, out = workers.run("--max-jobs", "2", "--concurrency", "1")
     assert code == 0, out
     assert len(labels()) == 2
+
+
+def test_undecodable_row_fails_clearly_and_worker_goes_on(workers):
+    bad = Job.objects.create(task_name=tasks.add.name, args={"not": "a list"}, kwargs=[1])
+    good = jobs.enqueue(tasks.add, args=[1, 2])
+    code, out = workers.run("--burst", "--concurrency", "1")
+    assert code == 0, out
+    bad.refresh_from_db()
+    assert bad.status == JobStatus.FAILED and "cannot be decoded" in bad.error["message"]
+    assert status_of(good) == JobStatus.COMPLETED

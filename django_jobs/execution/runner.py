@@ -77,6 +77,14 @@ def run_job(job, *, allow_retry: bool = True) -> str:
     except TaskNotFound as exc:
         _fail(job, exc, None, allow_retry=False)
         return job.status
+    if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
+        # A row written around enqueue() (raw SQL, a bad migration): fail it, clearly.
+        exc = PermanentError(
+            f"The job's stored arguments cannot be decoded: args={job.args!r:.200}, "
+            f"kwargs={job.kwargs!r:.200} (expected a JSON list and a JSON object)."
+        )
+        _fail(job, exc, None, allow_retry=False)
+        return job.status
 
     signals.send(signals.job_started, job)
     _send_django(task_started, job)

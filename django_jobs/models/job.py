@@ -160,19 +160,21 @@ class JobQuerySet(models.QuerySet):
         *,
         queues: Iterable[str] | None = None,
         exclude_queues: Iterable[str] | None = None,
+        config=None,
     ) -> list[Job]:
         """Atomically take up to ``limit`` due jobs for ``worker_id``.
 
         Highest priority first, then ``scheduled_at``, then id; paused queues and queues
         at their concurrency limit are skipped. Claimed jobs are ``running`` with a new
-        lease token, one attempt more, and ``started_at`` set.
+        lease token, one attempt more, and ``started_at`` set. ``config`` is a recent
+        ``Queue.objects.claim_config()`` (read now when not given).
         """
         from .queue import Queue
 
         if limit <= 0:
             return []
         db = self.db
-        conf = Queue.objects.using(db).claim_config()
+        conf = config if config is not None else Queue.objects.using(db).claim_config()
         base = self.due().for_queues(queues).excluding_queues(exclude_queues)
         if conf.paused:
             base = base.exclude(queue__in=conf.paused)
@@ -373,18 +375,18 @@ class Job(models.Model):
 
     def set_completed(self, result: Any) -> bool:
         """Record success; False if this worker no longer holds the lease."""
-        worker_ids = [*self.worker_ids, self.worker_id]
-        n = self._guarded().update(
+        changes = dict(
             status=JobStatus.COMPLETED,
             result=result,
-            finished_at=DbNow(),
+            finished_at=timezone.now(),
             progress=1.0,
             lease=None,
-            worker_ids=worker_ids,
+            worker_ids=[*self.worker_ids, self.worker_id],
         )
+        n = self._guarded().update(**changes)
         if n:
-            self.refresh_from_db(fields=["status", "result", "finished_at", "progress", "lease"])
-            self.worker_ids = worker_ids
+            for key, value in changes.items():
+                setattr(self, key, value)
         return bool(n)
 
     def set_failed(

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from django.db import close_old_connections, connections
+from django.db import connections
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -32,6 +32,22 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
             libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         except OSError:  # pragma: no cover - no libc: the watchdog below still works
             pass
+
+
+def drop_broken_connections() -> None:
+    """Close connections that errored or went away; keep healthy ones open.
+
+    Unlike ``close_old_connections()`` this ignores ``CONN_MAX_AGE=0``: outside a request
+    cycle, reconnecting for every job would cost more than the job.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None:
+            continue
+        if conn.errors_occurred and not conn.is_usable():
+            conn.close()
+        elif conn.in_atomic_block:
+            # A job left a transaction open: never carry it into the next job.
+            conn.close()
 
 
 def _executor_main(conn, parent_pid: int) -> None:
@@ -51,7 +67,7 @@ def _executor_main(conn, parent_pid: int) -> None:
         if message[0] == "stop":
             break
         job = message[1]
-        close_old_connections()
+        drop_broken_connections()
         started = time.monotonic()
         try:
             status = run_job(job)

@@ -21,7 +21,7 @@ from ..exceptions import JobTimeout, WorkerLost
 from ..execution.policy import error_entry, retry_delay_for
 from ..execution.runner import record_failure
 from ..manager import NOTIFY_CHANNEL, JobManager
-from ..models import Job, JobStatus, Worker
+from ..models import Job, JobStatus, Queue, Worker
 from ..registry import registry
 from .executor import Executor
 
@@ -78,6 +78,8 @@ class WorkerProcess:
         self._next_prune = time.monotonic() + 60
         self._last_claim_full = False
         self._claimed_last = False
+        self._config = None
+        self._config_expires = 0.0
 
     # -- signals -------------------------------------------------------------------------
 
@@ -187,12 +189,21 @@ class WorkerProcess:
             free = free[: max(0, self.max_jobs - self.processed - self._running_count())]
         if free:
             claimed = self.manager.objects.claim(
-                self.worker_id, len(free), queues=self.queues, exclude_queues=self.exclude_queues
+                self.worker_id, len(free), queues=self.queues,
+                exclude_queues=self.exclude_queues, config=self._claim_config(),
             )
             for executor, job in zip(free, claimed):
                 self._dispatch(executor, job)
             self._claimed_last = bool(claimed)
             self._last_claim_full = len(claimed) == len(free)
+
+    def _claim_config(self):
+        # Paused queues and limits change rarely: read them at most once per poll interval.
+        now = time.monotonic()
+        if now >= self._config_expires:
+            self._config = Queue.objects.using(self.db).claim_config()
+            self._config_expires = now + min(1.0, jobs_settings.POLL_INTERVAL)
+        return self._config
 
     def _running_count(self) -> int:
         return sum(1 for e in self.executors if e.busy)

@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(value: str) -> timedelta:
+    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w``."""
+    match = DURATION.match(value)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 30s, 15m, 12h or 7d")
+    return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
+
+
+def json_value(kind):
+    def parse(value: str):
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+        if not isinstance(data, kind):
+            raise argparse.ArgumentTypeError(f"expected a JSON {kind.__name__}")
+        return data
+
+    return parse
+
+
+class Command(BaseCommand):
+    help = "Inspect and control django_jobs: stats, list, show, enqueue, wait, cancel, ..."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="subcommand")
+        sub.add_parser("stats", help="Counts by status, queue and priority.")
+        p = sub.add_parser("list", help="List jobs, newest first.")
+        p.add_argument("--status", default=None)
+        p.add_argument("--queue", default=None)
+        p.add_argument("--task", default=None)
+        p.add_argument("--limit", type=int, default=20)
+        p = sub.add_parser("show", help="One job in full.")
+        p.add_argument("id")
+        p = sub.add_parser("enqueue", help="Enqueue a registered task.")
+        p.add_argument("task")
+        p.add_argument("--args", dest="job_args", type=json_value(list), default=[],
+                       help="JSON list of positional arguments")
+        p.add_argument("--kwargs", dest="job_kwargs", type=json_value(dict), default={},
+                       help="JSON object of keyword arguments")
+        p.add_argument("--queue", default=None)
+        p.add_argument("--priority", default=None)
+        p.add_argument("--delay", type=duration, default=None)
+        p.add_argument("--wait", action="store_true", help="Wait for the job to finish.")
+        p.add_argument("--timeout", type=float, default=None, help="Seconds --wait waits.")
+        p = sub.add_parser("wait", help="Wait for a job, with a live progress bar.")
+        p.add_argument("id")
+        p.add_argument("--timeout", type=float, default=None)
+        p = sub.add_parser("cancel", help="Cancel a job.")
+        p.add_argument("id")
+        p.add_argument("--terminate", action="store_true", help="Kill it if running.")
+        p = sub.add_parser("retry", help="Retry a failed or cancelled job.")
+        p.add_argument("id")
+        for name, text in (("pause", "Pause a queue."), ("resume", "Resume a queue."),
+                           ("clear", "Cancel a queue's pending jobs.")):
+            p = sub.add_parser(name, help=text)
+            p.add_argument("queue")
+        sub.add_parser("queues", help="Queues with their pending counts.")
+        sub.add_parser("workers", help="Workers and their heartbeat state.")
+        p = sub.add_parser("prune", help="Delete finished jobs older than --older-than.")
+        p.add_argument("--older-than", type=duration, default=timedelta(days=7))
+        p.add_argument("--status", action="append", default=None,
+                       choices=["completed", "failed", "cancelled"])
+        p = sub.add_parser("requeue-stuck", help="Rescue jobs of workers that stopped.")
+        p.add_argument("--older-than", type=duration, default=None)
+
+    def handle(self, *args, subcommand, **options):
+        handler = getattr(self, "do_" + subcommand.replace("-", "_"))
+        from ...models import Job
+
+        try:
+            handler(**options)
+        except Job.DoesNotExist:
+            raise CommandError(f"No job with id {options.get('id')!r}.") from None
+        except (ValueError, TypeError, LookupError, TimeoutError) as exc:
+            raise CommandError(str(exc)) from None
+
+    # -- subcommands: thin callers of the manager -------------------------------------------
+
+    def do_stats(self, **_):
+        from ...manager import jobs
+
+        stats = jobs.get_statistics()
+        for key, value in stats.items():
+            if isinstance(value, dict):
+                inner = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+                self.stdout.write(f"{key:28} {inner}")
+            else:
+                self.stdout.write(f"{key:28} {value if value is not None else '-'}")
+
+    def do_list(self, status, queue, task, limit, **_):
+        from ...manager import jobs
+
+        qs = jobs.objects.all()
+        if status:
+            qs = qs.filter(status=status)
+        if queue:
+            qs = qs.filter(queue=queue)
+        if task:
+            qs = qs.filter(task_name__icontains=task)
+        self.stdout.write(f"{'ID':>8}  {'STATUS':10} {'QUEUE':14} {'PRI':>4}  {'PROG':>5}  TASK")
+        for job in qs.order_by("-id")[:limit]:
+            self.stdout.write(
+                f"{job.pk:>8}  {job.status:10} {job.queue[:14]:14} {job.priority:>4}  "
+                f"{job.progress:>5.0%}  {job.task_name}"
+            )
+
+    def do_show(self, id, **_):
+        from ...manager import jobs
+
+        job = jobs.get_job(id)
+        fields = ["id", "task_name", "status", "queue", "original_queue", "priority",
+                  "created_at", "scheduled_at", "started_at", "finished_at", "attempts",
+                  "retry_count", "max_retries", "timeout", "progress", "progress_message",
+                  "worker_id", "tags", "metadata", "args", "kwargs", "result"]
+        for name in fields:
+            value = getattr(job, name)
+            if isinstance(value, (dict, list)):
+                value = json.dumps(value)
+            self.stdout.write(f"{name:18} {value}")
+        for n, error in enumerate(job.errors or [], 1):
+            self.stdout.write(f"\nerror {n}: {error.get('type')}: {error.get('message')}")
+            if error.get("traceback"):
+                self.stdout.write(error["traceback"].rstrip())
+
+    def do_enqueue(self, task, job_args, job_kwargs, queue, priority, delay, wait, timeout, **_):
+        from ...manager import jobs
+
+        job = jobs.enqueue(task, args=job_args, kwargs=job_kwargs, queue=queue, priority=priority,
+                           delay=delay)
+        self.stdout.write(str(job.pk))
+        if wait:
+            self.do_wait(job.pk, timeout)
+
+    def do_wait(self, id, timeout=None, **_):
+        from ...manager import jobs
+        from ...models import FINISHED_STATUSES
+
+        job = jobs.get_job(id)
+        tty = self.stdout.isatty()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = None
+        while job.status not in FINISHED_STATUSES:
+            line = _bar(job)
+            if tty:
+                self.stdout.write("\r" + line, ending="")
+                self.stdout.flush()
+            elif line != last:
+                self.stdout.write(line)
+            last = line
+            if deadline is not None and time.monotonic() > deadline:
+                raise CommandError(f"Job {job.pk} is not finished after {timeout}s ({job.status}).")
+            time.sleep(0.2)
+            job.refresh_from_db()
+        if tty:
+            self.stdout.write("\r" + _bar(job))
+        self.stdout.write(f"job {job.pk} {job.status}")
+        if job.status == "completed":
+            self.stdout.write(json.dumps(job.result))
+        elif job.error:
+            self.stdout.write(f"{job.error.get('type')}: {job.error.get('message')}")
+        if job.status != "completed":
+            sys.exit(1)
+
+    def do_cancel(self, id, terminate, **_):
+        from ...manager import jobs
+
+        if jobs.cancel(id, terminate=terminate):
+            self.stdout.write(f"job {id}: cancel requested")
+        else:
+            raise CommandError(f"Job {id} is already finished.")
+
+    def do_retry(self, id, **_):
+        from ...manager import jobs
+
+        job = jobs.retry(id)
+        self.stdout.write(f"job {job.pk} is {job.status} again in queue {job.queue}")
+
+    def do_pause(self, queue, **_):
+        from ...manager import jobs
+
+        jobs.pause_queue(queue)
+        self.stdout.write(f"queue {queue} paused")
+
+    def do_resume(self, queue, **_):
+        from ...manager import jobs
+
+        jobs.resume_queue(queue)
+        self.stdout.write(f"queue {queue} resumed")
+
+    def do_clear(self, queue, **_):
+        from ...manager import jobs
+
+        n = jobs.clear_queue(queue)
+        self.stdout.write(f"queue {queue}: {n} job(s) cancelled")
+
+    def do_queues(self, **_):
+        from ...manager import jobs
+        from ...models import Queue
+
+        paused = set(Queue.objects.using(jobs.db).paused().values_list("name", flat=True))
+        for name in jobs.get_queue_names():
+            flag = " (paused)" if name in paused else ""
+            self.stdout.write(f"{name:30} {jobs.queue_length(name):>8}{flag}")
+
+    def do_workers(self, **_):
+        from ...manager import jobs
+
+        for w in jobs.get_workers().filter(stopped_at__isnull=True):
+            state = "alive" if w.is_alive else "stale"
+            age = w.heartbeat_age.total_seconds()
+            self.stdout.write(
+                f"{w.id:40} {state:5} {age:6.1f}s  pid={w.pid} jobs={w.current_jobs} "
+                f"processed={w.jobs_processed}"
+            )
+
+    def do_prune(self, older_than, status, **_):
+        from ...manager import jobs
+
+        statuses = status or ["completed", "failed", "cancelled"]
+        n = jobs.prune(statuses=statuses, older_than=older_than)
+        self.stdout.write(f"{n} job(s) deleted")
+
+    def do_requeue_stuck(self, older_than, **_):
+        from ...manager import jobs
+
+        n = jobs.requeue_stuck(older_than=older_than)
+        self.stdout.write(f"{n} job(s) requeued")
+
+
+def _bar(job, width: int = 30) -> str:
+    done = int(job.progress * width)
+    bar = "#" * done + "-" * (width - done)
+    return f"[{bar}] {job.progress:4.0%} {job.status:9} {job.progress_message}"[:120]
