@@ -222,9 +222,14 @@ class JobManager:
 
         The task and options are validated now, so mistakes raise here, not at commit.
         """
-        registry.get(task)
-        _check_json(list(args or []), "args")
-        _check_json(kwargs or {}, "kwargs")
+        # Build (and drop) the job now: the same validation as enqueue, without a write.
+        extra = dict(options)
+        known = {name: extra.pop(name, None) for name in (
+            "priority", "queue", "scheduled_at", "delay", "max_retries", "retry_delay",
+            "timeout", "tags", "metadata", "backend")}
+        extra.pop("depends_on", None)
+        extra.pop("unique_key", None)
+        self._build(task, args, kwargs, **known, options=extra)
         transaction.on_commit(
             lambda: self.enqueue(task, args, kwargs, **options), using=self.db
         )
@@ -298,9 +303,6 @@ class JobManager:
         """
         pk = _job_id(job_id)
         ids, flagged = self.objects.filter(pk=pk).cancel(terminate=terminate)
-        if ids:
-            job = self.get_job(pk)
-            signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
         return bool(ids or flagged)
 
     def retry(self, job_id: Any) -> Job:
@@ -317,7 +319,9 @@ class JobManager:
         signals.send(signals.job_enqueued, job)
         return job
 
-    def requeue_stuck(self, older_than: float | timedelta | None = None) -> int:
+    def requeue_stuck(
+        self, older_than: float | timedelta | None = None, *, worker_id: str | None = None
+    ) -> int:
         """Rescue jobs held by workers that stopped heartbeating; returns how many.
 
         Each rescue counts as a failed attempt (``WorkerLost``, transient): the job goes
@@ -326,13 +330,21 @@ class JobManager:
         from .execution.runner import record_failure
         from .exceptions import WorkerLost
 
-        cutoff = timedelta(seconds=to_seconds(older_than)) if older_than is not None else None
+        cutoff = None
+        if older_than is not None:
+            # Below two heartbeats a live worker would look dead and its jobs run twice.
+            floor = 2 * jobs_settings.HEARTBEAT_INTERVAL
+            cutoff = timedelta(seconds=max(to_seconds(older_than), floor))
         db = self.db
         conn = connections[db]
         rescued = 0
         while True:
             with transaction.atomic(using=db):
-                qs = self.objects.stalled(cutoff).order_by("id")
+                if worker_id is not None:
+                    # A worker restarting under its old id: whatever it held is lost.
+                    qs = self.objects.held_by(worker_id).order_by("id")
+                else:
+                    qs = self.objects.stalled(cutoff).order_by("id")
                 if conn.features.has_select_for_update_skip_locked:
                     qs = qs.select_for_update(skip_locked=True)
                 batch = list(qs[:100])
@@ -340,6 +352,8 @@ class JobManager:
                 for job in batch:
                     exc = WorkerLost(
                         f"worker {job.worker_id} stopped heartbeating while running the job"
+                        if worker_id is None
+                        else f"worker {job.worker_id} restarted while running the job"
                     )
                     entry = error_entry(exc, job=job)
                     entry["traceback"] = ""
@@ -384,6 +398,8 @@ class JobManager:
     def get_queue_names(self) -> list[str]:
         names = set(Queue.objects.using(self.db).values_list("name", flat=True))
         names |= set(self.objects.unfinished().values_list("queue", flat=True).distinct())
+        if self.objects.dead_letter().exists():
+            names.add(jobs_settings.DEAD_LETTER_QUEUE)
         return sorted(names)
 
     def get_queue(self, name: str) -> Queue:

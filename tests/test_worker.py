@@ -270,3 +270,39 @@ def test_undecodable_row_fails_clearly_and_worker_goes_on(workers):
     bad.refresh_from_db()
     assert bad.status == JobStatus.FAILED and "cannot be decoded" in bad.error["message"]
     assert status_of(good) == JobStatus.COMPLETED
+
+
+def test_plain_cancel_stops_a_job_that_never_calls_progress(workers):
+    job = jobs.enqueue(tasks.sleeper, args=["soft", 60])
+    proc = workers.start()
+    wait_until(lambda: "soft" in labels(), message="job start")
+    assert jobs.cancel(job.pk)
+    wait_until(lambda: status_of(job) == JobStatus.CANCELLED, timeout=10, message="soft cancel")
+    job.refresh_from_db()
+    assert job.cancel_reason == "cancelled"
+    after = jobs.enqueue(tasks.add, args=[2, 3])
+    wait_until(lambda: status_of(after) == JobStatus.COMPLETED, message="next job")
+    assert proc.poll() is None and "soft:done" not in labels()
+
+
+def test_restart_under_the_same_worker_id_rescues_its_old_jobs(workers):
+    job = jobs.enqueue(tasks.sleeper, args=["same-id", 0.5])
+    victim = workers.start("--worker-id", "fixed-id")
+    wait_until(lambda: "same-id" in labels(), message="job start")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    workers.start("--worker-id", "fixed-id")
+    # Rescued at start, long before WORKER_TIMEOUT would have declared the old one dead.
+    wait_until(lambda: status_of(job) == JobStatus.COMPLETED, timeout=15, message="restart")
+    job.refresh_from_db()
+    assert job.errors[0]["type"] == "WorkerLost" and "restarted" in job.errors[0]["message"]
+
+
+def test_ctrl_c_on_a_multi_process_worker_is_graceful(workers):
+    job_a = jobs.enqueue(tasks.sleeper, args=["cc-a", 1.5])
+    job_b = jobs.enqueue(tasks.sleeper, args=["cc-b", 1.5])
+    proc = workers.start("--processes", "2", "--concurrency", "1")
+    wait_until(lambda: {"cc-a", "cc-b"} <= set(labels()), message="both jobs start")
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    assert proc.wait(timeout=20) == 0, workers.output(proc)
+    assert status_of(job_a) == JobStatus.COMPLETED and status_of(job_b) == JobStatus.COMPLETED

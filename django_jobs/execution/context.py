@@ -20,11 +20,20 @@ class RunningJob:
     eager: bool = False
     last_write: float = field(default=0.0)
     cancelled: bool = False
+    interruptible: bool = False
 
 
 _current: contextvars.ContextVar[RunningJob | None] = contextvars.ContextVar(
     "django_jobs_current", default=None
 )
+
+
+def interrupt_current(signum=None, frame=None) -> None:
+    """Signal handler: raise ``JobCancelled`` in the running job's code, if any is running."""
+    state = _current.get()
+    if state is not None and state.interruptible:
+        state.cancelled = True
+        raise JobCancelled(f"job {state.job.pk} was cancelled")
 
 
 def current_job():

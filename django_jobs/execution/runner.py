@@ -90,12 +90,16 @@ def run_job(job, *, allow_retry: bool = True) -> str:
     _send_django(task_started, job)
     with context.activate(job) as state:
         try:
-            result = _normalize_result(_call(task, job, state))
+            # While interruptible, a cancel seen at the worker's heartbeat is raised here
+            # as JobCancelled (see worker.executor); never once the outcome is recorded.
+            state.interruptible = True
+            try:
+                value = _call(task, job, state)
+            finally:
+                state.interruptible = False
+            result = _normalize_result(value)
         except JobCancelled:
-            reason = job.cancel_reason or "cancelled while running"
-            if job.set_cancelled_while_running(reason):
-                signals.send(signals.job_cancelled, job, reason=reason)
-                _send_django(task_finished, job)
+            record_cancelled(job, "cancelled while running")
             return job.status
         except (KeyboardInterrupt, SystemExit) as exc:
             # A job calling sys.exit() fails like any other; Ctrl-C in EAGER mode too.
@@ -122,6 +126,15 @@ def _fail(job, exc: BaseException, task, *, allow_retry: bool) -> None:
         logger.warning("Job %s failed but its lease was taken over", job.pk)
         return
     record_failure(job, entry, delay)
+
+
+def record_cancelled(job, reason: str) -> bool:
+    """Write and signal the cancellation of a held job (cooperative or terminated)."""
+    if not job.set_cancelled_while_running(reason):
+        return False
+    signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
+    _send_django(task_finished, job)
+    return True
 
 
 def record_failure(job, entry: dict, delay: float | None) -> None:

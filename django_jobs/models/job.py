@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, models, router, transaction
-from django.db.models import Case, F, Q, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from ..enums import (
@@ -125,6 +125,11 @@ class JobQuerySet(models.QuerySet):
             flagged = self.held().update(
                 cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
             )
+        from .. import signals
+
+        if ids and signals.job_cancelled.has_listeners():
+            for job in Job.objects.using(self.db).filter(id__in=ids):
+                signals.send(signals.job_cancelled, job, reason=reason)
         return ids, flagged
 
     def retry_now(self) -> int:
@@ -378,7 +383,7 @@ class Job(models.Model):
         changes = dict(
             status=JobStatus.COMPLETED,
             result=result,
-            finished_at=timezone.now(),
+            finished_at=DbNow(),
             progress=1.0,
             lease=None,
             worker_ids=[*self.worker_ids, self.worker_id],
@@ -387,6 +392,7 @@ class Job(models.Model):
         if n:
             for key, value in changes.items():
                 setattr(self, key, value)
+            self.finished_at = timezone.now()  # the database's own value is within ms
         return bool(n)
 
     def set_failed(
@@ -427,11 +433,17 @@ class Job(models.Model):
         return bool(n)
 
     def set_cancelled_while_running(self, reason: str) -> bool:
+        """Record that the running job stopped because it was cancelled. The reason given
+        to ``cancel()`` is kept; ``reason`` only fills it when none was recorded."""
         worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
         n = self._guarded().update(
             status=JobStatus.CANCELLED,
             finished_at=DbNow(),
-            cancel_reason=reason,
+            cancel_reason=Case(
+                When(cancel_reason="", then=Value(reason)),
+                default=F("cancel_reason"),
+                output_field=models.TextField(),
+            ),
             lease=None,
             worker_ids=worker_ids,
         )

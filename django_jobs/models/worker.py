@@ -25,6 +25,10 @@ class WorkerQuerySet(models.QuerySet):
     def dead(self, cutoff: datetime | timedelta | None = None) -> WorkerQuerySet:
         return self.exclude(pk__in=self.alive(cutoff).values("pk"))
 
+    def silent_for(self, age: timedelta) -> WorkerQuerySet:
+        """Workers (stopped or not) whose last heartbeat is older than ``age``."""
+        return self.filter(last_heartbeat_at__lt=DbNow() - age)
+
 
 class Worker(models.Model):
     """One ``runworkers`` process: registered at start, heartbeating while alive."""

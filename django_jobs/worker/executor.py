@@ -21,6 +21,7 @@ from django.db import connections
 logger = logging.getLogger("django_jobs.worker")
 
 _mp = multiprocessing.get_context("fork")
+CANCEL_SIGNAL = signal.SIGUSR1
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -57,7 +58,12 @@ def _executor_main(conn, parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group: the worker decides what happens to jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from ..execution.context import interrupt_current
     from ..execution.runner import run_job
+
+    # The worker sends CANCEL_SIGNAL when it sees a cancel at its heartbeat: the job's
+    # code gets JobCancelled at its next Python instruction (finally blocks still run).
+    signal.signal(CANCEL_SIGNAL, interrupt_current)
 
     while True:
         try:
@@ -89,6 +95,7 @@ class Executor:
         self.job = None
         self.deadline: float | None = None
         self.started: float | None = None
+        self.interrupted = False  # a cooperative cancel was sent to the running job
         # Connections must not cross a fork: the child opens its own.
         connections.close_all()
         self.conn, child_conn = _mp.Pipe()
@@ -110,9 +117,17 @@ class Executor:
         self.conn.send(("run", job))
 
     def done(self) -> None:
+        self.interrupted = False
         self.job = None
         self.deadline = None
         self.started = None
+
+    def interrupt(self) -> None:
+        """Ask the running job to stop (cooperative cancel)."""
+        try:
+            os.kill(self.process.pid, CANCEL_SIGNAL)
+        except ProcessLookupError:
+            pass
 
     def alive(self) -> bool:
         return self.process.is_alive()

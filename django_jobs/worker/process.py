@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 import uuid
+from datetime import timedelta
 from multiprocessing.connection import wait
 
 from django.db import close_old_connections, connections
@@ -19,7 +20,7 @@ from .. import __version__
 from ..conf import jobs_settings
 from ..exceptions import JobTimeout, WorkerLost
 from ..execution.policy import error_entry, retry_delay_for
-from ..execution.runner import record_failure
+from ..execution.runner import record_cancelled, record_failure
 from ..manager import NOTIFY_CHANNEL, JobManager
 from ..models import Job, JobStatus, Queue, Worker
 from ..registry import registry
@@ -105,6 +106,8 @@ class WorkerProcess:
     # -- lifecycle -----------------------------------------------------------------------
 
     def register(self) -> None:
+        # Jobs still held under this id belong to an earlier process that died.
+        self.manager.requeue_stuck(worker_id=self.worker_id)
         self.row, _ = Worker.objects.using(self.db).update_or_create(
             id=self.worker_id,
             defaults=dict(
@@ -241,11 +244,11 @@ class WorkerProcess:
             if executor.busy and not executor.alive():
                 job = executor.job
                 code = executor.process.exitcode
+                executor.done()
+                self._replace(executor)
                 self._fail_held(
                     job, ExecutorCrashed(f"the process running the job exited with code {code}")
                 )
-                executor.done()
-                self._replace(executor)
 
     def _fail_held(self, job: Job, exc: BaseException) -> None:
         try:
@@ -267,12 +270,11 @@ class WorkerProcess:
             if executor.busy and executor.deadline is not None and now >= executor.deadline:
                 job = executor.job
                 # Kill first: after a timeout the job's code must not run anywhere.
-                executor.kill()
+                executor.done()
+                self._replace(executor)
                 logger.warning("Job %s exceeded its timeout of %ss; stopped", job.pk, job.timeout,
                                extra={"action": "job_timeout", "job_id": job.pk})
                 self._fail_held(job, JobTimeout(f"job exceeded its timeout of {job.timeout:g}s"))
-                executor.done()
-                self._replace(executor)
 
     # -- heartbeat, cancel, rescue ---------------------------------------------------------
 
@@ -284,22 +286,22 @@ class WorkerProcess:
             logger.warning("Worker row %s was removed; registering again", self.worker_id)
             self.register()
         if busy:
-            to_kill = self.manager.objects.filter(
-                pk__in=list(busy), worker_id=self.worker_id, cancel_requested=True,
-                terminate_requested=True,
-            ).values_list("pk", flat=True)
-            for pk in to_kill:
+            flagged = self.manager.objects.filter(
+                pk__in=list(busy), worker_id=self.worker_id, cancel_requested=True
+            ).values_list("pk", "terminate_requested")
+            for pk, terminate in flagged:
                 executor = busy[pk]
-                job = executor.job
-                executor.kill()
-                job.cancel_reason = job.cancel_reason or "cancelled (terminated)"
-                if job.set_cancelled_while_running("cancelled (terminated)"):
-                    from .. import signals
-
-                    signals.send(signals.job_cancelled, job, reason="cancelled (terminated)")
-                self.processed += 1
-                executor.done()
-                self._replace(executor)
+                if executor.job is None or executor.job.pk != pk:
+                    continue
+                if terminate:
+                    job = executor.job
+                    executor.done()
+                    self._replace(executor)  # kills the job's process first
+                    self.processed += 1
+                    record_cancelled(job, "cancelled (terminated)")
+                elif not executor.interrupted:
+                    executor.interrupted = True
+                    executor.interrupt()
         self.manager.requeue_stuck()
         if self.scheduler:
             self._run_scheduler()
@@ -308,6 +310,8 @@ class WorkerProcess:
             retention = jobs_settings.RETENTION_SECONDS
             if retention:
                 self.manager.prune(older_than=retention)
+            # Rows of workers gone for a day only clutter the admin.
+            Worker.objects.using(self.db).silent_for(timedelta(days=1)).delete()
 
     def _run_scheduler(self) -> None:
         """Fire due schedules (arrives with scheduling; nothing to do yet)."""

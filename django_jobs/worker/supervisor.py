@@ -17,6 +17,9 @@ _mp = multiprocessing.get_context("fork")
 
 
 def _child(options: dict) -> None:
+    # Own process group: a terminal's Ctrl-C reaches the supervisor only, which forwards
+    # it once; otherwise every worker would see it twice and take it as "stop now".
+    os.setpgrp()
     die_with_parent(signal.SIGTERM)
     from .process import WorkerProcess
 
@@ -48,7 +51,9 @@ class Supervisor:
         for proc in self.children.values():
             if proc.is_alive():
                 try:
-                    os.kill(proc.pid, signal.SIGKILL if self.signals_seen > 1 else signum)
+                    # The second signal is forwarded too: each worker then stops at once
+                    # and hands its unfinished jobs back itself.
+                    os.kill(proc.pid, signum)
                 except ProcessLookupError:
                     pass
 
