@@ -186,10 +186,7 @@ class TaskRegistry:
         if isinstance(name_or_task, JobTask):
             return name_or_task
         if isinstance(name_or_task, Task):
-            raise TaskNotFound(
-                f"{name_or_task.module_path} (a task of another backend; decorate it with "
-                "@job or point TASKS at django_jobs.backend.JobsBackend)"
-            )
+            return self.adopt(name_or_task)
         if callable(name_or_task) and not isinstance(name_or_task, str):
             for task in list(self._tasks.values()):
                 if task.func is name_or_task:
@@ -214,6 +211,30 @@ class TaskRegistry:
             if _is_jobs_task(obj):
                 return self._tasks.get(name, obj)
         raise TaskNotFound(name)
+
+    def adopt(self, task: Task) -> JobTask:
+        """The JobTask for a plain ``django.tasks.Task`` bound to a JobsBackend.
+
+        Django versions whose ``@task`` ignores the backend's ``task_class`` (6.0) hand
+        the backend plain Tasks; they are registered under their dotted path on first use.
+        """
+        from .backend import JobsBackend
+
+        if not isinstance(task.get_backend(), JobsBackend):
+            raise TaskNotFound(
+                f"{task.module_path} (a task of another backend; decorate it with @job or "
+                "point TASKS at django_jobs.backend.JobsBackend)"
+            )
+        existing = self._tasks.get(task.module_path)
+        if existing is not None and existing.func is task.func:
+            return existing
+        return JobTask(
+            func=task.func,
+            priority=task.priority,
+            backend=task.backend,
+            queue_name=task.queue_name,
+            takes_context=task.takes_context,
+        )
 
     def names(self) -> list[str]:
         self.autodiscover()
