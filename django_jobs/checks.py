@@ -115,7 +115,9 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         else:
             for path in v:
                 try:
-                    import_string(path) if isinstance(path, str) else None
+                    if not isinstance(path, str):
+                        raise ImportError(path)
+                    import_string(path)
                 except ImportError:
                     err(f"DJANGO_JOBS['API_PERMISSION_CLASSES'] has {path!r}, which cannot be "
                         "imported.", "Check the dotted path.", "django_jobs.E014")
@@ -143,3 +145,30 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             err("DJANGO_JOBS['CLAIM_BATCH_SIZE'] must be a positive integer.", "For example 100.",
                 "django_jobs.E019")
     return errors
+
+
+@checks.register("django_jobs", checks.Tags.database)
+def check_database_driver(app_configs=None, databases=None, **kwargs):
+    """PostgreSQL wake-ups (LISTEN/NOTIFY) need psycopg 3."""
+    from django.db import connections, router
+
+    from .conf import jobs_settings
+
+    try:
+        from .models import Job
+
+        alias = jobs_settings.DATABASE or router.db_for_write(Job)
+        conn = connections[alias]
+    except Exception:  # noqa: BLE001 - E017 reports a bad alias
+        return []
+    if conn.vendor == "postgresql" and getattr(conn.Database, "__name__", "") != "psycopg":
+        return [
+            checks.Warning(
+                "The job database uses psycopg2: workers will poll instead of waking on "
+                "LISTEN/NOTIFY within milliseconds of an enqueue.",
+                hint="pip install 'psycopg[binary]' (psycopg 3); Django prefers it when both "
+                "are installed.",
+                id="django_jobs.W002",
+            )
+        ]
+    return []

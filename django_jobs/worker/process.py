@@ -322,8 +322,9 @@ class WorkerProcess:
     # -- waiting -------------------------------------------------------------------------
 
     def _start_listener(self) -> None:
-        if connections[self.db].vendor != "postgresql":
-            return
+        conn = connections[self.db]
+        if conn.vendor != "postgresql" or getattr(conn.Database, "__name__", "") != "psycopg":
+            return  # LISTEN needs psycopg 3 (check django_jobs.W002); polling still works
         try:
             wrapper = connections.create_connection(self.db)
             wrapper.ensure_connection()
