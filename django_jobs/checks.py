@@ -126,6 +126,9 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
             err("DJANGO_JOBS['MAX_PAYLOAD_BYTES'] must be a positive integer or None.",
                 "For example 1_000_000.", "django_jobs.E015")
+    if "DEFAULT_RETRY_JITTER" in raw and not isinstance(raw["DEFAULT_RETRY_JITTER"], bool):
+        err("DJANGO_JOBS['DEFAULT_RETRY_JITTER'] must be True or False.",
+            "True spreads retries by a random factor in [0.5, 1.5].", "django_jobs.E021")
     if "EAGER" in raw and not isinstance(raw["EAGER"], bool):
         err("DJANGO_JOBS['EAGER'] must be True or False.", "EAGER runs jobs inline, for tests.",
             "django_jobs.E016")

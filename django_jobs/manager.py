@@ -16,6 +16,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from . import signals
+from ._compat import DEFAULT_TASK_QUEUE_NAME
 from .conf import jobs_settings, to_seconds
 from .execution.policy import default_options, error_entry
 from .models import FINISHED_STATUSES, Job, JobStatus, Priority, Queue, Worker
@@ -24,6 +25,7 @@ from .registry import JobTask, registry
 
 logger = logging.getLogger("django_jobs")
 
+DEFAULT_TASK_PRIORITY = 0  # Django's default for tasks declared without a priority
 NOTIFY_CHANNEL = "django_jobs"
 # A job whose worker was lost this many times fails for good (it may be what kills them).
 MAX_LOST = 3
@@ -56,7 +58,6 @@ class JobManager:
 
     def __init__(self, database: str | None = None) -> None:
         self._database = database
-        self._known_queues: set[tuple[str, str]] = set()
 
     @property
     def db(self) -> str:
@@ -99,10 +100,19 @@ class JobManager:
             value = getattr(task, name, None)
             return defaults[name] if value is None else value
 
-        queue = queue if queue is not None else task.queue_name
+        if queue is None:
+            # A task declared without a queue carries Django's "default": that means the
+            # DEFAULT_QUEUE setting, read now (not when the task was decorated).
+            queue = task.queue_name
+            if queue == DEFAULT_TASK_QUEUE_NAME:
+                queue = jobs_settings.DEFAULT_QUEUE or DEFAULT_TASK_QUEUE_NAME
         if not isinstance(queue, str) or not queue.strip() or len(queue) > 255:
             raise ValueError(f"queue must be a non-empty name of at most 255 characters, got {queue!r}.")
-        priority = Priority.coerce(priority if priority is not None else task.priority)
+        if priority is None:
+            priority = task.priority
+            if priority == DEFAULT_TASK_PRIORITY:  # likewise: the DEFAULT_PRIORITY setting
+                priority = jobs_settings.DEFAULT_PRIORITY
+        priority = Priority.coerce(priority)
 
         now = timezone.now()
         if scheduled_at is not None and delay is not None:
@@ -239,11 +249,9 @@ class JobManager:
         return self.enqueue(task, args, kwargs, delay=delay, **options)
 
     def _ensure_queue(self, name: str, db: str) -> None:
-        key = (db, name)
-        if key in self._known_queues:
-            return
-        Queue.objects.using(db).ensure(name)
-        transaction.on_commit(lambda: self._known_queues.add(key), using=db)
+        # Insert-or-skip in one statement: no read, no race between two enqueuers, and a
+        # Queue row deleted meanwhile (admin, tests) comes back on the next enqueue.
+        Queue.objects.using(db).bulk_create([Queue(name=name)], ignore_conflicts=True)
 
     def _notify(self, db: str, queue: str) -> None:
         conn = connections[db]

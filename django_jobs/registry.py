@@ -272,13 +272,13 @@ def _make_task(func: Callable, *, name=None, queue=None, priority=None, backend=
     unknown = set(options) - _TASK_OPTIONS
     if unknown:
         raise TypeError(f"Unknown @job option(s): {', '.join(sorted(unknown))}.")
-    from .conf import jobs_settings
-
+    # Without queue/priority the task carries Django's defaults ("default", 0), which
+    # the manager maps to DEFAULT_QUEUE / DEFAULT_PRIORITY at enqueue time.
     return JobTask(
         func=func,
         job_name=name,
-        queue_name=queue or jobs_settings.DEFAULT_QUEUE or DEFAULT_TASK_QUEUE_NAME,
-        priority=Priority.coerce(priority if priority is not None else jobs_settings.DEFAULT_PRIORITY),
+        queue_name=queue or DEFAULT_TASK_QUEUE_NAME,
+        priority=priority if priority is not None else 0,
         backend=backend or jobs_backend_alias(),
         takes_context=takes_context,
         **options,

@@ -18,7 +18,7 @@ logger = logging.getLogger("django_jobs.execution")
 class RunningJob:
     job: Any
     eager: bool = False
-    last_write: float = field(default=0.0)
+    last_write: float = field(default=float("-inf"))  # the first write is never throttled
     cancelled: bool = False
     interruptible: bool = False
 
