@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.core import checks
 
 from ._compat import (
+    DEFAULT_TASK_QUEUE_NAME,
     BaseTaskBackend,
     TaskError,
     TaskResult,
@@ -15,8 +16,11 @@ from ._compat import (
     TaskResultStatus,
     task_backends,
 )
-from .models import Job, JobStatus
+from .enums import JobStatus
 from .registry import INTERNAL_ALIAS, JobTask, internal_backend
+
+if TYPE_CHECKING:  # the models need the app registry; this module must not (check E020)
+    from .models import Job
 
 STATUS_MAP = {
     JobStatus.WAITING: TaskResultStatus.READY,
@@ -57,9 +61,11 @@ class JobsBackend(BaseTaskBackend):
     # -- enqueue -------------------------------------------------------------------------
 
     def _enqueue_options(self, task) -> dict[str, Any]:
+        # Django's defaults ("default", 0) stand for our DEFAULT_QUEUE/DEFAULT_PRIORITY,
+        # which the manager reads at enqueue time.
         return {
-            "queue": task.queue_name,
-            "priority": task.priority,
+            "queue": None if task.queue_name == DEFAULT_TASK_QUEUE_NAME else task.queue_name,
+            "priority": None if task.priority == 0 else task.priority,
             "scheduled_at": task.run_after,
             "backend": self.alias,
         }
@@ -81,7 +87,7 @@ class JobsBackend(BaseTaskBackend):
 
         try:
             job = jobs.get_job(result_id)
-        except Job.DoesNotExist:
+        except jobs.objects.model.DoesNotExist:
             raise TaskResultDoesNotExist(result_id) from None
         return result_from_job(job, self)
 
@@ -120,7 +126,9 @@ def _task_for(job: Job, backend: JobsBackend) -> JobTask:
         priority=job.priority,
         backend=backend.alias,
         queue_name=job.original_queue or job.queue,
-        run_after=job.scheduled_at if job.scheduled_at and job.scheduled_at > job.created_at else None,
+        # enqueue() stores scheduled_at = run_after, or exactly created_at without one: a
+        # run_after already past at enqueue time (using(run_after=now())) is kept too.
+        run_after=job.scheduled_at if job.scheduled_at and job.scheduled_at != job.created_at else None,
         takes_context=takes_context,
         **{f: None for f in _EXTRA_FIELDS},
     )

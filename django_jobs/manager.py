@@ -4,6 +4,7 @@ django.tasks backend all call these (or the model/QuerySet methods they call).""
 from __future__ import annotations
 
 import json
+import re
 import logging
 import time
 from collections.abc import Iterable
@@ -33,11 +34,23 @@ MAX_LOST = 3
 _UNSET: Any = object()
 
 
+# \u0000 preceded by an even number of backslashes: an escaped NUL, not "\\u0000" text.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _check_json(value: Any, what: str) -> Any:
+    """``value`` as stored JSON (tuples become lists); TypeError if it cannot be stored.
+
+    NaN/Infinity are not JSON, and NUL characters cannot be stored by PostgreSQL: both
+    are refused here, on every database, rather than failing at INSERT time.
+    """
     try:
-        return json.loads(json.dumps(value))
+        text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} must be JSON-serializable: {exc}") from None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise TypeError(f"{what} must not contain NUL characters (\\x00).")
+    return json.loads(text)
 
 
 def _job_id(job_or_id: Any) -> int:

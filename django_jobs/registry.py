@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import autodiscover_modules, import_string
 
-from ._compat import DEFAULT_TASK_QUEUE_NAME, Task, task_backends
+from ._compat import DEFAULT_TASK_QUEUE_NAME, InvalidTask, Task, task_backends
 from .conf import to_seconds
 from .exceptions import TaskNotFound
 from .enums import Priority
@@ -90,7 +90,16 @@ class JobTask(Task):
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "priority", Priority.coerce(self.priority))
+        priority = self.priority
+        if isinstance(priority, str):
+            # Names ("high") become numbers; numbers are validated by Django below.
+            try:
+                priority = Priority.coerce(priority)
+            except ValueError as exc:
+                raise InvalidTask(str(exc)) from None
+        elif isinstance(priority, Priority):
+            priority = int(priority)
+        set_(self, "priority", priority)
         for key in ("retry_delay", "max_retry_delay", "timeout", "interval"):
             value = getattr(self, key)
             if value is not None:
@@ -111,6 +120,8 @@ class JobTask(Task):
         tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags or ())
         set_(self, "tags", tags)
         Task.__post_init__(self)
+        if isinstance(self.priority, float):  # 50.0 passed Django's whole-number check
+            set_(self, "priority", int(self.priority))
         registry.register(self)
 
     @property

@@ -4,6 +4,8 @@ import enum
 from datetime import timedelta
 
 import pytest
+
+from django_jobs._compat import InvalidTask
 from django.core.exceptions import ImproperlyConfigured
 
 from django_jobs import Priority, TaskNotFound, job, jobs, register_task
@@ -196,9 +198,10 @@ def test_unknown_names_raise_task_not_found():
         ({"max_retries": 1.5}, ValueError),
         ({"timeout": 0}, ValueError),
         ({"timeout": -3}, ValueError),
-        ({"priority": 101}, ValueError),
-        ({"priority": -101}, ValueError),
-        ({"priority": "urgent"}, ValueError),
+        # Priorities are validated like Django's own tasks: InvalidTask.
+        ({"priority": 101}, InvalidTask),
+        ({"priority": -101}, InvalidTask),
+        ({"priority": "urgent"}, InvalidTask),
         ({"retry_on": [int]}, TypeError),
         ({"no_such_option": 1}, TypeError),
     ],

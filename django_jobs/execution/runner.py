@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import signals
 from .._compat import TaskContext, task_finished, task_started
-from ..exceptions import JobCancelled, PermanentError, TaskNotFound
+from ..exceptions import JobCancelled, PermanentError, TaskNotFound, UnserializableResult
 from ..models import JobStatus
 from . import context
 from .policy import error_entry, retry_delay_for
@@ -23,14 +23,14 @@ logger = logging.getLogger("django_jobs.execution")
 
 def _normalize_result(value: Any) -> Any:
     try:
-        return json.loads(json.dumps(value))
+        return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise PermanentError(
+        raise UnserializableResult(
             f"The task returned a value that is not JSON-serializable: {exc}"
         ) from exc
 
 
-def _send_django(signal, job) -> None:
+def send_django_signal(signal, job) -> None:
     """django.tasks signals, for jobs enqueued through a django.tasks backend."""
     if not job.backend:
         return
@@ -87,7 +87,7 @@ def run_job(job, *, allow_retry: bool = True) -> str:
         return job.status
 
     signals.send(signals.job_started, job)
-    _send_django(task_started, job)
+    send_django_signal(task_started, job)
     with context.activate(job) as state:
         try:
             # While interruptible, a cancel seen at the worker's heartbeat is raised here
@@ -110,7 +110,7 @@ def run_job(job, *, allow_retry: bool = True) -> str:
             return job.status
     if job.set_completed(result):
         signals.send(signals.job_completed, job, result=result)
-        _send_django(task_finished, job)
+        send_django_signal(task_finished, job)
     else:
         logger.warning(
             "Job %s finished but its lease was taken over; result discarded", job.pk,
@@ -133,7 +133,7 @@ def record_cancelled(job, reason: str) -> bool:
     if not job.set_cancelled_while_running(reason):
         return False
     signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
-    _send_django(task_finished, job)
+    send_django_signal(task_finished, job)
     return True
 
 
@@ -155,4 +155,4 @@ def record_failure(job, entry: dict, delay: float | None) -> None:
         signals.send(signals.job_failed, job, error=entry)
         if job.status == JobStatus.FAILED:
             signals.send(signals.job_dead_lettered, job, error=entry)
-        _send_django(task_finished, job)
+        send_django_signal(task_finished, job)

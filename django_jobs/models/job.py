@@ -126,10 +126,14 @@ class JobQuerySet(models.QuerySet):
                 cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
             )
         from .. import signals
+        from .._compat import task_finished
 
-        if ids and signals.job_cancelled.has_listeners():
+        if ids and (signals.job_cancelled.has_listeners() or task_finished.has_listeners()):
+            from ..execution.runner import send_django_signal
+
             for job in Job.objects.using(self.db).filter(id__in=ids):
                 signals.send(signals.job_cancelled, job, reason=reason)
+                send_django_signal(task_finished, job)
         return ids, flagged
 
     def retry_now(self) -> int:
@@ -383,7 +387,9 @@ class Job(models.Model):
         changes = dict(
             status=JobStatus.COMPLETED,
             result=result,
-            finished_at=DbNow(),
+            # Python's clock, so the instance (and the TaskResult sent with task_finished)
+            # carries exactly what is stored.
+            finished_at=timezone.now(),
             progress=1.0,
             lease=None,
             worker_ids=[*self.worker_ids, self.worker_id],
@@ -392,7 +398,6 @@ class Job(models.Model):
         if n:
             for key, value in changes.items():
                 setattr(self, key, value)
-            self.finished_at = timezone.now()  # the database's own value is within ms
         return bool(n)
 
     def set_failed(
