@@ -206,6 +206,8 @@ class JobManager:
         depends_on: Iterable[Any] | None = None,
         unique_key: str | None = None,
         backend: str = "",
+        schedule=None,
+        schedule_due_at: datetime | None = None,
         **options: Any,
     ) -> Job:
         """Write one job in the caller's transaction and return it.
@@ -222,6 +224,11 @@ class JobManager:
             delay=delay, max_retries=max_retries, retry_delay=retry_delay, timeout=timeout,
             tags=tags, metadata=metadata, backend=backend, options=options,
         )
+        if schedule is not None:
+            # (schedule, due time) is unique: a second scheduler firing the same due time
+            # gets an IntegrityError, which the scheduler treats as "already fired".
+            job.schedule = schedule
+            job.schedule_due_at = schedule_due_at
         db = self.db
         with transaction.atomic(using=db):
             self._ensure_queue(job.queue, db)
@@ -250,6 +257,8 @@ class JobManager:
         known = {name: extra.pop(name, None) for name in (
             "priority", "queue", "scheduled_at", "delay", "max_retries", "retry_delay",
             "timeout", "tags", "metadata", "backend")}
+        extra.pop("schedule", None)
+        extra.pop("schedule_due_at", None)
         extra.pop("depends_on", None)
         extra.pop("unique_key", None)
         self._build(task, args, kwargs, **known, options=extra)

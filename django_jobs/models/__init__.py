@@ -7,11 +7,19 @@ from ..enums import (
     Priority,
 )
 from .functions import DbNow
-from .job import Job, JobQuerySet
+from .batch import Batch, BatchKind
+from .job import Job, JobDependency, JobQuerySet
+from .schedule import MisfirePolicy, Schedule, ScheduleKind
 from .queue import Queue
 from .worker import Worker
 
 __all__ = [
+    "Batch",
+    "BatchKind",
+    "JobDependency",
+    "MisfirePolicy",
+    "Schedule",
+    "ScheduleKind",
     "CLAIMABLE_STATUSES",
     "DbNow",
     "FINISHED_STATUSES",

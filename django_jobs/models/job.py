@@ -306,6 +306,32 @@ class Job(models.Model):
     # django.tasks: the backend alias a job was enqueued through ("" = our API).
     backend = models.CharField(max_length=100, blank=True, default="")
 
+    # Workflows. A batch or chain groups jobs; a chain's steps are ordered by chain_index.
+    batch = models.ForeignKey(
+        "django_jobs.Batch", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="job_set",
+    )
+    chain_index = models.PositiveIntegerField(null=True, blank=True)
+    depends_on = models.ManyToManyField(
+        "self", symmetrical=False, through="django_jobs.JobDependency",
+        related_name="dependents", blank=True,
+    )
+    # Set once another job depends on this one, so completing a job that nothing
+    # depends on costs no dependency query.
+    has_dependents = models.BooleanField(default=False)
+    # Unique jobs: unique_key is kept; unique_active holds it only while the job is
+    # unfinished, and a plain unique constraint on it (NULLs never collide, on every
+    # database) lets one unfinished job per key exist.
+    unique_key = models.CharField(max_length=255, null=True, blank=True)
+    unique_active = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # Jobs fired by a schedule: (schedule, due time) is unique, so a due time is
+    # enqueued at most once however many schedulers run.
+    schedule = models.ForeignKey(
+        "django_jobs.Schedule", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
+    schedule_due_at = models.DateTimeField(null=True, blank=True)
+
     objects = JobManager()
 
     class Meta:
@@ -343,6 +369,10 @@ class Job(models.Model):
                 condition=Q(status__in=JobStatus.values),
                 name="django_jobs_job_status_valid",
             ),
+            models.UniqueConstraint(
+                fields=["schedule", "schedule_due_at"],
+                name="django_jobs_job_schedule_due_unique",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -358,15 +388,6 @@ class Job(models.Model):
     def duration(self) -> timedelta | None:
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
-        return None
-
-    @property
-    def depends_on(self) -> list:
-        # Dependencies arrive with workflows; until then a job depends on nothing.
-        return []
-
-    @property
-    def batch(self):
         return None
 
     def get_task(self):
@@ -471,3 +492,19 @@ class Job(models.Model):
             return None
         return qs.filter(cancel_requested=True).exists()
 
+
+
+class JobDependency(models.Model):
+    """``job`` waits until ``depends_on`` completed."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    depends_on = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        verbose_name = "job dependency"
+        verbose_name_plural = "job dependencies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "depends_on"], name="django_jobs_jobdependency_unique"
+            ),
+        ]
