@@ -3,6 +3,7 @@ django.tasks backend all call these (or the model/QuerySet methods they call).""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import logging
@@ -13,16 +14,26 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from . import signals
 from ._compat import DEFAULT_TASK_QUEUE_NAME
 from .conf import jobs_settings, to_seconds
 from .execution.policy import default_options, error_entry
-from .models import FINISHED_STATUSES, Job, JobStatus, Priority, Queue, Worker
+from .models import (
+    FINISHED_STATUSES,
+    Batch,
+    BatchKind,
+    Job,
+    JobStatus,
+    Priority,
+    Queue,
+    Worker,
+)
 from .models.job import new_lease
 from .registry import JobTask, registry
+from .workflows import default_unique_key
 
 logger = logging.getLogger("django_jobs")
 
@@ -208,6 +219,8 @@ class JobManager:
         backend: str = "",
         schedule=None,
         schedule_due_at: datetime | None = None,
+        batch=None,
+        chain_index: int | None = None,
         **options: Any,
     ) -> Job:
         """Write one job in the caller's transaction and return it.
@@ -215,10 +228,6 @@ class JobManager:
         Raises ``TaskNotFound`` for an unknown task, ``TypeError`` for arguments that are
         not JSON-serializable and ``ValueError`` for bad options; nothing is written then.
         """
-        if depends_on:
-            raise NotImplementedError("depends_on arrives with workflows (next release).")
-        if unique_key is not None:
-            raise NotImplementedError("unique_key arrives with workflows (next release).")
         job = self._build(
             task, args, kwargs, priority=priority, queue=queue, scheduled_at=scheduled_at,
             delay=delay, max_retries=max_retries, retry_delay=retry_delay, timeout=timeout,
@@ -229,11 +238,35 @@ class JobManager:
             # gets an IntegrityError, which the scheduler treats as "already fired".
             job.schedule = schedule
             job.schedule_due_at = schedule_due_at
+        task = registry.get(task)
+        if unique_key is None and task.unique:
+            unique_key = default_unique_key(job.task_name, job.args, job.kwargs)
+        if unique_key is not None:
+            if not isinstance(unique_key, str) or not unique_key or len(unique_key) > 255:
+                raise ValueError("unique_key must be a non-empty string of at most 255 characters.")
+            job.unique_key = job.unique_active = unique_key
+        dep_ids = [_job_id(d) for d in (depends_on or [])]
+        if batch is not None:
+            job.batch = batch
+            job.chain_index = chain_index
         db = self.db
         with transaction.atomic(using=db):
             self._ensure_queue(job.queue, db)
-            job.save(using=db, force_insert=True)
-            self._notify(db, job.queue)
+            if dep_ids:
+                self._apply_dependencies(job, dep_ids, db)
+            if unique_key is not None:
+                existing = self._insert_unique(job, db)
+                if existing is not None:
+                    return existing
+            else:
+                job.save(using=db, force_insert=True)
+            if dep_ids:
+                self._link_dependencies(job, dep_ids, db)
+            if job.status == JobStatus.PENDING:
+                self._notify(db, job.queue)
+        if job.status == JobStatus.CANCELLED:
+            signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
+            return job
         signals.send(signals.job_enqueued, job)
         if job.backend:
             from ._compat import task_enqueued
@@ -243,9 +276,62 @@ class JobManager:
             task_enqueued.send_robust(
                 sender=type(backend_obj), task_result=result_from_job(job, backend_obj)
             )
-        if jobs_settings.EAGER:
+        if jobs_settings.EAGER and job.status == JobStatus.PENDING:
             self._run_eager(job)
         return job
+
+    def _apply_dependencies(self, job: Job, dep_ids: list[int], db: str) -> None:
+        """Set the new job's status from its dependencies, which stay locked until commit
+        so none of them can finish unseen in between."""
+        rows = dict(
+            self.objects.filter(pk__in=dep_ids)
+            .order_by("pk")
+            .select_for_update()
+            .values_list("pk", "status")
+        )
+        missing = sorted(set(dep_ids) - set(rows))
+        if missing:
+            raise ValueError(f"depends_on: no job with id {', '.join(map(str, missing))}.")
+        broken = [(pk, st) for pk, st in sorted(rows.items())
+                  if st in (JobStatus.FAILED, JobStatus.CANCELLED)]
+        if broken:
+            pk, status = broken[0]
+            job.status = JobStatus.CANCELLED
+            job.finished_at = timezone.now()
+            job.cancel_reason = f"dependency {pk} {status}"
+            job.unique_active = None
+        elif all(st == JobStatus.COMPLETED for st in rows.values()):
+            job.status = JobStatus.PENDING
+        else:
+            job.status = JobStatus.WAITING
+
+    def _link_dependencies(self, job: Job, dep_ids: list[int], db: str) -> None:
+        from .models import JobDependency
+
+        JobDependency.objects.using(db).bulk_create(
+            [JobDependency(job_id=job.pk, depends_on_id=pk) for pk in sorted(set(dep_ids))]
+        )
+        self.objects.filter(pk__in=dep_ids, has_dependents=False).update(has_dependents=True)
+        if job.status == JobStatus.CANCELLED and job.batch_id:
+            from .workflows import advance_batch
+
+            advance_batch(job.batch_id, JobStatus.CANCELLED, db)
+
+    def _insert_unique(self, job: Job, db: str) -> Job | None:
+        """Insert, or return the unfinished job that already holds the unique key."""
+        for _ in range(5):
+            try:
+                with transaction.atomic(using=db):
+                    job.save(using=db, force_insert=True)
+                return None
+            except IntegrityError:
+                job.pk = None
+                job._state.adding = True
+                existing = self.objects.filter(unique_active=job.unique_active).first()
+                if existing is not None:
+                    return existing
+                # It finished between our INSERT and this read: try again.
+        raise IntegrityError(f"Could not enqueue unique job {job.unique_key!r}.")
 
     def enqueue_on_commit(self, task, args=None, kwargs=None, **options: Any) -> None:
         """Like ``enqueue``, after the current transaction commits (at once outside one).
@@ -257,14 +343,126 @@ class JobManager:
         known = {name: extra.pop(name, None) for name in (
             "priority", "queue", "scheduled_at", "delay", "max_retries", "retry_delay",
             "timeout", "tags", "metadata", "backend")}
-        extra.pop("schedule", None)
-        extra.pop("schedule_due_at", None)
+        for internal in ("schedule", "schedule_due_at", "batch", "chain_index"):
+            extra.pop(internal, None)
         extra.pop("depends_on", None)
         extra.pop("unique_key", None)
         self._build(task, args, kwargs, **known, options=extra)
         transaction.on_commit(
             lambda: self.enqueue(task, args, kwargs, **options), using=self.db
         )
+
+    def enqueue_batch(
+        self,
+        task: JobTask | str,
+        items: Iterable[Any],
+        batch_size: int = 1000,
+        on_complete: JobTask | str | None = None,
+        **options: Any,
+    ) -> Batch:
+        """Enqueue one job per item in one INSERT per ``batch_size`` items; returns the Batch.
+
+        An item is a kwargs dict or an ``(args, kwargs)`` pair. ``on_complete`` (a task)
+        is enqueued once, when every job of the batch has finished; it receives
+        ``batch_id=`` if it accepts it. Options apply to every job.
+        """
+        from .bulk import insert_jobs
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        for name in ("depends_on", "unique_key"):
+            if options.get(name):
+                raise ValueError(f"{name} is not supported for batches.")
+            options.pop(name, None)
+        task = registry.get(task)
+        complete_name = registry.get(on_complete).name if on_complete is not None else ""
+        known = {name: options.pop(name, None) for name in (
+            "priority", "queue", "scheduled_at", "delay", "max_retries", "retry_delay",
+            "timeout", "tags", "metadata")}
+        template = self._build(task, [], {}, backend="", options=options, **known)
+        jobs_to_insert = []
+        for n, item in enumerate(items):
+            if isinstance(item, dict):
+                args, kwargs = [], item
+            elif isinstance(item, (list, tuple)) and len(item) == 2:
+                args, kwargs = item
+            else:
+                raise TypeError(
+                    f"items[{n}] must be a kwargs dict or an (args, kwargs) pair, got {item!r}."
+                )
+            job = copy.copy(template)
+            job.args = _check_json(list(args or []), f"items[{n}] args")
+            job.kwargs = _check_json(dict(kwargs or {}), f"items[{n}] kwargs")
+            jobs_to_insert.append(job)
+        db = self.db
+        with transaction.atomic(using=db):
+            batch = Batch.objects.using(db).create(
+                kind=BatchKind.BATCH, task_name=task.name, total=len(jobs_to_insert),
+                enqueued=len(jobs_to_insert), on_complete=complete_name,
+            )
+            self._ensure_queue(template.queue, db)
+            for job in jobs_to_insert:
+                job.batch_id = batch.pk
+            for start in range(0, len(jobs_to_insert), batch_size):
+                insert_jobs(jobs_to_insert[start:start + batch_size], db)
+            if not jobs_to_insert:
+                from .workflows import finish_batch
+
+                finish_batch(batch, db)
+            self._notify(db, template.queue)
+        if signals.job_enqueued.has_listeners():
+            for job in self.objects.filter(batch_id=batch.pk):
+                signals.send(signals.job_enqueued, job)
+        if jobs_settings.EAGER:
+            for job in self.objects.filter(batch_id=batch.pk, status=JobStatus.PENDING):
+                self._run_eager(job)
+        batch.refresh_from_db()
+        return batch
+
+    def chain(self, steps: Iterable[Any], **options: Any) -> Batch:
+        """Enqueue steps that run one after the other; returns the chain (a Batch).
+
+        A step is ``(task, args, kwargs)``, ``(task, args)`` or a task. Each step waits
+        for the previous one to complete; if a step fails for good (or is cancelled) the
+        rest are cancelled with the reason recorded. Options apply to every step.
+        """
+        parsed = []
+        for n, step in enumerate(steps):
+            if isinstance(step, (list, tuple)):
+                if not 1 <= len(step) <= 3:
+                    raise TypeError(f"steps[{n}] must be (task, args, kwargs), got {step!r}.")
+                task, args, kwargs = (*step, None, None)[:3]
+            else:
+                task, args, kwargs = step, None, None
+            parsed.append((registry.get(task), args, kwargs))
+        if not parsed:
+            raise ValueError("A chain needs at least one step.")
+        for name in ("depends_on", "unique_key"):
+            if options.get(name):
+                raise ValueError(f"{name} is not supported for chain steps.")
+            options.pop(name, None)
+        db = self.db
+        with transaction.atomic(using=db):
+            chain = Batch.objects.using(db).create(
+                kind=BatchKind.CHAIN, total=len(parsed), enqueued=len(parsed),
+                task_name=parsed[0][0].name,
+            )
+            previous = None
+            for index, (task, args, kwargs) in enumerate(parsed):
+                job = self.enqueue(
+                    task, args, kwargs, batch=chain, chain_index=index,
+                    depends_on=[previous] if previous is not None else None, **options,
+                )
+                previous = job
+        return chain
+
+    def get_batch(self, batch_id: Any) -> Batch:
+        """The batch (or chain) with that id; raises ``Batch.DoesNotExist``."""
+        try:
+            pk = int(str(batch_id))
+        except (TypeError, ValueError):
+            raise Batch.DoesNotExist(f"No batch with id {batch_id!r}.") from None
+        return Batch.objects.using(self.db).get(pk=pk)
 
     def enqueue_delayed(self, task, delay, args=None, kwargs=None, **options: Any) -> Job:
         """Enqueue to run once ``delay`` (seconds or timedelta) from now."""
@@ -339,7 +537,14 @@ class JobManager:
         """A failed or cancelled job back to pending in its original queue."""
         pk = _job_id(job_id)
         qs = self.objects.filter(pk=pk)
-        if not qs.retry_now():
+        try:
+            with transaction.atomic(using=self.db):
+                retried = qs.retry_now()
+        except IntegrityError:
+            raise ValueError(
+                f"Job {pk} cannot be retried: another unfinished job holds its unique key."
+            ) from None
+        if not retried:
             job = self.get_job(pk)  # raises DoesNotExist for unknown ids
             raise ValueError(
                 f"Job {pk} is {job.status}; only failed or cancelled jobs can be retried."
@@ -454,6 +659,88 @@ class JobManager:
         """Cancel the queue's jobs that no worker holds; returns how many."""
         ids, _ = self.objects.filter(queue=name).cancellable().cancel(reason="queue cleared")
         return len(ids)
+
+    # -- schedules -----------------------------------------------------------------------
+    # Thin: validation, upsert and firing live in django_jobs.scheduler, state changes on
+    # the Schedule model. Invalid input raises (ValueError, TypeError, TaskNotFound) and
+    # writes nothing; an existing name is updated (idempotent at start-up).
+
+    def schedule(self, task, cron: str, name: str | None = None, args=None, kwargs=None,
+                 timezone: str = "UTC", queue: str | None = None, priority=None,
+                 misfire_policy: str = "run_once", enabled: bool = True, **options: Any):
+        """Run ``task`` on a 5-field cron expression read in ``timezone``; returns the
+        ``Schedule``. ``name`` defaults to the task name. Options: ``tags``, ``metadata``,
+        ``description``."""
+        from .scheduler import upsert_schedule
+
+        return upsert_schedule(
+            task=task, kind="cron", cron=cron, name=name, args=args, kwargs=kwargs,
+            timezone=timezone, queue=queue, priority=priority, misfire_policy=misfire_policy,
+            enabled=enabled, using=self.db, **options,
+        )
+
+    def schedule_interval(self, task, interval: float | timedelta, name: str | None = None,
+                          args=None, kwargs=None, queue: str | None = None, priority=None,
+                          misfire_policy: str = "run_once", enabled: bool = True,
+                          **options: Any):
+        """Run ``task`` every ``interval`` (seconds or timedelta), first one interval from
+        now (or at ``start_at=``). Options: ``start_at``, ``tags``, ``metadata``,
+        ``description``, ``timezone``."""
+        from .scheduler import upsert_schedule
+
+        return upsert_schedule(
+            task=task, kind="interval", interval=interval, name=name, args=args,
+            kwargs=kwargs, queue=queue, priority=priority, misfire_policy=misfire_policy,
+            enabled=enabled, using=self.db, **options,
+        )
+
+    def schedule_once(self, task, at: datetime, name: str | None = None, args=None,
+                      kwargs=None, queue: str | None = None, priority=None,
+                      misfire_policy: str = "run_once", enabled: bool = True,
+                      **options: Any):
+        """Run ``task`` once at ``at`` (an aware datetime)."""
+        from .scheduler import upsert_schedule
+
+        return upsert_schedule(
+            task=task, kind="once", run_at=at, name=name, args=args, kwargs=kwargs,
+            queue=queue, priority=priority, misfire_policy=misfire_policy, enabled=enabled,
+            using=self.db, **options,
+        )
+
+    def unschedule(self, name: str) -> bool:
+        """Delete the schedule ``name``; False if there was none. Its jobs are kept."""
+        from .models import Schedule
+
+        deleted, _ = Schedule.objects.using(self.db).filter(name=name).delete()
+        return bool(deleted)
+
+    def list_scheduled(self):
+        """All schedules (enabled or not), by name."""
+        from .models import Schedule
+
+        return Schedule.objects.using(self.db).order_by("name")
+
+    def get_schedule(self, name: str):
+        """The schedule ``name``; raises ``Schedule.DoesNotExist``."""
+        from .models import Schedule
+
+        return Schedule.objects.using(self.db).get(name=name)
+
+    def enable_schedule(self, name: str):
+        """Enable it; its next run is the first due time from now (no catch-up)."""
+        schedule = self.get_schedule(name)
+        schedule.enable()
+        return schedule
+
+    def disable_schedule(self, name: str):
+        """Disable it: no job is fired until it is enabled again."""
+        schedule = self.get_schedule(name)
+        schedule.disable()
+        return schedule
+
+    def run_schedule_now(self, name: str) -> Job:
+        """Enqueue one job of the schedule now, leaving its next run as it is."""
+        return self.get_schedule(name).run_now(manager=self)
 
     # -- monitoring ----------------------------------------------------------------------
 

@@ -112,8 +112,15 @@ class JobQuerySet(models.QuerySet):
 
         Returns (ids cancelled now, number of running jobs flagged).
         """
+        from ..workflows import job_finished
+
         with transaction.atomic(using=self.db):
-            ids = list(self.cancellable().select_for_update().values_list("id", flat=True))
+            rows = list(
+                self.cancellable()
+                .select_for_update()
+                .values_list("id", "batch_id", "has_dependents")
+            )
+            ids = [row[0] for row in rows]
             if ids:
                 Job.objects.using(self.db).filter(id__in=ids).cancellable().update(
                     status=JobStatus.CANCELLED,
@@ -121,7 +128,12 @@ class JobQuerySet(models.QuerySet):
                     cancel_reason=reason,
                     worker_id=None,
                     lease=None,
+                    unique_active=None,
                 )
+            for pk, batch_id, has_dependents in rows:
+                if batch_id or has_dependents:
+                    job_finished(pk, JobStatus.CANCELLED, batch_id=batch_id,
+                                 has_dependents=has_dependents, db=self.db)
             flagged = self.held().update(
                 cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
             )
@@ -154,6 +166,9 @@ class JobQuerySet(models.QuerySet):
             cancel_requested=False,
             terminate_requested=False,
             cancel_reason="",
+            # Unfinished again: it holds its unique key again (IntegrityError if another
+            # unfinished job took the key meanwhile).
+            unique_active=F("unique_key"),
         )
 
     def requeue(self) -> int:
@@ -403,6 +418,29 @@ class Job(models.Model):
             pk=self.pk, lease=self.lease, status__in=HELD_STATUSES
         )
 
+    def _finish(self, changes: dict, outcome: str) -> bool:
+        """Apply ``changes`` that end the job, then advance its workflow, atomically.
+
+        A job nobody depends on and outside any batch finishes in one UPDATE. The
+        ``has_dependents=False`` condition is read by that UPDATE itself: a dependant
+        enqueued since this job was claimed sets the flag under the row lock, so it can
+        never be missed.
+        """
+        changes = {**changes, "unique_active": None}
+        qs = self._guarded()
+        if not self.batch_id and qs.filter(has_dependents=False).update(**changes):
+            return True
+        from ..workflows import job_finished
+
+        db = qs.db
+        with transaction.atomic(using=db):
+            row = qs.select_for_update().values_list("has_dependents", "batch_id").first()
+            if row is None:
+                return False  # the lease was lost
+            qs.update(**changes)
+            job_finished(self.pk, outcome, batch_id=row[1], has_dependents=row[0], db=db)
+        return True
+
     def set_completed(self, result: Any) -> bool:
         """Record success; False if this worker no longer holds the lease."""
         changes = dict(
@@ -415,11 +453,11 @@ class Job(models.Model):
             lease=None,
             worker_ids=[*self.worker_ids, self.worker_id],
         )
-        n = self._guarded().update(**changes)
-        if n:
+        done = self._finish(changes, JobStatus.COMPLETED)
+        if done:
             for key, value in changes.items():
                 setattr(self, key, value)
-        return bool(n)
+        return done
 
     def set_failed(
         self,
@@ -453,16 +491,19 @@ class Job(models.Model):
                 queue=dlq,
                 **common,
             )
-        n = self._guarded().update(**changes)
-        if n:
+        if retry_in is not None:
+            done = bool(self._guarded().update(**changes))
+        else:
+            done = self._finish(changes, JobStatus.FAILED)
+        if done:
             self.refresh_from_db()
-        return bool(n)
+        return done
 
     def set_cancelled_while_running(self, reason: str) -> bool:
         """Record that the running job stopped because it was cancelled. The reason given
         to ``cancel()`` is kept; ``reason`` only fills it when none was recorded."""
         worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
-        n = self._guarded().update(
+        changes = dict(
             status=JobStatus.CANCELLED,
             finished_at=DbNow(),
             cancel_reason=Case(
@@ -473,9 +514,10 @@ class Job(models.Model):
             lease=None,
             worker_ids=worker_ids,
         )
-        if n:
+        done = self._finish(changes, JobStatus.CANCELLED)
+        if done:
             self.refresh_from_db()
-        return bool(n)
+        return done
 
     def hand_back(self) -> bool:
         """Give a held job back to pending (graceful shutdown): not a failure."""

@@ -31,6 +31,26 @@ class ScheduleQuerySet(models.QuerySet):
 
         return self.enabled().filter(next_run_at__isnull=False, next_run_at__lte=DbNow())
 
+    def disabled(self) -> ScheduleQuerySet:
+        return self.filter(enabled=False)
+
+    def declared_in_code(self) -> ScheduleQuerySet:
+        """Schedules created from ``@job(cron=...)`` / ``@job(interval=...)``."""
+        return self.filter(source="code")
+
+    # -- verbs over many schedules (admin actions); single-schedule verbs land here too.
+
+    def enable(self) -> int:
+        """Enable the disabled schedules among these; returns how many."""
+        count = 0
+        for schedule in self.disabled():
+            count += schedule.enable()
+        return count
+
+    def disable(self) -> int:
+        """Disable these schedules; returns how many were enabled."""
+        return self.enabled().update(enabled=False, updated_at=dj_timezone.now())
+
 
 class Schedule(models.Model):
     """A task run on a cron expression, an interval, or once at a given time."""
@@ -94,3 +114,103 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    # -- reading ----------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """Human-readable timing: ``cron 0 9 * * * (Europe/Paris)``, ``every 5m``, ..."""
+        from ..scheduler import describe
+
+        return describe(self)
+
+    def next_due_after(self, after):
+        """The next due time strictly after ``after`` (aware UTC; None for one-time)."""
+        from ..scheduler import next_due_after
+
+        return next_due_after(self, after)
+
+    def job_options(self) -> dict:
+        """The ``enqueue()`` arguments of a job fired by this schedule."""
+        return {
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "queue": self.queue or None,  # "" = the task's queue
+            "priority": self.priority,
+            "tags": self.tags or None,
+            "metadata": self.metadata or None,
+        }
+
+    def clean(self) -> None:
+        """Model validation (admin forms): cron, time zone and interval are checked."""
+        from django.core.exceptions import ValidationError
+
+        from ..scheduler import validate_cron, validate_interval, validate_timezone
+
+        errors = {}
+        for field, check in (("timezone", validate_timezone), ("cron", validate_cron),
+                             ("interval", validate_interval)):
+            if field != "timezone" and self.kind != field:
+                continue
+            try:
+                check(getattr(self, field))
+            except ValueError as exc:
+                errors[field] = str(exc)
+        if self.kind == ScheduleKind.ONCE and self.run_at is None:
+            errors["run_at"] = "A one-time schedule needs a run-at time."
+        if errors:
+            raise ValidationError(errors)
+
+    # -- state changes ----------------------------------------------------------------
+
+    def enable(self) -> int:
+        """Enable the schedule; returns 1 if it was disabled.
+
+        ``next_run_at`` moves to the first due time from now: the time it was disabled is
+        not caught up. A one-time schedule that already fired stays done.
+        """
+        from django.db import router, transaction
+
+        from ..scheduler import _for_db, db_now, rearmed_next_run
+
+        db = self._state.db or router.db_for_write(Schedule)
+        with transaction.atomic(using=db):
+            row = Schedule.objects.using(db).select_for_update().get(pk=self.pk)
+            if row.enabled:
+                self.enabled, self.next_run_at = True, row.next_run_at
+                return 0
+            self.enabled = row.enabled = True
+            self.next_run_at = _for_db(rearmed_next_run(row, db_now(db)))
+            self.save(using=db, update_fields=["enabled", "next_run_at", "updated_at"])
+        return 1
+
+    def disable(self) -> int:
+        """Disable the schedule; returns 1 if it was enabled. Its jobs are left alone."""
+        db = self._state.db
+        updated = Schedule.objects.using(db).filter(pk=self.pk).disable()
+        self.enabled = False
+        return updated
+
+    def run_now(self, manager=None):
+        """Enqueue one job of this schedule now; ``next_run_at`` is left as it is.
+
+        The job is linked to the schedule (``job.schedule``) without a due time.
+        """
+        from django.db import transaction
+
+        from ..manager import JobManager
+
+        manager = manager or JobManager(self._state.db)
+        with transaction.atomic(using=manager.db):
+            job = manager.enqueue(self.task_name, **self.job_options(), schedule=self)
+            self.record_run(job)
+        return job
+
+    def record_run(self, job) -> None:
+        """Note that ``job`` was fired by this schedule (last run, last job, run count)."""
+        from .functions import DbNow
+
+        db = job._state.db or self._state.db
+        Schedule.objects.using(db).filter(pk=self.pk).update(
+            last_run_at=DbNow(), last_job=job, run_count=models.F("run_count") + 1
+        )
+        self.refresh_from_db(using=db, fields=["last_run_at", "last_job", "run_count"])

@@ -191,3 +191,40 @@ def progress_then_read():
     progress(0.25, "a quarter", item="a")
     row = Job.objects.get(pk=current_job().pk)
     return [row.progress, row.progress_message, row.progress_details]
+
+
+@job(queue="records")
+def batch_done(batch_id):
+    record(f"batch-done:{batch_id}")
+    return batch_id
+
+
+@job(queue="records")
+def record_item(n):
+    record(f"item-{n}")
+
+
+@job(unique=True)
+def unique_by_args(n):
+    return n
+
+
+# -- schedules (tests/test_schedules.py) --------------------------------------------------
+
+
+@job(queue="scheduled")
+def scheduled_tick(label="tick"):
+    return label
+
+
+# Declared only in worker subprocesses started with this variable, so no other test
+# (nor the test database's post_migrate) sees a code-declared schedule.
+if os.environ.get("JOBS_TEST_CODE_SCHEDULES"):
+
+    @job(name="testapp.code_cron", cron="0 4 * * *")
+    def code_cron():
+        return "cron"
+
+    @job(name="testapp.code_interval", interval=3600)
+    def code_interval():
+        return "interval"

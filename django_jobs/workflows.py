@@ -1,0 +1,181 @@
+"""What a job reaching a final state does to the jobs around it.
+
+Called inside the transaction that finished the job, so a dependant is released (or
+cancelled) and a batch advanced atomically with the job's own outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .enums import JobStatus
+
+logger = logging.getLogger("django_jobs.workflows")
+
+OUTCOME_FIELD = {
+    JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
+}
+
+
+def default_unique_key(task_name: str, args: list, kwargs: dict) -> str:
+    """``@job(unique=True)``: the task and its arguments identify the job."""
+    payload = json.dumps([task_name, args, kwargs], sort_keys=True, separators=(",", ":"))
+    return f"{task_name[:150]}:{hashlib.sha256(payload.encode()).hexdigest()}"
+
+
+def job_finished(job_id: int, outcome: str, *, batch_id: int | None, has_dependents: bool,
+                 db: str) -> None:
+    """Release or cancel dependants and advance the batch of a job that just finished."""
+    if has_dependents:
+        if outcome == JobStatus.COMPLETED:
+            release_dependents(job_id, db)
+        else:
+            cancel_dependents([job_id], f"dependency {job_id} {outcome}", db)
+    if batch_id:
+        advance_batch(batch_id, outcome, db)
+
+
+def release_dependents(job_id: int, db: str) -> list[int]:
+    """Waiting jobs whose dependencies are now all completed become pending."""
+    from .models import Job, JobDependency
+
+    waiting = list(
+        Job.objects.using(db)
+        .waiting()
+        .filter(pk__in=JobDependency.objects.using(db).filter(depends_on_id=job_id).values("job_id"))
+        .select_for_update()
+        .values_list("pk", flat=True)
+    )
+    if not waiting:
+        return []
+    blocked = set(
+        JobDependency.objects.using(db)
+        .filter(job_id__in=waiting)
+        .exclude(depends_on__status=JobStatus.COMPLETED)
+        .values_list("job_id", flat=True)
+    )
+    ready = [pk for pk in waiting if pk not in blocked]
+    if ready:
+        Job.objects.using(db).filter(pk__in=ready, status=JobStatus.WAITING).update(
+            status=JobStatus.PENDING
+        )
+        from .manager import jobs
+
+        for queue in set(Job.objects.using(db).filter(pk__in=ready).values_list("queue", flat=True)):
+            jobs._notify(db, queue)
+    return ready
+
+
+def cancel_dependents(job_ids: list[int], reason: str, db: str) -> list[int]:
+    """Cancel every job waiting on ``job_ids``, transitively, recording ``reason``."""
+    from .models import Job, JobDependency
+
+    cancelled: list[int] = []
+    frontier = list(job_ids)
+    while frontier:
+        rows = list(
+            Job.objects.using(db)
+            .waiting()
+            .filter(
+                pk__in=JobDependency.objects.using(db)
+                .filter(depends_on_id__in=frontier)
+                .values("job_id")
+            )
+            .select_for_update()
+            .values_list("pk", "batch_id", "has_dependents")
+        )
+        if not rows:
+            break
+        ids = [pk for pk, _, _ in rows]
+        Job.objects.using(db).filter(pk__in=ids, status=JobStatus.WAITING).update(
+            status=JobStatus.CANCELLED,
+            finished_at=timezone.now(),
+            cancel_reason=reason,
+            unique_active=None,
+        )
+        for _pk, batch_id, _ in rows:
+            if batch_id:
+                advance_batch(batch_id, JobStatus.CANCELLED, db)
+        cancelled += ids
+        frontier = [pk for pk, _, has in rows if has]
+    if cancelled:
+        _signal_cancelled_on_commit(cancelled, reason, db)
+    return cancelled
+
+
+def _signal_cancelled_on_commit(ids: list[int], reason: str, db: str) -> None:
+    from . import signals
+
+    if not signals.job_cancelled.has_listeners():
+        return
+
+    def send():
+        from .models import Job
+
+        for job in Job.objects.using(db).filter(pk__in=ids):
+            signals.send(signals.job_cancelled, job, reason=reason)
+
+    transaction.on_commit(send, using=db)
+
+
+def advance_batch(batch_id: int, outcome: str, db: str) -> None:
+    """Count a finished job; the last one to finish enqueues ``on_complete`` (once)."""
+    from .models import Batch
+
+    field = OUTCOME_FIELD[outcome]
+    Batch.objects.using(db).filter(pk=batch_id).update(**{field: F(field) + 1})
+    # The row lock taken by the UPDATE serialises finishers: exactly one of them sees
+    # the batch complete while finished_at is still empty.
+    batch = Batch.objects.using(db).select_for_update().filter(pk=batch_id).first()
+    if batch is None or batch.finished_at is not None:
+        return
+    if batch.finished_count < batch.total:
+        return
+    finish_batch(batch, db)
+
+
+def finish_batch(batch, db: str) -> None:
+    from .models import Batch
+
+    batch.finished_at = timezone.now()
+    updates = ["finished_at"]
+    if batch.on_complete:
+        from .manager import jobs
+
+        kwargs = dict(batch.on_complete_kwargs or {})
+        try:
+            task = jobs_registry_get(batch.on_complete)
+            if _accepts(task.func, "batch_id"):
+                kwargs.setdefault("batch_id", batch.pk)
+            job = jobs.enqueue(task, kwargs=kwargs, metadata={"batch_id": batch.pk})
+            batch.on_complete_job = job
+            updates.append("on_complete_job")
+        except Exception:  # noqa: BLE001 - never fail the job that finished the batch
+            logger.exception("Could not enqueue on_complete %s of batch %s",
+                             batch.on_complete, batch.pk)
+    Batch.objects.using(db).filter(pk=batch.pk, finished_at__isnull=True).update(
+        **{name: getattr(batch, name) for name in updates}
+    )
+
+
+def jobs_registry_get(name: str):
+    from .registry import registry
+
+    return registry.get(name)
+
+
+def _accepts(func, name: str) -> bool:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
