@@ -50,3 +50,9 @@ def test_jitter_setting_must_be_boolean(settings):
     assert "django_jobs.E021" in [m.id for m in check_settings()]
     settings.DJANGO_JOBS = {"DEFAULT_RETRY_JITTER": False}
     assert not [m for m in check_settings() if m.level >= checks.ERROR]
+
+
+def test_no_driver_warning_with_psycopg3_or_other_databases():
+    from django_jobs.checks import check_database_driver
+
+    assert [m.id for m in check_database_driver()] == []
