@@ -147,6 +147,12 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             err("DJANGO_JOBS['CLAIM_BATCH_SIZE'] must be a positive integer.", "For example 100.",
                 "django_jobs.E019")
+    if "MISFIRE_GRACE" in raw:
+        s = _seconds(raw["MISFIRE_GRACE"])
+        if s is None or s < 0:
+            err("DJANGO_JOBS['MISFIRE_GRACE'] must be a number of seconds >= 0 or a timedelta.",
+                "For example 60: a schedule fired up to a minute late still counts as on time.",
+                "django_jobs.E022")
     return errors
 
 

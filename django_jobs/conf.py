@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "PROGRESS_THROTTLE": 0.5,  # seconds between progress writes of one job
     "SHUTDOWN_TIMEOUT": 30.0,
     "CLAIM_BATCH_SIZE": 100,
+    # A schedule's due time fired later than this counts as missed (see misfire_policy).
+    "MISFIRE_GRACE": 60.0,  # seconds
 }
 
 DURATION_KEYS = (
@@ -45,6 +47,7 @@ DURATION_KEYS = (
     "POLL_INTERVAL",
     "PROGRESS_THROTTLE",
     "SHUTDOWN_TIMEOUT",
+    "MISFIRE_GRACE",
 )
 
 

@@ -49,6 +49,14 @@ _UNSET: Any = object()
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+def notify(db: str, queue: str) -> None:
+    """Wake idle workers (PostgreSQL NOTIFY, delivered at commit; elsewhere they poll)."""
+    conn = connections[db]
+    if conn.vendor == "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+
+
 def _check_json(value: Any, what: str) -> Any:
     """``value`` as stored JSON (tuples become lists); TypeError if it cannot be stored.
 
@@ -474,11 +482,7 @@ class JobManager:
         Queue.objects.using(db).bulk_create([Queue(name=name)], ignore_conflicts=True)
 
     def _notify(self, db: str, queue: str) -> None:
-        conn = connections[db]
-        if conn.vendor == "postgresql":
-            with conn.cursor() as cursor:
-                # Delivered at commit, so workers never wake for a rolled-back job.
-                cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+        notify(db, queue)
 
     def _run_eager(self, job: Job) -> None:
         from .execution.runner import run_job
@@ -549,10 +553,7 @@ class JobManager:
             raise ValueError(
                 f"Job {pk} is {job.status}; only failed or cancelled jobs can be retried."
             )
-        job = self.get_job(pk)
-        self._notify(self.db, job.queue)
-        signals.send(signals.job_enqueued, job)
-        return job
+        return self.get_job(pk)
 
     def requeue_stuck(
         self, older_than: float | timedelta | None = None, *, worker_id: str | None = None

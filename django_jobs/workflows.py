@@ -68,10 +68,10 @@ def release_dependents(job_id: int, db: str) -> list[int]:
         Job.objects.using(db).filter(pk__in=ready, status=JobStatus.WAITING).update(
             status=JobStatus.PENDING
         )
-        from .manager import jobs
+        from .manager import notify
 
         for queue in set(Job.objects.using(db).filter(pk__in=ready).values_list("queue", flat=True)):
-            jobs._notify(db, queue)
+            notify(db, queue)
     return ready
 
 

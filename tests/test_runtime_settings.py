@@ -56,3 +56,14 @@ def test_no_driver_warning_with_psycopg3_or_other_databases():
     from django_jobs.checks import check_database_driver
 
     assert [m.id for m in check_database_driver()] == []
+
+
+def test_database_clock_queries_work_with_debug_logging(settings):
+    # DEBUG makes Django format every executed query for its log: DbNow must survive it.
+    from django_jobs.models import Job, Worker
+
+    settings.DEBUG = True
+    jobs.enqueue(tasks.add, args=[1, 1])
+    assert Job.objects.due().count() == 1
+    assert Worker.objects.alive().count() == 0
+    assert len(Job.objects.claim("w", 1)) == 1

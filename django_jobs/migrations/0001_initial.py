@@ -3,7 +3,7 @@
 import django.utils.timezone
 from django.db import migrations, models
 
-from ._ops import VendorSQL
+from ._ops import PartialIndex
 
 
 class Migration(migrations.Migration):
@@ -97,15 +97,22 @@ class Migration(migrations.Migration):
                 'verbose_name': 'job',
                 'verbose_name_plural': 'jobs',
                 'ordering': ['-id'],
-                'indexes': [models.Index(models.OrderBy(models.F('priority'), descending=True), models.F('scheduled_at'), models.F('id'), condition=models.Q(('status__in', ['pending', 'retrying'])), name='django_jobs_job_claim_idx'), models.Index(condition=models.Q(('status__in', ['reserved', 'running'])), fields=['worker_id'], name='django_jobs_job_held_idx'), models.Index(fields=['status', 'queue'], name='django_jobs_job_status_idx'), models.Index(fields=['finished_at'], name='django_jobs_job_finished_idx')],
+                'indexes': [models.Index(fields=['status', 'queue'], name='django_jobs_job_status_idx'), models.Index(fields=['finished_at'], name='django_jobs_job_finished_idx')],
                 'constraints': [models.CheckConstraint(condition=models.Q(('priority__gte', -100), ('priority__lte', 100)), name='django_jobs_job_priority_range'), models.CheckConstraint(condition=models.Q(('progress__gte', 0.0), ('progress__lte', 1.0)), name='django_jobs_job_progress_range'), models.CheckConstraint(condition=models.Q(('status__in', ['waiting', 'pending', 'reserved', 'running', 'completed', 'failed', 'retrying', 'cancelled'])), name='django_jobs_job_status_valid')],
             },
         ),
-        # MySQL/MariaDB have no partial indexes: serve the claim query with a full one.
-        VendorSQL(
-            "mysql",
-            "CREATE INDEX django_jobs_job_claim_my ON django_jobs_job "
-            "(status, priority DESC, scheduled_at, id)",
-            "DROP INDEX django_jobs_job_claim_my ON django_jobs_job",
+        PartialIndex(
+            name="django_jobs_job_claim_idx",
+            table="django_jobs_job",
+            columns=["priority DESC", "scheduled_at", "id"],
+            condition="status IN ('pending', 'retrying')",
+            mysql_columns=["status", "priority DESC", "scheduled_at", "id"],
+        ),
+        PartialIndex(
+            name="django_jobs_job_held_idx",
+            table="django_jobs_job",
+            columns=["worker_id"],
+            condition="status IN ('reserved', 'running')",
+            mysql_columns=["worker_id", "status"],
         ),
     ]

@@ -131,7 +131,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='schedule',
-            index=models.Index(condition=models.Q(('enabled', True)), fields=['next_run_at'], name='django_jobs_schedule_due_idx'),
+            index=models.Index(fields=['enabled', 'next_run_at'], name='django_jobs_schedule_due_idx'),
         ),
         migrations.AddConstraint(
             model_name='schedule',

@@ -24,6 +24,8 @@ class DbNow(models.Func):
         return self.as_sql(
             compiler,
             connection,
-            template="STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')",
+            # Doubly escaped, as Django's own Now: the SQL goes through "%" formatting
+            # twice when DEBUG logs it (last_executed_query).
+            template="STRFTIME('%%%%Y-%%%%m-%%%%d %%%%H:%%%%M:%%%%f', 'NOW')",
             **extra,
         )

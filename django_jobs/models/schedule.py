@@ -95,11 +95,7 @@ class Schedule(models.Model):
         verbose_name = "schedule"
         verbose_name_plural = "schedules"
         indexes = [
-            models.Index(
-                fields=["next_run_at"],
-                condition=Q(enabled=True),
-                name="django_jobs_schedule_due_idx",
-            )
+            models.Index(fields=["enabled", "next_run_at"], name="django_jobs_schedule_due_idx")
         ]
         constraints = [
             models.CheckConstraint(
@@ -182,6 +178,21 @@ class Schedule(models.Model):
             self.next_run_at = _for_db(rearmed_next_run(row, db_now(db)))
             self.save(using=db, update_fields=["enabled", "next_run_at", "updated_at"])
         return 1
+
+    def reschedule(self) -> None:
+        """Recompute ``next_run_at`` from the current definition and save it.
+
+        For forms that save a new or edited schedule directly (the admin, the API):
+        cron -> next match after now, interval -> one interval from now, once -> run_at.
+        """
+        from django.db import router
+
+        from ..scheduler import _for_db, db_now, initial_next_run
+
+        db = self._state.db or router.db_for_write(Schedule)
+        self.next_run_at = _for_db(initial_next_run(self, db_now(db)))
+        if self.pk is not None:
+            self.save(using=db, update_fields=["next_run_at", "updated_at"])
 
     def disable(self) -> int:
         """Disable the schedule; returns 1 if it was enabled. Its jobs are left alone."""

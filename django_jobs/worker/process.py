@@ -21,7 +21,7 @@ from ..conf import jobs_settings
 from ..exceptions import JobTimeout, WorkerLost
 from ..execution.policy import error_entry, retry_delay_for
 from ..execution.runner import record_cancelled, record_failure
-from ..manager import NOTIFY_CHANNEL, JobManager
+from ..manager import NOTIFY_CHANNEL, JobManager, notify
 from ..models import Job, JobStatus, Queue, Worker
 from ..registry import registry
 from .executor import Executor
@@ -81,6 +81,7 @@ class WorkerProcess:
         self._claimed_last = False
         self._config = None
         self._config_expires = 0.0
+        self._next_schedule_run = 0.0
 
     # -- signals -------------------------------------------------------------------------
 
@@ -183,6 +184,8 @@ class WorkerProcess:
         if now >= self._next_beat:
             self._heartbeat()
             self._next_beat = now + jobs_settings.HEARTBEAT_INTERVAL
+        if self.scheduler and not self.stopping and now >= self._next_schedule_run:
+            self._run_scheduler()
         self._claimed_last = False
         if self.stopping:
             _ = self._stop_deadline
@@ -303,8 +306,6 @@ class WorkerProcess:
                     executor.interrupted = True
                     executor.interrupt()
         self.manager.requeue_stuck()
-        if self.scheduler:
-            self._run_scheduler()
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + 600
             retention = jobs_settings.RETENTION_SECONDS
@@ -314,10 +315,27 @@ class WorkerProcess:
             Worker.objects.using(self.db).silent_for(timedelta(days=1)).delete()
 
     def _run_scheduler(self) -> None:
-        """Fire due schedules (arrives with scheduling; nothing to do yet)."""
+        """Fire due schedules; every worker does this about once a second, and the
+        database makes sure each due time is enqueued once (see django_jobs.scheduler)."""
+        from .. import scheduler
+
+        self._next_schedule_run = time.monotonic() + scheduler.SCHEDULER_INTERVAL
+        try:
+            scheduler.run_due_schedules(self.manager)
+        except Exception:  # noqa: BLE001 - jobs keep flowing; the next run retries
+            logging.getLogger("django_jobs.scheduler").exception("Scheduler run failed")
+            close_old_connections()
 
     def _sync_code_schedules(self) -> None:
-        """Create or update schedules declared in code (arrives with scheduling)."""
+        """Create or update the schedules declared with @job(cron=...)/(interval=...)."""
+        from .. import scheduler
+
+        try:
+            scheduler.sync_code_schedules(using=self.db)
+        except Exception:  # noqa: BLE001 - a worker that cannot sync still runs jobs
+            logging.getLogger("django_jobs.scheduler").exception(
+                "Could not sync the schedules declared in code"
+            )
 
     # -- waiting -------------------------------------------------------------------------
 
@@ -361,6 +379,8 @@ class WorkerProcess:
             return  # more may be due right away
         timeout = jobs_settings.POLL_INTERVAL if free and not self.stopping else 1.0
         timeout = min(timeout, max(0.0, self._next_beat - now))
+        if self.scheduler and not self.stopping:
+            timeout = min(timeout, max(0.0, self._next_schedule_run - now))
         deadlines = [e.deadline for e in self.executors if e.busy and e.deadline]
         if deadlines:
             timeout = min(timeout, max(0.0, min(deadlines) - now))
@@ -403,7 +423,7 @@ class WorkerProcess:
         if handed_back:
             logger.warning("Handed %s unfinished job(s) back to pending", handed_back)
             try:
-                self.manager._notify(self.db, "*")
+                notify(self.db, "*")
             except Exception:  # noqa: BLE001
                 pass
         try:

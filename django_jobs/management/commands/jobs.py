@@ -72,6 +72,7 @@ class Command(BaseCommand):
             p.add_argument("queue")
         sub.add_parser("queues", help="Queues with their pending counts.")
         sub.add_parser("workers", help="Workers and their heartbeat state.")
+        sub.add_parser("schedules", help="Schedules: timing, next and last run, enabled.")
         p = sub.add_parser("prune", help="Delete finished jobs older than --older-than.")
         p.add_argument("--older-than", type=duration, default=timedelta(days=7))
         p.add_argument("--status", action="append", default=None,
@@ -227,6 +228,21 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{w.id:40} {state:5} {age:6.1f}s  pid={w.pid} jobs={w.current_jobs} "
                 f"processed={w.jobs_processed}"
+            )
+
+    def do_schedules(self, **_):
+        from ...manager import jobs
+
+        def when(value):
+            return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+        self.stdout.write(f"{'NAME':30} {'TASK':36} {'SCHEDULE':36} {'NEXT RUN (UTC)':19}  "
+                          f"{'LAST RUN (UTC)':19}  ENABLED")
+        for s in jobs.list_scheduled():
+            self.stdout.write(
+                f"{s.name:30} {s.task_name:36} {s.describe()[:36]:36} "
+                f"{when(s.next_run_at):19}  {when(s.last_run_at):19}  "
+                f"{'yes' if s.enabled else 'no'}"
             )
 
     def do_prune(self, older_than, status, **_):
