@@ -2,7 +2,7 @@
 
 An observatory with explicit actions: every action filters the selection to the rows it
 applies to and then calls the same QuerySet/manager verbs as the API and the CLI, so no
-state change is written here. Schedules, batches and the dashboard join this package later.
+state change is written here. The dashboard joins this package later.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.utils.translation import ngettext
 
 from ..enums import MAX_PRIORITY, MIN_PRIORITY, JobStatus, Priority
 from ..manager import jobs
-from ..models import Job, Queue, Worker
+from ..models import Batch, Job, Queue, Schedule, Worker
 
 STATUS_COLOURS = {
     JobStatus.WAITING: "#6c757d",
@@ -406,3 +406,83 @@ class WorkerAdmin(admin.ModelAdmin):
     @admin.display(description=_("current jobs"))
     def current_jobs_display(self, obj: Worker) -> str:
         return ", ".join(f"#{pk}" for pk in obj.current_jobs) or "-"
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    list_display = ("name", "task_name", "timing", "next_run_at", "last_run_at",
+                    "last_status", "run_count", "enabled")
+    list_filter = ("enabled", "kind", "source", "misfire_policy")
+    search_fields = ("name", "task_name")
+    ordering = ("name",)
+    actions = ("run_now", "enable_schedules", "disable_schedules")
+    readonly_fields = ("next_run_at", "last_run_at", "last_job", "run_count", "source",
+                       "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "task_name", "enabled", "description")}),
+        (_("When"), {"fields": ("kind", "cron", "interval", "run_at", "timezone",
+                                "misfire_policy")}),
+        (_("Jobs it enqueues"), {"fields": ("args", "kwargs", "queue", "priority", "tags",
+                                            "metadata")}),
+        (_("State"), {"fields": ("next_run_at", "last_run_at", "last_job", "run_count",
+                                 "source", "created_at", "updated_at")}),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("last_job")
+
+    def save_model(self, request, obj, form, change):
+        # Schedule.clean() validated cron, time zone, interval and task; the next run
+        # follows from the (new) definition.
+        timing = ("kind", "cron", "interval", "run_at", "timezone", "enabled")
+        super().save_model(request, obj, form, change)
+        if not change or any(f in form.changed_data for f in timing):
+            obj.reschedule()
+
+    @admin.display(description=_("schedule"))
+    def timing(self, obj: Schedule) -> str:
+        return obj.describe()
+
+    @admin.display(description=_("last status"))
+    def last_status(self, obj: Schedule) -> str:
+        if obj.last_job is None:
+            return "-"
+        colour = STATUS_COLOURS.get(obj.last_job.status, "#6c757d")
+        return format_html('<b style="color:{}">{}</b>', colour, obj.last_job.status)
+
+    @admin.action(description=_("Run selected schedules now"), permissions=["change"])
+    def run_now(self, request, queryset):
+        fired = [schedule.run_now() for schedule in queryset]
+        self.message_user(request, ngettext("%d job enqueued.", "%d jobs enqueued.",
+                                            len(fired)) % len(fired), messages.SUCCESS)
+
+    @admin.action(description=_("Enable selected schedules"), permissions=["change"])
+    def enable_schedules(self, request, queryset):
+        n = sum(schedule.enable() for schedule in queryset)
+        self.message_user(request, ngettext("%d schedule enabled.", "%d schedules enabled.",
+                                            n) % n, messages.SUCCESS)
+
+    @admin.action(description=_("Disable selected schedules"), permissions=["change"])
+    def disable_schedules(self, request, queryset):
+        n = queryset.disable()
+        self.message_user(request, ngettext("%d schedule disabled.", "%d schedules disabled.",
+                                            n) % n, messages.SUCCESS)
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "task_name", "total", "completed", "failed", "cancelled",
+                    "progress_display", "created_at", "finished_at")
+    list_filter = ("kind",)
+    search_fields = ("id", "task_name")
+    ordering = ("-id",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # counters belong to the jobs
+
+    @admin.display(description=_("progress"))
+    def progress_display(self, obj: Batch) -> str:
+        return progress_bar(obj.progress)

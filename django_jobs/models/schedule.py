@@ -153,6 +153,13 @@ class Schedule(models.Model):
                 errors[field] = str(exc)
         if self.kind == ScheduleKind.ONCE and self.run_at is None:
             errors["run_at"] = "A one-time schedule needs a run-at time."
+        from ..exceptions import TaskNotFound
+        from ..registry import registry
+
+        try:
+            registry.get(self.task_name)
+        except TaskNotFound as exc:
+            errors["task_name"] = str(exc)
         if errors:
             raise ValidationError(errors)
 

@@ -71,3 +71,39 @@ def clear_expired_sessions() -> int:
     """A plain Django ``@task``: with TASKS pointing at JobsBackend it runs as a job too."""
     deleted, _ = Session.objects.filter(expire_date__lt=timezone.now()).delete()
     return deleted
+
+
+# -- schedules declared in code: created or updated at migrate and worker start ------------
+
+
+@job(cron="*/5 * * * *", description="Every five minutes: prune finished demo jobs.")
+def prune_finished_jobs() -> int:
+    from django_jobs import jobs
+
+    return jobs.prune(older_than=timedelta(hours=1))
+
+
+@job(interval=timedelta(seconds=30), queue="default", max_retries=0,
+     description="Every 30 seconds: a health ping.")
+def health_ping() -> dict:
+    return {"ok": True, "at": timezone.now().isoformat()}
+
+
+# -- an order workflow, run as a chain ------------------------------------------------------
+
+
+@job(queue="orders")
+def validate_order(order_id: int) -> dict:
+    time.sleep(0.2)
+    return {"order_id": order_id, "valid": True}
+
+
+@job(queue="orders", max_retries=3, retry_delay=1)
+def charge_payment(order_id: int, amount: float) -> dict:
+    time.sleep(0.3)
+    return {"order_id": order_id, "charged": amount}
+
+
+@job(queue="orders")
+def send_order_confirmation(order_id: int) -> str:
+    return f"order {order_id} confirmed"

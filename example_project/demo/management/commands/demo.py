@@ -123,9 +123,12 @@ class Command(BaseCommand):
         """A handful of each demo task, through each way of enqueueing."""
         from demo.tasks import (
             build_report,
+            charge_payment,
             clear_expired_sessions,
             fetch_exchange_rates,
+            send_order_confirmation,
             send_welcome_email,
+            validate_order,
         )
 
         now = timezone.now()
@@ -164,6 +167,14 @@ class Command(BaseCommand):
         ids.append(int(clear_expired_sessions.enqueue().id))
         later = clear_expired_sessions.using(priority=-20, run_after=now + timedelta(seconds=15))
         ids.append(int(later.enqueue().id))
+
+        # A chain: each step runs after the previous one completed.
+        order = jobs.chain([
+            (validate_order, (), {"order_id": 1001}),
+            (charge_payment, (), {"order_id": 1001, "amount": 42.0}),
+            (send_order_confirmation, (), {"order_id": 1001}),
+        ])
+        ids += [step.pk for step in order.jobs]
 
         self.stdout.write(self.style.SUCCESS(f"Enqueued {len(ids)} demo jobs:"))
         for job in Job.objects.filter(pk__in=ids).order_by("id"):
