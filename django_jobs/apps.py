@@ -8,12 +8,16 @@ class DjangoJobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
-        from django.db.models.signals import post_migrate
+        from django.db.models.signals import post_migrate, pre_delete
 
+        from . import checks  # noqa: F401 - registers the system checks
         from .scheduler import sync_code_schedules_after_migrate
+        from .signal_handlers import job_pre_delete
 
         post_migrate.connect(
             sync_code_schedules_after_migrate, sender=self,
             dispatch_uid="django_jobs.sync_code_schedules",
+        )
+        pre_delete.connect(
+            job_pre_delete, sender=self.get_model("Job"), dispatch_uid="django_jobs.job_pre_delete"
         )

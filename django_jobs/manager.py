@@ -462,6 +462,7 @@ class JobManager:
                     depends_on=[previous] if previous is not None else None, **options,
                 )
                 previous = job
+        chain.refresh_from_db()  # EAGER mode ran the steps already
         return chain
 
     def get_batch(self, batch_id: Any) -> Batch:
@@ -560,8 +561,11 @@ class JobManager:
     ) -> int:
         """Rescue jobs held by workers that stopped heartbeating; returns how many.
 
-        Each rescue counts as a failed attempt (``WorkerLost``, transient): the job goes
-        back to pending, or fails for good when its retries are used up.
+        Each rescue is recorded as a ``WorkerLost`` error and counts as an attempt, but does
+        not use the retry budget: the job goes back to pending, unless it was lost
+        ``MAX_LOST`` times (it may be what kills its workers) and then fails for good.
+        ``older_than`` (heartbeat age) is never taken below two heartbeat intervals;
+        ``worker_id`` rescues what a restarted worker of that id held before.
         """
         from .execution.runner import record_failure
         from .exceptions import WorkerLost

@@ -237,3 +237,17 @@ def test_batch_admin_lists_batches_read_only(admin_client):
     r = admin_client.get(reverse("admin:django_jobs_batch_changelist"))
     assert r.status_code == 200 and f">{batch.pk}<" in r.content.decode()
     assert admin_client.get(reverse("admin:django_jobs_batch_add")).status_code == 403
+
+
+def test_schedule_admin_refuses_what_enqueue_would(admin_client):
+    from django_jobs.models import Schedule
+
+    url = reverse("admin:django_jobs_schedule_add")
+    base = {"name": "bad", "task_name": "tests.testapp.tasks.add", "enabled": "on",
+            "kind": "interval", "interval": "60", "timezone": "UTC",
+            "misfire_policy": "run_once", "args": "[]", "kwargs": "{}", "queue": "",
+            "priority": "", "tags": "[]", "metadata": "{}", "description": ""}
+    for bad in ({"priority": "500"}, {"args": "{}"}, {"kwargs": "[]"}):
+        r = admin_client.post(url, {**base, **bad})
+        assert r.status_code == 200 and "errorlist" in r.content.decode(), bad
+    assert Schedule.objects.count() == 0

@@ -70,3 +70,8 @@ def test_show_unknown_job_is_a_clear_error():
 def test_prune_and_requeue_stuck():
     assert "0 job(s) deleted" in cli("prune", "--older-than", "1d")
     assert "0 job(s) requeued" in cli("requeue-stuck")
+
+
+def test_cancel_unknown_job_is_a_clear_error():
+    with pytest.raises(CommandError, match="No job"):
+        cli("cancel", "987654")

@@ -230,3 +230,31 @@ def test_twenty_threads_enqueue_the_same_unique_key_once():
     assert not errors, errors
     assert len(ids) == 20 and len(set(ids)) == 1
     assert Job.objects.filter(unique_key="race").count() == 1
+
+
+@pytest.mark.django_db
+def test_deleting_an_unfinished_dependency_cancels_its_dependents():
+    a = jobs.enqueue(tasks.add, args=[1, 1])
+    b = jobs.enqueue(tasks.add, args=[1, 1], depends_on=[a])
+    Job.objects.filter(pk=a.pk).delete()
+    b.refresh_from_db()
+    assert b.status == JobStatus.CANCELLED and b.cancel_reason == f"dependency {a.pk} deleted"
+
+
+@pytest.mark.django_db
+def test_deleting_an_unfinished_batch_job_lets_the_batch_finish():
+    batch = jobs.enqueue_batch(tasks.add, items=[{"a": 1, "b": 1}] * 2,
+                               on_complete=tasks.batch_done)
+    first, second = batch.jobs
+    first.delete()
+    run_jobs(queues=["default"])
+    batch.refresh_from_db()
+    assert batch.is_finished and batch.cancelled == 1 and batch.completed == 1
+    assert batch.on_complete_job_id is not None
+
+
+@pytest.mark.django_db
+def test_chain_counters_are_fresh_in_eager_mode(settings):
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "EAGER": True}
+    chain = jobs.chain([(tasks.add, [1, 2]), (tasks.add, [3, 4])])
+    assert chain.completed == 2 and chain.is_finished

@@ -252,6 +252,8 @@ class JobQuerySet(models.QuerySet):
         db = self.db
         conn = connections[db]
         lease = new_lease()
+        if conn.vendor == "postgresql":
+            return self._claim_postgresql(candidates, worker_id, limit, lease)
         ctx = transaction.atomic(using=db) if atomic else _nullcontext()
         with ctx:
             ordered = candidates.in_claim_order()
@@ -274,6 +276,35 @@ class JobQuerySet(models.QuerySet):
             return list(
                 Job.objects.using(db).filter(id__in=ids, lease=lease).in_claim_order()
             )
+
+
+    def _claim_postgresql(self, candidates, worker_id, limit, lease) -> list[Job]:
+        """One statement: lock up to ``limit`` due rows (skipping locked ones), mark them
+        running and return them. A single round trip and a single commit, whatever
+        ``limit``; the inner SELECT is the one the partial claim index serves."""
+        db = self.db
+        conn = connections[db]
+        inner = (
+            candidates.in_claim_order().select_for_update(skip_locked=True).values("id")[:limit]
+        )
+        qn = conn.ops.quote_name
+        table = qn(Job._meta.db_table)
+        columns = ", ".join(qn(f.column) for f in Job._meta.concrete_fields)
+        sql = (
+            f"UPDATE {table} SET status = %s, worker_id = %s, lease = %s, "
+            "attempts = attempts + 1, started_at = CLOCK_TIMESTAMP(), "
+            "cancel_requested = false, terminate_requested = false "
+            f"WHERE id = ANY(ARRAY({{inner}})) RETURNING {columns}"
+        )
+        # One statement is one transaction already; atomic() is only there because Django
+        # refuses to compile FOR UPDATE outside of one.
+        with transaction.atomic(using=db):
+            inner_sql, inner_params = inner.query.get_compiler(using=db).as_sql()
+            sql = sql.replace("{inner}", inner_sql)
+            params = [JobStatus.RUNNING, worker_id, lease, *inner_params]
+            claimed = list(Job.objects.using(db).raw(sql, params))
+        claimed.sort(key=lambda j: (-j.priority, j.scheduled_at, j.pk))
+        return claimed
 
 
 class _nullcontext:

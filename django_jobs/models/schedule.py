@@ -153,6 +153,16 @@ class Schedule(models.Model):
                 errors[field] = str(exc)
         if self.kind == ScheduleKind.ONCE and self.run_at is None:
             errors["run_at"] = "A one-time schedule needs a run-at time."
+        # What enqueue() would refuse at every firing is refused now, once.
+        if not isinstance(self.args, list):
+            errors["args"] = "args must be a JSON list."
+        if not isinstance(self.kwargs, dict):
+            errors["kwargs"] = "kwargs must be a JSON object."
+        if self.priority is not None:
+            from ..enums import MAX_PRIORITY, MIN_PRIORITY
+
+            if not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
+                errors["priority"] = f"Priority must be in [{MIN_PRIORITY}, {MAX_PRIORITY}]."
         from ..exceptions import TaskNotFound
         from ..registry import registry
 

@@ -181,6 +181,7 @@ class Command(BaseCommand):
     def do_cancel(self, id, terminate, **_):
         from ...manager import jobs
 
+        jobs.get_job(id)  # an unknown id is "no such job", not "already finished"
         if jobs.cancel(id, terminate=terminate):
             self.stdout.write(f"job {id}: cancel requested")
         else:
