@@ -1,0 +1,1 @@
+"""Configuration and no-op tasks of the peers, imported by their worker processes."""
