@@ -57,6 +57,39 @@ def notify(db: str, queue: str) -> None:
             cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
 
 
+_INSERT_SQL: dict[str, tuple[str, list]] = {}
+
+
+def _insert_postgresql(job: Job, db: str) -> None:
+    """INSERT the job, make sure its queue row exists and NOTIFY, in ONE statement."""
+    conn = connections[db]
+    cached = _INSERT_SQL.get(conn.alias)
+    if cached is None:
+        qn = conn.ops.quote_name
+        fields = [f for f in Job._meta.concrete_fields if not f.primary_key]
+        qfields = [f for f in Queue._meta.concrete_fields if not f.primary_key]
+        sql = (
+            f"WITH q AS (INSERT INTO {qn(Queue._meta.db_table)} "
+            f"({', '.join(qn(f.column) for f in qfields)}) "
+            f"VALUES ({', '.join(['%s'] * len(qfields))}) ON CONFLICT DO NOTHING), "
+            f"j AS (INSERT INTO {qn(Job._meta.db_table)} "
+            f"({', '.join(qn(f.column) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {qn('id')}) "
+            f"SELECT {qn('id')}, pg_notify(%s, %s) FROM j"
+        )
+        cached = _INSERT_SQL[conn.alias] = (sql, fields, qfields)
+    sql, fields, qfields = cached
+    queue_row = Queue(name=job.queue)
+    params = [f.get_db_prep_save(f.pre_save(queue_row, True), conn) for f in qfields]
+    params += [f.get_db_prep_save(f.pre_save(job, True), conn) for f in fields]
+    params += [NOTIFY_CHANNEL, job.queue]
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        job.pk = cursor.fetchone()[0]
+    job._state.adding = False
+    job._state.db = db
+
+
 def _check_json(value: Any, what: str) -> Any:
     """``value`` as stored JSON (tuples become lists); TypeError if it cannot be stored.
 
@@ -258,20 +291,15 @@ class JobManager:
             job.batch = batch
             job.chain_index = chain_index
         db = self.db
-        with transaction.atomic(using=db):
-            self._ensure_queue(job.queue, db)
-            if dep_ids:
-                self._apply_dependencies(job, dep_ids, db)
-            if unique_key is not None:
-                existing = self._insert_unique(job, db)
-                if existing is not None:
-                    return existing
-            else:
-                job.save(using=db, force_insert=True)
-            if dep_ids:
-                self._link_dependencies(job, dep_ids, db)
-            if job.status == JobStatus.PENDING:
-                self._notify(db, job.queue)
+        if (not dep_ids and unique_key is None and schedule is None
+                and connections[db].vendor == "postgresql"):
+            # The common case in one statement (queue row, job row, NOTIFY): one round
+            # trip, one commit in autocommit.
+            _insert_postgresql(job, db)
+        else:
+            stored = self._insert(job, dep_ids, unique_key, db)
+            if stored is not job:
+                return stored  # the unfinished job holding the unique key
         if job.status == JobStatus.CANCELLED:
             signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
             return job
@@ -286,6 +314,23 @@ class JobManager:
             )
         if jobs_settings.EAGER and job.status == JobStatus.PENDING:
             self._run_eager(job)
+        return job
+
+    def _insert(self, job: Job, dep_ids: list[int], unique_key: str | None, db: str) -> Job:
+        with transaction.atomic(using=db):
+            self._ensure_queue(job.queue, db)
+            if dep_ids:
+                self._apply_dependencies(job, dep_ids, db)
+            if unique_key is not None:
+                existing = self._insert_unique(job, db)
+                if existing is not None:
+                    return existing
+            else:
+                job.save(using=db, force_insert=True)
+            if dep_ids:
+                self._link_dependencies(job, dep_ids, db)
+            if job.status == JobStatus.PENDING:
+                self._notify(db, job.queue)
         return job
 
     def _apply_dependencies(self, job: Job, dep_ids: list[int], db: str) -> None:

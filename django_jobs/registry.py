@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 from collections.abc import Callable
@@ -135,10 +136,7 @@ class JobTask(Task):
 
     @property
     def accepts_progress_callback(self) -> bool:
-        try:
-            return "progress_callback" in inspect.signature(self.func).parameters
-        except (TypeError, ValueError):
-            return False
+        return _accepts_progress_callback(self.func)
 
     def get_backend(self):
         if self.backend == INTERNAL_ALIAS and INTERNAL_ALIAS not in (
@@ -316,3 +314,12 @@ def job(func: Callable | None = None, /, **options: Any):
 def register_task(name: str, handler: Callable, **options: Any) -> JobTask:
     """Register a plain function as the task ``name`` (same options as ``@job``)."""
     return _make_task(handler, name=name, **options)
+
+
+@functools.lru_cache(maxsize=1024)
+def _accepts_progress_callback(func) -> bool:
+    # Read once per function: inspect.signature() costs more than a no-op job.
+    try:
+        return "progress_callback" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False

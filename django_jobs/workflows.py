@@ -127,12 +127,13 @@ def _signal_cancelled_on_commit(ids: list[int], reason: str, db: str) -> None:
     transaction.on_commit(send, using=db)
 
 
-def advance_batch(batch_id: int, outcome: str, db: str) -> None:
-    """Count a finished job; the last one to finish enqueues ``on_complete`` (once)."""
+def advance_batch(batch_id: int, outcome: str, db: str, count: int = 1) -> None:
+    """Count ``count`` finished jobs; the last one to finish enqueues ``on_complete``
+    (once). The worker's batched completion counts a whole flush in one call."""
     from .models import Batch
 
     field = OUTCOME_FIELD[outcome]
-    Batch.objects.using(db).filter(pk=batch_id).update(**{field: F(field) + 1})
+    Batch.objects.using(db).filter(pk=batch_id).update(**{field: F(field) + count})
     # The row lock taken by the UPDATE serialises finishers: exactly one of them sees
     # the batch complete while finished_at is still empty.
     batch = Batch.objects.using(db).select_for_update().filter(pk=batch_id).first()

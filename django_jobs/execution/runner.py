@@ -11,6 +11,8 @@ import json
 import logging
 from typing import Any
 
+from django.utils import timezone
+
 from .. import signals
 from .._compat import TaskContext, task_finished, task_started
 from ..exceptions import JobCancelled, PermanentError, TaskNotFound, UnserializableResult
@@ -72,11 +74,24 @@ def run_job(job, *, allow_retry: bool = True) -> str:
     Never raises for a bad job: unknown tasks, failing code, unserialisable results and
     failing signal receivers all end in a recorded failure.
     """
+    status, result = execute(job, allow_retry=allow_retry)
+    if status == JobStatus.COMPLETED:
+        record_completed(job, result)
+    return job.status
+
+
+def execute(job, *, allow_retry: bool = True) -> tuple[str, Any]:
+    """Run ``job``'s code. A failure or cancellation is recorded at once and returns
+    ``(status, None)``; a success returns ``(JobStatus.COMPLETED, result)`` and is *not*
+    written yet: the caller records it, alone (``record_completed``) or with others
+    (``Job.objects.complete_many``, the worker's batched completion)."""
+    job.started_at = timezone.now()
+    job.status = JobStatus.RUNNING
     try:
         task = job.get_task()
     except TaskNotFound as exc:
         _fail(job, exc, None, allow_retry=False)
-        return job.status
+        return job.status, None
     if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
         # A row written around enqueue() (raw SQL, a bad migration): fail it, clearly.
         exc = PermanentError(
@@ -84,7 +99,7 @@ def run_job(job, *, allow_retry: bool = True) -> str:
             f"kwargs={job.kwargs!r:.200} (expected a JSON list and a JSON object)."
         )
         _fail(job, exc, None, allow_retry=False)
-        return job.status
+        return job.status, None
 
     signals.send(signals.job_started, job)
     send_django_signal(task_started, job)
@@ -100,23 +115,32 @@ def run_job(job, *, allow_retry: bool = True) -> str:
             result = _normalize_result(value)
         except JobCancelled:
             record_cancelled(job, "cancelled while running")
-            return job.status
+            return job.status, None
         except (KeyboardInterrupt, SystemExit) as exc:
             # A job calling sys.exit() fails like any other; Ctrl-C in EAGER mode too.
             _fail(job, exc, task, allow_retry=allow_retry)
-            return job.status
+            return job.status, None
         except BaseException as exc:  # noqa: BLE001 - every failure is recorded
             _fail(job, exc, task, allow_retry=allow_retry)
-            return job.status
+            return job.status, None
+    return JobStatus.COMPLETED, result
+
+
+def record_completed(job, result: Any) -> bool:
+    """Write one success (guarded by the lease) and send its signals."""
     if job.set_completed(result):
-        signals.send(signals.job_completed, job, result=result)
-        send_django_signal(task_finished, job)
-    else:
-        logger.warning(
-            "Job %s finished but its lease was taken over; result discarded", job.pk,
-            extra={"action": "lease_lost", "job_id": job.pk},
-        )
-    return job.status
+        completed_signals(job, result)
+        return True
+    logger.warning(
+        "Job %s finished but its lease was taken over; result discarded", job.pk,
+        extra={"action": "lease_lost", "job_id": job.pk},
+    )
+    return False
+
+
+def completed_signals(job, result: Any) -> None:
+    signals.send(signals.job_completed, job, result=result)
+    send_django_signal(task_finished, job)
 
 
 def _fail(job, exc: BaseException, task, *, allow_retry: bool) -> None:

@@ -195,6 +195,98 @@ class JobQuerySet(models.QuerySet):
         """Delayed or retrying jobs: make them due now."""
         return self.claimable().update(scheduled_at=DbNow(), status=JobStatus.PENDING)
 
+    # -- batched outcomes (the worker's executors) ---------------------------------------
+
+    def complete_many(self, done: list) -> set[int]:
+        """Record many successes at once: ``done`` is a list of ``(job, result)`` pairs of
+        held jobs (``job.started_at`` set by the executor). One statement on PostgreSQL,
+        one transaction elsewhere; each row still guarded by its lease. Batches reached by
+        these jobs advance once per batch, in the same transaction.
+
+        Returns the ids written. A job that is missing lost its lease, or gained a
+        dependant since it was claimed: the caller records it alone (``set_completed``
+        takes the locked path that releases dependants).
+        """
+        if not done:
+            return set()
+        from ..workflows import advance_batch
+
+        db = self.db
+        finished = timezone.now()
+        conn = connections[db]
+        with transaction.atomic(using=db):
+            if conn.vendor == "postgresql":
+                written = self._complete_many_postgresql(done, finished)
+            else:
+                written = []
+                for job, result in done:
+                    n = Job.objects.using(db).filter(
+                        pk=job.pk, lease=job.lease, status__in=HELD_STATUSES,
+                        has_dependents=False,
+                    ).update(
+                        status=JobStatus.COMPLETED, result=result, started_at=job.started_at,
+                        finished_at=finished, progress=1.0, lease=None, unique_active=None,
+                        worker_ids=[*job.worker_ids, job.worker_id],
+                    )
+                    if n:
+                        written.append((job.pk, job.batch_id))
+            batches: dict[int, int] = {}
+            for _pk, batch_id in written:
+                if batch_id:
+                    batches[batch_id] = batches.get(batch_id, 0) + 1
+            for batch_id in sorted(batches):  # one lock order: no deadlock between flushes
+                advance_batch(batch_id, JobStatus.COMPLETED, db, count=batches[batch_id])
+        ids = {pk for pk, _ in written}
+        for job, result in done:
+            if job.pk in ids:
+                job.status = JobStatus.COMPLETED
+                job.result = result
+                job.finished_at = finished
+                job.progress = 1.0
+                job.lease = None
+                job.unique_active = None
+                job.worker_ids = [*job.worker_ids, job.worker_id]
+        return ids
+
+    def _complete_many_postgresql(self, done, finished) -> list[tuple[int, int | None]]:
+        import json
+
+        from django.core.serializers.json import DjangoJSONEncoder
+
+        conn = connections[self.db]
+        table = conn.ops.quote_name(Job._meta.db_table)
+        rows = [
+            {"id": job.pk, "lease": job.lease, "result": result,
+             "started_at": job.started_at.isoformat() if job.started_at else None}
+            for job, result in done
+        ]
+        sql = (
+            f"UPDATE {table} AS j SET status = %s, result = x.result, "
+            "started_at = COALESCE(x.started_at, j.started_at), finished_at = %s, "
+            "progress = 1.0, lease = NULL, unique_active = NULL, "
+            "worker_ids = j.worker_ids || jsonb_build_array(j.worker_id) "
+            "FROM jsonb_to_recordset(%s::jsonb) "
+            "AS x(id bigint, lease varchar, result jsonb, started_at timestamptz) "
+            "WHERE j.id = x.id AND j.lease = x.lease AND j.status IN (%s, %s) "
+            "AND NOT j.has_dependents RETURNING j.id, j.batch_id"
+        )
+        params = [JobStatus.COMPLETED, finished, json.dumps(rows, cls=DjangoJSONEncoder),
+                  *HELD_STATUSES]
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def hand_back_held(self, *, started: bool = True) -> int:
+        """Give held jobs back to pending (a stopping worker, a killed executor's batch):
+        not a failure. ``started=False`` for jobs that never began, so their claim does
+        not count as an attempt."""
+        changes = dict(status=JobStatus.PENDING, lease=None, worker_id=None, started_at=None)
+        if not started:
+            changes["attempts"] = Case(
+                When(attempts__gt=0, then=F("attempts") - 1), default=Value(0)
+            )
+        return self.held().update(**changes)
+
     # -- claiming ---------------------------------------------------------------------
 
     def claim(
@@ -302,9 +394,28 @@ class JobQuerySet(models.QuerySet):
             inner_sql, inner_params = inner.query.get_compiler(using=db).as_sql()
             sql = sql.replace("{inner}", inner_sql)
             params = [JobStatus.RUNNING, worker_id, lease, *inner_params]
-            claimed = list(Job.objects.using(db).raw(sql, params))
+            with conn.cursor() as cursor:
+                cursor.execute(sql, params)
+                claimed = jobs_from_rows(db, cursor.fetchall())
         claimed.sort(key=lambda j: (-j.priority, j.scheduled_at, j.pk))
         return claimed
+
+
+def jobs_from_rows(db: str, rows) -> list[Job]:
+    """Job instances from rows of every concrete column in model order (what the claim
+    RETURNs): ``Model.from_db`` without a RawQuerySet's per-row column mapping."""
+    conn = connections[db]
+    fields = Job._meta.concrete_fields
+    names = [f.attname for f in fields]
+    converters = [(i, f.from_db_value) for i, f in enumerate(fields)
+                  if hasattr(f, "from_db_value")]
+    jobs = []
+    for row in rows:
+        values = list(row)
+        for i, convert in converters:
+            values[i] = convert(values[i], None, conn)
+        jobs.append(Job.from_db(db, names, values))
+    return jobs
 
 
 class _nullcontext:
@@ -492,6 +603,7 @@ class Job(models.Model):
             # Python's clock, so the instance (and the TaskResult sent with task_finished)
             # carries exactly what is stored.
             finished_at=timezone.now(),
+            started_at=self.started_at,
             progress=1.0,
             lease=None,
             worker_ids=[*self.worker_ids, self.worker_id],
@@ -517,6 +629,8 @@ class Job(models.Model):
         worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
         errors = [*self.errors, error]
         common = dict(error=error, errors=errors, lease=None, worker_ids=worker_ids)
+        if self.started_at is not None:
+            common["started_at"] = self.started_at
         if retry_in is not None:
             changes = dict(
                 status=retry_status,
@@ -557,6 +671,8 @@ class Job(models.Model):
             lease=None,
             worker_ids=worker_ids,
         )
+        if self.started_at is not None:
+            changes["started_at"] = self.started_at
         done = self._finish(changes, JobStatus.CANCELLED)
         if done:
             self.refresh_from_db()

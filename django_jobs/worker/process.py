@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import socket
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from multiprocessing.connection import wait
 
 from django.db import close_old_connections, connections
@@ -22,9 +22,9 @@ from ..exceptions import JobTimeout, WorkerLost
 from ..execution.policy import error_entry, retry_delay_for
 from ..execution.runner import record_cancelled, record_failure
 from ..manager import NOTIFY_CHANNEL, JobManager, notify
-from ..models import Job, JobStatus, Queue, Worker
+from ..models import Job, Worker
 from ..registry import registry
-from .executor import Executor
+from .executor import Executor, Shared, Slot
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -77,11 +77,10 @@ class WorkerProcess:
         os.set_blocking(self._wake_r, False)
         self._next_beat = 0.0
         self._next_prune = time.monotonic() + 60
-        self._last_claim_full = False
-        self._claimed_last = False
-        self._config = None
-        self._config_expires = 0.0
+        self._next_poll = 0.0
+        self._notified = False
         self._next_schedule_run = 0.0
+        self.shared: Shared | None = None
 
     # -- signals -------------------------------------------------------------------------
 
@@ -133,22 +132,29 @@ class WorkerProcess:
             self.register()
             if self.scheduler:
                 self._sync_code_schedules()
-            self.executors = [Executor(i) for i in range(self.concurrency)]
+            self.shared = Shared(self.max_jobs)
+            self._claim_args = dict(
+                worker_id=self.worker_id, queues=self.queues,
+                exclude_queues=self.exclude_queues, database=self.db,
+            )
+            self.executors = [self._new_executor(i) for i in range(self.concurrency)]
             self._start_listener()
             logger.info(
                 "Worker %s started: queues=%s concurrency=%s",
                 self.worker_id, self.queues or "*", self.concurrency,
                 extra={"action": "worker_started", "worker_id": self.worker_id},
             )
-            # A jittered start spreads the first claims of many workers started together.
-            time.sleep(random.uniform(0, 0.05))  # noqa: S311
             self._loop()
         finally:
             self._shutdown()
             self.restore_signals()
         return 0
 
+    def _new_executor(self, index: int) -> Executor:
+        return Executor(index, self.shared, self._claim_args)
+
     def _loop(self) -> None:
+        stop_sent = False
         while True:
             if self.forced:
                 return
@@ -160,15 +166,24 @@ class WorkerProcess:
                 self._sleep(1.0)
                 continue
             if self.stopping:
-                if not any(e.busy for e in self.executors):
+                if not stop_sent:
+                    # Executors finish the job they are running, hand the rest of their
+                    # batch back and exit.
+                    self.shared.stop.value = True
+                    for executor in self.executors:
+                        executor.request_stop()
+                    stop_sent = True
+                if not any(e.alive() for e in self.executors):
                     return
                 if time.monotonic() >= self._stop_deadline:
                     logger.warning("Shutdown timeout reached; handing unfinished jobs back")
                     return
-            elif self.burst and not any(e.busy for e in self.executors) and not self._claimed_last:
-                return
-            elif self.max_jobs is not None and self.processed >= self.max_jobs:
-                self.stopping = True
+            elif all(e.idle for e in self.executors):
+                if self.burst:
+                    return
+                if self.shared.exhausted:
+                    self.stopping = True  # --max-jobs reached
+                    continue
             self._wait()
 
     @property
@@ -186,72 +201,90 @@ class WorkerProcess:
             self._next_beat = now + jobs_settings.HEARTBEAT_INTERVAL
         if self.scheduler and not self.stopping and now >= self._next_schedule_run:
             self._run_scheduler()
-        self._claimed_last = False
         if self.stopping:
             _ = self._stop_deadline
             return
-        free = [e for e in self.executors if not e.busy]
-        if self.max_jobs is not None:
-            free = free[: max(0, self.max_jobs - self.processed - self._running_count())]
-        if free:
-            claimed = self.manager.objects.claim(
-                self.worker_id, len(free), queues=self.queues,
-                exclude_queues=self.exclude_queues, config=self._claim_config(),
-            )
-            for executor, job in zip(free, claimed):
-                self._dispatch(executor, job)
-            self._claimed_last = bool(claimed)
-            self._last_claim_full = len(claimed) == len(free)
+        if time.monotonic() >= self._next_poll or self._notified:
+            self._notified = False
+            self._next_poll = time.monotonic() + jobs_settings.POLL_INTERVAL
+            for executor in self.executors:
+                if executor.idle:
+                    executor.wake()
 
-    def _claim_config(self):
-        # Paused queues and limits change rarely: read them at most once per poll interval.
-        now = time.monotonic()
-        if now >= self._config_expires:
-            self._config = Queue.objects.using(self.db).claim_config()
-            self._config_expires = now + min(1.0, jobs_settings.POLL_INTERVAL)
-        return self._config
-
-    def _running_count(self) -> int:
-        return sum(1 for e in self.executors if e.busy)
-
-    def _dispatch(self, executor: Executor, job: Job) -> None:
-        logger.debug("Running job %s (%s)", job.pk, job.task_name,
-                     extra={"action": "job_claimed", "job_id": job.pk})
-        try:
-            executor.run(job)
-        except (BrokenPipeError, OSError):
-            self._replace(executor)
-            self.executors[executor.index].run(job)
-
-    def _replace(self, executor: Executor) -> Executor:
-        executor.kill()
-        fresh = Executor(executor.index)
-        self.executors[executor.index] = fresh
-        return fresh
+    def _running(self) -> dict[int, Executor]:
+        running = {}
+        for executor in self.executors:
+            job_id = executor.job_id
+            if job_id:
+                running[job_id] = executor
+        return running
 
     # -- outcomes ------------------------------------------------------------------------
 
     def _collect(self) -> None:
         for executor in list(self.executors):
-            while executor.busy and executor.conn.poll():
-                try:
-                    _kind, job_id, status, _elapsed = executor.conn.recv()
-                except (EOFError, OSError):
-                    break
+            try:
+                while executor.conn.poll():
+                    message = executor.conn.recv()
+                    if message[0] == "idle":
+                        executor.idle = True
+                    elif message[0] == "batch":
+                        _kind, processed, failed = message
+                        self.processed += processed
+                        self._beat_processed += processed
+                        self.failed += failed
+                        self._beat_failed += failed
+            except (EOFError, OSError):
+                pass
+            if not executor.alive():
+                if self.stopping and executor.process.exitcode == 0 and not executor.slot.lease:
+                    continue  # it finished its work and exited as asked
+                code = executor.process.exitcode
+                self._lost_executor(
+                    executor, ExecutorCrashed(f"the process running the job exited with code {code}"),
+                )
+
+    def _lost_executor(self, executor: Executor, exc: BaseException | None,
+                       *, terminated: int | None = None) -> None:
+        """Kill ``executor`` (or bury it): its running job gets ``exc`` (None: handed
+        back like the rest), the rest of its batch goes back to pending. ``terminated``:
+        the running job was cancelled with ``terminate=True``."""
+        job_id, lease, started = executor.job_id, executor.slot.lease, executor.slot.started
+        executor.kill()
+        try:
+            if lease is not None:
+                self._settle_batch(lease, job_id, started, exc, terminated)
+        finally:
+            # Only now: a fresh executor must find the handed-back jobs claimable.
+            if not self.stopping:
+                self.executors[executor.index] = self._new_executor(executor.index)
+
+    def _settle_batch(self, lease, job_id, started, exc, terminated) -> None:
+        held = self.manager.objects.filter(lease=lease)
+        if terminated:
+            job = held.filter(pk=terminated).first()
+            if job is not None and record_cancelled(job, "cancelled (terminated)"):
                 self.processed += 1
                 self._beat_processed += 1
-                if status in (JobStatus.FAILED, JobStatus.RETRYING):
-                    self.failed += 1
-                    self._beat_failed += 1
-                executor.done()
-            if executor.busy and not executor.alive():
-                job = executor.job
-                code = executor.process.exitcode
-                executor.done()
-                self._replace(executor)
-                self._fail_held(
-                    job, ExecutorCrashed(f"the process running the job exited with code {code}")
-                )
+            held = held.exclude(pk=terminated)
+            job_id = None
+        if job_id and exc is not None:
+            job = held.filter(pk=job_id).first()
+            if job is not None:
+                job.started_at = datetime.fromtimestamp(started, tz=dt_timezone.utc)
+                self._fail_held(job, exc)
+        if job_id and exc is None:
+            n = held.filter(pk=job_id).hand_back_held()
+            n += held.exclude(pk=job_id).hand_back_held(started=False)
+        else:
+            n = held.hand_back_held(started=False)
+        if n:
+            logger.warning("Handed %s unfinished job(s) of a stopped executor back to pending", n)
+            self._notified = True  # wake idle executors: the jobs are claimable again
+            try:
+                notify(self.db, "*")
+            except Exception:  # noqa: BLE001
+                pass
 
     def _fail_held(self, job: Job, exc: BaseException) -> None:
         try:
@@ -268,43 +301,37 @@ class WorkerProcess:
             record_failure(job, entry, delay)
 
     def _enforce_deadlines(self) -> None:
-        now = time.monotonic()
+        now = time.time()
         for executor in list(self.executors):
-            if executor.busy and executor.deadline is not None and now >= executor.deadline:
-                job = executor.job
+            deadline = executor.slot.deadline
+            job_id = executor.job_id
+            if job_id and deadline is not None and now >= deadline:
+                timeout = deadline - executor.slot.started
                 # Kill first: after a timeout the job's code must not run anywhere.
-                executor.done()
-                self._replace(executor)
-                logger.warning("Job %s exceeded its timeout of %ss; stopped", job.pk, job.timeout,
-                               extra={"action": "job_timeout", "job_id": job.pk})
-                self._fail_held(job, JobTimeout(f"job exceeded its timeout of {job.timeout:g}s"))
+                logger.warning("Job %s exceeded its timeout of %ss; stopped", job_id,
+                               f"{timeout:g}", extra={"action": "job_timeout", "job_id": job_id})
+                self._lost_executor(executor, JobTimeout(f"job exceeded its timeout of {timeout:g}s"))
 
     # -- heartbeat, cancel, rescue ---------------------------------------------------------
 
     def _heartbeat(self) -> None:
-        busy = {e.job.pk: e for e in self.executors if e.busy}
-        alive = self.row.beat(list(busy), self._beat_processed, self._beat_failed)
+        running = self._running()
+        alive = self.row.beat(sorted(running), self._beat_processed, self._beat_failed)
         self._beat_processed = self._beat_failed = 0
         if not alive:
             logger.warning("Worker row %s was removed; registering again", self.worker_id)
             self.register()
-        if busy:
-            flagged = self.manager.objects.filter(
-                pk__in=list(busy), worker_id=self.worker_id, cancel_requested=True
-            ).values_list("pk", "terminate_requested")
-            for pk, terminate in flagged:
-                executor = busy[pk]
-                if executor.job is None or executor.job.pk != pk:
-                    continue
-                if terminate:
-                    job = executor.job
-                    executor.done()
-                    self._replace(executor)  # kills the job's process first
-                    self.processed += 1
-                    record_cancelled(job, "cancelled (terminated)")
-                elif not executor.interrupted:
-                    executor.interrupted = True
-                    executor.interrupt()
+        flagged = self.manager.objects.held_by(self.worker_id).filter(
+            cancel_requested=True
+        ).values_list("pk", "terminate_requested")
+        for pk, terminate in flagged:
+            executor = running.get(pk)
+            if executor is None or executor.job_id != pk:
+                continue  # not started yet: its executor checks before starting it
+            if terminate:
+                self._lost_executor(executor, None, terminated=pk)
+            elif executor.slot.numbers[Slot.CANCEL] != pk:
+                executor.interrupt(pk)
         self.manager.requeue_stuck()
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + 600
@@ -361,7 +388,7 @@ class WorkerProcess:
         try:
             pg.consume_input()
             while pg.notifies() is not None:
-                pass
+                self._notified = True
         except Exception:  # noqa: BLE001 - reconnect on the next loop
             logger.warning("LISTEN connection lost; reconnecting")
             try:
@@ -374,22 +401,22 @@ class WorkerProcess:
         if self.forced:
             return
         now = time.monotonic()
-        free = any(not e.busy for e in self.executors)
-        if free and self._claimed_last and self._last_claim_full and not self.stopping:
-            return  # more may be due right away
-        timeout = jobs_settings.POLL_INTERVAL if free and not self.stopping else 1.0
-        timeout = min(timeout, max(0.0, self._next_beat - now))
+        timeout = max(0.0, self._next_beat - now)
         if self.scheduler and not self.stopping:
             timeout = min(timeout, max(0.0, self._next_schedule_run - now))
-        deadlines = [e.deadline for e in self.executors if e.busy and e.deadline]
+        idle = any(e.idle for e in self.executors)
+        if idle and not self.stopping:
+            timeout = min(timeout, max(0.0, self._next_poll - now))
+        wall = time.time()
+        deadlines = [e.slot.deadline for e in self.executors if e.job_id and e.slot.deadline]
         if deadlines:
-            timeout = min(timeout, max(0.0, min(deadlines) - now))
+            timeout = min(timeout, max(0.0, min(deadlines) - wall))
         if self.stopping:
             timeout = min(timeout, max(0.0, self._stop_deadline - now))
-        objects = [e.conn for e in self.executors if e.busy]
-        objects += [e.process.sentinel for e in self.executors if e.busy]
+        objects = [e.conn for e in self.executors]
+        objects += [e.process.sentinel for e in self.executors]
         objects.append(self._wake_r)
-        if self.listener is not None and free and not self.stopping:
+        if self.listener is not None and not self.stopping:
             objects.append(self.listener.connection.fileno())
         ready = wait(objects, timeout=timeout)
         if self._wake_r in ready:
@@ -407,25 +434,22 @@ class WorkerProcess:
     # -- shutdown ------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        handed_back = 0
+        self.shared.stop.value = True
         for executor in self.executors:
-            if executor.busy:
-                job = executor.job
-                executor.kill()
-                try:
-                    if job.hand_back():
-                        handed_back += 1
-                except Exception:  # noqa: BLE001 - others will rescue it after the timeout
-                    logger.exception("Could not hand job %s back", job.pk)
-                executor.done()
+            if executor.alive():
+                executor.request_stop()
+        # Executors that are idle or between jobs exit by themselves at once; the rest
+        # (the shutdown timeout passed, a second signal) are killed and their jobs
+        # handed back.
+        deadline = time.monotonic() + (0.0 if self.forced else 0.5)
+        for executor in self.executors:
+            executor.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.stopping = True
+        for executor in self.executors:
+            if executor.alive() or executor.slot.lease:
+                self._lost_executor(executor, None)
             else:
-                executor.stop()
-        if handed_back:
-            logger.warning("Handed %s unfinished job(s) back to pending", handed_back)
-            try:
-                notify(self.db, "*")
-            except Exception:  # noqa: BLE001
-                pass
+                executor.kill()
         try:
             if self.row is not None:
                 Worker.objects.using(self.db).filter(pk=self.worker_id).update(
