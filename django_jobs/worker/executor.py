@@ -27,6 +27,8 @@ from multiprocessing.sharedctypes import RawArray, RawValue
 
 from django.db import close_old_connections, connections
 
+from ..enums import JobStatus
+
 logger = logging.getLogger("django_jobs.worker")
 
 _mp = multiprocessing.get_context("fork")
@@ -294,8 +296,6 @@ class ExecutorLoop:
             slot.set_lease(None)
 
     def outcome(self, job, status, result) -> None:
-        from ..models import JobStatus
-
         if status == JobStatus.COMPLETED:
             if not self.buffer:
                 self.buffered_since = time.monotonic()

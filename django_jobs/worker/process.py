@@ -137,6 +137,7 @@ class WorkerProcess:
                 worker_id=self.worker_id, queues=self.queues,
                 exclude_queues=self.exclude_queues, database=self.db,
             )
+            _preload()
             self.executors = [self._new_executor(i) for i in range(self.concurrency)]
             self._start_listener()
             logger.info(
@@ -466,6 +467,12 @@ class WorkerProcess:
                 pass
         logger.info("Worker %s stopped after %s job(s)", self.worker_id, self.processed,
                     extra={"action": "worker_stopped", "worker_id": self.worker_id})
+
+
+def _preload() -> None:
+    """Import what executors use before forking them, once, instead of in each one."""
+    from .. import backend, workflows  # noqa: F401
+    from ..execution import runner  # noqa: F401
 
 
 def _db_now():

@@ -1,0 +1,114 @@
+"""Edges that batched claiming and batched completion create (issue 4).
+
+Executors claim several jobs at once (sized by the measured job duration) and write
+successes together (``Job.objects.complete_many``). These tests pin what must still hold:
+a lost lease is never overwritten, a dependant that appears after the claim is released,
+batches count each job once, and a crash or a timeout in the middle of a claimed batch
+loses no job (at-least-once: jobs completed but not yet written run again).
+"""
+
+import pytest
+from django.utils import timezone
+
+from django_jobs import JobStatus, jobs
+from django_jobs.execution.runner import record_completed
+from django_jobs.models import Batch, Job
+from tests.testapp import tasks
+from tests.testapp.models import Execution
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _claim_all(worker_id, n):
+    claimed = Job.objects.claim(worker_id, n)
+    for job in claimed:
+        job.started_at = timezone.now()
+    return claimed
+
+
+def test_batched_completion_skips_a_lost_lease_and_writes_the_rest():
+    a, b, c = (jobs.enqueue(tasks.add, args=[i, i]) for i in range(3))
+    claimed = _claim_all("w1", 3)
+    assert {j.pk for j in claimed} == {a.pk, b.pk, c.pk}
+    # b's worker was declared dead and another worker claimed it before our flush.
+    Job.objects.filter(pk=b.pk).update(status=JobStatus.PENDING, lease=None, worker_id=None)
+    assert [j.pk for j in Job.objects.claim("w2", 1)] == [b.pk]
+
+    written = Job.objects.complete_many([(j, j.args[0] * 2) for j in claimed])
+
+    assert written == {a.pk, c.pk}
+    b.refresh_from_db()
+    assert b.status == JobStatus.RUNNING and b.worker_id == "w2" and b.result is None
+    for job, expected in ((a, 0), (c, 4)):
+        job.refresh_from_db()
+        assert job.status == JobStatus.COMPLETED and job.result == expected
+        assert job.lease is None and job.worker_ids == ["w1"] and job.progress == 1.0
+        assert job.started_at <= job.finished_at
+
+
+def test_batched_completion_leaves_a_job_that_gained_a_dependant_to_the_locked_path():
+    first = jobs.enqueue(tasks.add, args=[1, 1])
+    (claimed,) = _claim_all("w1", 1)
+    # Enqueued after the claim: the claimed instance still says has_dependents=False.
+    dependant = jobs.enqueue(tasks.add, args=[2, 2], depends_on=[first])
+    assert dependant.status == JobStatus.WAITING
+
+    assert Job.objects.complete_many([(claimed, 2)]) == set()
+    assert Job.objects.get(pk=first.pk).status == JobStatus.RUNNING
+    # What the executor does with a job the batch did not take: the single-job path.
+    assert record_completed(claimed, 2)
+    assert Job.objects.get(pk=first.pk).status == JobStatus.COMPLETED
+    assert Job.objects.get(pk=dependant.pk).status == JobStatus.PENDING
+
+
+def test_batched_completion_counts_each_batch_job_once_and_finishes_the_batch():
+    batch = jobs.enqueue_batch(tasks.add, items=[{"a": i, "b": i} for i in range(4)],
+                               on_complete=tasks.noop)
+    claimed = _claim_all("w1", 10)
+    assert len(claimed) == 4
+    assert Job.objects.complete_many([(j, 0) for j in claimed[:3]]) == {j.pk for j in claimed[:3]}
+    batch = Batch.objects.get(pk=batch.pk)
+    assert batch.completed == 3 and batch.finished_at is None
+    # Written twice (a retried flush): the lease guard makes the second a no-op.
+    assert Job.objects.complete_many([(claimed[0], 0)]) == set()
+    assert Job.objects.complete_many([(claimed[3], 0)]) == {claimed[3].pk}
+    batch = Batch.objects.get(pk=batch.pk)
+    assert batch.completed == 4 and batch.finished_at is not None
+    assert Job.objects.filter(task_name=tasks.noop.name).count() == 1
+
+
+@pytest.mark.slow
+def test_crash_in_the_middle_of_a_claimed_batch_loses_no_job(workers):
+    before = [jobs.enqueue(tasks.record_label, args=[f"before-{i}"], queue="default")
+              for i in range(40)]
+    crash = jobs.enqueue(tasks.crash_interpreter, args=["crash"])
+    after = [jobs.enqueue(tasks.record_label, args=[f"after-{i}"], queue="default")
+             for i in range(40)]
+    code, out = workers.run("--burst", "--concurrency", "1")
+    assert code == 0, out
+    crash.refresh_from_db()
+    assert crash.status == JobStatus.FAILED and crash.error["type"] == "ExecutorCrashed"
+    ids = [j.pk for j in before + after]
+    assert Job.objects.filter(pk__in=ids, status=JobStatus.COMPLETED).count() == 80
+    recorded = set(Execution.objects.values_list("label", flat=True))
+    assert {f"before-{i}" for i in range(40)} <= recorded
+    assert {f"after-{i}" for i in range(40)} <= recorded
+    assert not Job.objects.held().exists()
+
+
+@pytest.mark.slow
+def test_timeout_in_the_middle_of_a_claimed_batch_hands_the_rest_back(workers):
+    before = [jobs.enqueue(tasks.record_label, args=[f"b{i}"], queue="default")
+              for i in range(30)]
+    spinner = jobs.enqueue(tasks.spin_forever, args=["spin"])
+    after = [jobs.enqueue(tasks.record_label, args=[f"a{i}"], queue="default")
+             for i in range(30)]
+    code, out = workers.run("--burst", "--concurrency", "1", timeout=120)
+    assert code == 0, out
+    spinner.refresh_from_db()
+    assert spinner.status == JobStatus.FAILED and spinner.error["type"] == "JobTimeout"
+    ids = [j.pk for j in before + after]
+    assert Job.objects.filter(pk__in=ids, status=JobStatus.COMPLETED).count() == 60
+    # Jobs of the killed batch that never started were handed back without an attempt.
+    assert set(Job.objects.filter(pk__in=ids).values_list("attempts", flat=True)) <= {1, 2}
+    assert not Job.objects.held().exists()
