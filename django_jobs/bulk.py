@@ -1,4 +1,4 @@
-"""Insert many jobs in one statement per chunk.
+"""Insert many jobs in one statement per chunk (``COPY`` on PostgreSQL).
 
 ``bulk_create`` splits rows by the database's parameter limit (999 on SQLite, so about
 25 jobs per INSERT). Here each chunk travels as ONE parameter, a JSON document, which the
@@ -45,6 +45,33 @@ def _column_type(field: models.Field, connection) -> str:
     return db_type.split(" CHECK")[0]
 
 
+def row_document(jobs: list[Job], fields, connection, many: bool = True) -> str:
+    """The rows of ``jobs`` as one JSON document (a list, or one object), column names
+    as keys: what ``jsonb_to_recordset``/``jsonb_populate_record``, ``json_each`` and
+    ``JSON_TABLE`` unpack into an INSERT."""
+    vendor = connection.vendor
+    plain = [(f.column, f.attname) for f in fields if _is_plain(f, vendor)]
+    other = [(f.column, f.attname, f) for f in fields if not _is_plain(f, vendor)]
+    rows = []
+    for job in jobs:
+        values = job.__dict__
+        row = {column: values[attname] for column, attname in plain}
+        for column, attname, field in other:
+            row[column] = _value(field, values[attname], connection)
+        rows.append(row)
+    return json.dumps(rows if many else rows[0], separators=(",", ":"))
+
+
+def _is_plain(field: models.Field, vendor: str) -> bool:
+    """Columns whose Python value is already its JSON form (no datetime, no bool to
+    turn into 0/1 outside PostgreSQL)."""
+    if isinstance(field, (models.DateTimeField, models.DateField)):
+        return False
+    if isinstance(field, models.BooleanField):
+        return vendor == "postgresql"
+    return True
+
+
 def insert_jobs(jobs: list[Job], using: str) -> int:
     """INSERT ``jobs`` (unsaved instances) in one statement; returns the row count."""
     if not jobs:
@@ -54,11 +81,7 @@ def insert_jobs(jobs: list[Job], using: str) -> int:
     qn = connection.ops.quote_name
     table = qn(Job._meta.db_table)
     columns = ", ".join(qn(f.column) for f in fields)
-    rows = [
-        {f.column: _value(f, getattr(job, f.attname), connection) for f in fields}
-        for job in jobs
-    ]
-    document = json.dumps(rows, separators=(",", ":"))
+    document = row_document(jobs, fields, connection)
     if connection.vendor == "postgresql":
         spec = ", ".join(f"{qn(f.column)} {_column_type(f, connection)}" for f in fields)
         sql = (
@@ -82,3 +105,58 @@ def insert_jobs(jobs: list[Job], using: str) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, [document])
         return cursor.rowcount
+
+
+def _copy_text(field: models.Field, value: Any, connection) -> str:
+    """One column of a ``COPY ... FROM STDIN`` text-format row."""
+    if value is None:
+        return "\\N"
+    if isinstance(field, models.JSONField):
+        text = json.dumps(value)
+    elif isinstance(value, bool):
+        text = "t" if value else "f"
+    elif isinstance(value, datetime):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    return _copy_escape(text)
+
+
+def _copy_escape(text: str) -> str:
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def copy_jobs(template: Job, payloads: list[tuple[str, str]], using: str) -> int:
+    """PostgreSQL: insert one job per ``(args JSON, kwargs JSON)`` pair, every other
+    column from ``template``, with ONE ``COPY``. The constant part of each row is
+    formatted once, so a row costs two string joins on our side."""
+    if not payloads:
+        return 0
+    connection = connections[using]
+    fields = _fields()
+    qn = connection.ops.quote_name
+    names = [f.attname for f in fields]
+    i_args, i_kwargs = names.index("args"), names.index("kwargs")
+    cells = [_copy_text(f, getattr(template, f.attname), connection) for f in fields]
+    head = "\t".join(cells[:i_args])
+    middle = "\t".join(cells[i_args + 1:i_kwargs])
+    tail = "\t".join(cells[i_kwargs + 1:])
+    head = head + "\t" if head else ""
+    middle = "\t" + middle + "\t" if middle else "\t"
+    tail = "\t" + tail + "\n" if tail else "\n"
+    sql = (f"COPY {qn(Job._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+           "FROM STDIN")
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        chunk = []
+        for args_text, kwargs_text in payloads:
+            chunk.append(head + _copy_escape(args_text) + middle + _copy_escape(kwargs_text) + tail)
+            if len(chunk) >= 5000:
+                copy.write("".join(chunk))
+                chunk = []
+        if chunk:
+            copy.write("".join(chunk))
+    return len(payloads)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     "DEFAULT_QUEUE": "default",
@@ -65,18 +66,34 @@ def to_seconds(value: Any) -> float | None:
 class JobsSettings:
     """``jobs_settings.DEFAULT_QUEUE`` etc.; durations come back as float seconds."""
 
+    def __init__(self):
+        # Read on every enqueue and every job: cached, and forgotten whenever Django
+        # reports DJANGO_JOBS changed (override_settings, the settings fixture).
+        self._cache: dict[str, Any] = {}
+
     def raw(self) -> dict[str, Any]:
         return getattr(django_settings, "DJANGO_JOBS", None) or {}
 
+    def clear_cache(self, **kwargs) -> None:
+        if kwargs.get("setting") in (None, "DJANGO_JOBS"):
+            self._cache.clear()
+
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
         if name not in DEFAULTS:
             raise AttributeError(name)
         value = self.raw().get(name, DEFAULTS[name])
         if name in DURATION_KEYS:
             try:
-                return to_seconds(value)
+                value = to_seconds(value)
             except TypeError:
-                return to_seconds(DEFAULTS[name])
+                value = to_seconds(DEFAULTS[name])
+        self._cache[name] = value
         return value
 
     @property
@@ -89,3 +106,4 @@ class JobsSettings:
 
 
 jobs_settings = JobsSettings()
+setting_changed.connect(jobs_settings.clear_cache, dispatch_uid="django_jobs.settings_cache")

@@ -132,7 +132,7 @@ class JobTask(Task):
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.func)
+        return _is_coroutine_function(self.func)
 
     @property
     def accepts_progress_callback(self) -> bool:
@@ -192,6 +192,10 @@ class TaskRegistry:
 
     def get(self, name_or_task: Any) -> JobTask:
         """The task for a name or a task object (raises ``TaskNotFound``)."""
+        if type(name_or_task) is str:  # the worker's case, once per job: one dict lookup
+            task = self._tasks.get(name_or_task)
+            if task is not None:
+                return task
         if isinstance(name_or_task, JobTask):
             return name_or_task
         if isinstance(name_or_task, Task):
@@ -323,3 +327,8 @@ def _accepts_progress_callback(func) -> bool:
         return "progress_callback" in inspect.signature(func).parameters
     except (TypeError, ValueError):
         return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_coroutine_function(func) -> bool:
+    return inspect.iscoroutinefunction(func)

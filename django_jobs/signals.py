@@ -19,6 +19,8 @@ job_dead_lettered = Signal()
 
 def send(signal: Signal, job, **kwargs) -> None:
     """Send robustly: a failing receiver is logged and never fails the job or worker."""
+    if not signal.receivers:
+        return  # the common case, once or twice per job
     import logging
 
     from .models import Job

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_jobs import JobStatus, jobs
 from django_jobs.execution.runner import record_completed
 from django_jobs.models import Batch, Job
+from django_jobs.testing import run_jobs
 from tests.testapp import tasks
 from tests.testapp.models import Execution
 
@@ -75,6 +76,18 @@ def test_batched_completion_counts_each_batch_job_once_and_finishes_the_batch():
     batch = Batch.objects.get(pk=batch.pk)
     assert batch.completed == 4 and batch.finished_at is not None
     assert Job.objects.filter(task_name=tasks.noop.name).count() == 1
+
+
+def test_a_result_the_database_cannot_store_fails_the_job_and_never_blocks_it():
+    # PostgreSQL refuses NUL characters in JSON: found before the write, on every database,
+    # so the job fails clearly instead of staying held by a write that can never land.
+    nul = jobs.enqueue(tasks.returns_nul)
+    fine = jobs.enqueue(tasks.add, args=[1, 2])
+    assert run_jobs() == 2
+    nul.refresh_from_db()
+    assert nul.status == JobStatus.FAILED and nul.error["type"] == "UnserializableResult"
+    assert "NUL" in nul.error["message"]
+    assert Job.objects.get(pk=fine.pk).result == 3
 
 
 @pytest.mark.slow

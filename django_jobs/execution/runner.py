@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from .. import signals
 from .._compat import TaskContext, task_finished, task_started
+from .._jsontext import has_nul
 from ..exceptions import JobCancelled, PermanentError, TaskNotFound, UnserializableResult
 from ..models import JobStatus
 from . import context
@@ -24,12 +25,20 @@ logger = logging.getLogger("django_jobs.execution")
 
 
 def _normalize_result(value: Any) -> Any:
+    if value is None or value is True or value is False or type(value) is int:
+        return value  # already what JSON gives back
+    if type(value) is str and "\x00" not in value:
+        return value
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise UnserializableResult(
             f"The task returned a value that is not JSON-serializable: {exc}"
         ) from exc
+    if has_nul(text):
+        # PostgreSQL cannot store it: fail the job clearly rather than at the write.
+        raise UnserializableResult("The task returned a value containing a NUL character.")
+    return json.loads(text)
 
 
 def send_django_signal(signal, job) -> None:

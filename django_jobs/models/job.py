@@ -215,7 +215,9 @@ class JobQuerySet(models.QuerySet):
         db = self.db
         finished = timezone.now()
         conn = connections[db]
-        with transaction.atomic(using=db):
+        # One statement needs no transaction of its own; batch counters must move with it.
+        together = conn.vendor != "postgresql" or any(job.batch_id for job, _ in done)
+        with transaction.atomic(using=db) if together else _nullcontext():
             if conn.vendor == "postgresql":
                 written = self._complete_many_postgresql(done, finished)
             else:
@@ -252,8 +254,6 @@ class JobQuerySet(models.QuerySet):
     def _complete_many_postgresql(self, done, finished) -> list[tuple[int, int | None]]:
         import json
 
-        from django.core.serializers.json import DjangoJSONEncoder
-
         conn = connections[self.db]
         table = conn.ops.quote_name(Job._meta.db_table)
         rows = [
@@ -271,7 +271,7 @@ class JobQuerySet(models.QuerySet):
             "WHERE j.id = x.id AND j.lease = x.lease AND j.status IN (%s, %s) "
             "AND NOT j.has_dependents RETURNING j.id, j.batch_id"
         )
-        params = [JobStatus.COMPLETED, finished, json.dumps(rows, cls=DjangoJSONEncoder),
+        params = [JobStatus.COMPLETED, finished, json.dumps(rows),
                   *HELD_STATUSES]
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
@@ -377,27 +377,24 @@ class JobQuerySet(models.QuerySet):
         ``limit``; the inner SELECT is the one the partial claim index serves."""
         db = self.db
         conn = connections[db]
-        inner = (
-            candidates.in_claim_order().select_for_update(skip_locked=True).values("id")[:limit]
-        )
+        inner = candidates.in_claim_order().values("id")[:limit]
         qn = conn.ops.quote_name
         table = qn(Job._meta.db_table)
         columns = ", ".join(qn(f.column) for f in Job._meta.concrete_fields)
+        inner_sql, inner_params = inner.query.get_compiler(using=db).as_sql()
+        # FOR UPDATE goes after LIMIT on PostgreSQL. Added here rather than with
+        # select_for_update(), which Django only compiles inside atomic(): the statement is
+        # its own transaction, and BEGIN/COMMIT would be two more round trips per claim.
         sql = (
             f"UPDATE {table} SET status = %s, worker_id = %s, lease = %s, "
             "attempts = attempts + 1, started_at = CLOCK_TIMESTAMP(), "
             "cancel_requested = false, terminate_requested = false "
-            f"WHERE id = ANY(ARRAY({{inner}})) RETURNING {columns}"
+            f"WHERE id = ANY(ARRAY({inner_sql} FOR UPDATE SKIP LOCKED)) RETURNING {columns}"
         )
-        # One statement is one transaction already; atomic() is only there because Django
-        # refuses to compile FOR UPDATE outside of one.
-        with transaction.atomic(using=db):
-            inner_sql, inner_params = inner.query.get_compiler(using=db).as_sql()
-            sql = sql.replace("{inner}", inner_sql)
-            params = [JobStatus.RUNNING, worker_id, lease, *inner_params]
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                claimed = jobs_from_rows(db, cursor.fetchall())
+        params = [JobStatus.RUNNING, worker_id, lease, *inner_params]
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            claimed = jobs_from_rows(db, cursor.fetchall())
         claimed.sort(key=lambda j: (-j.priority, j.scheduled_at, j.pk))
         return claimed
 

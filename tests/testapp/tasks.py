@@ -109,6 +109,11 @@ async def async_add(a, b):
     return a + b
 
 
+@job(max_retries=0)
+def returns_nul(text="a\x00b"):
+    return {"text": text}
+
+
 @job
 def returns_unserializable():
     return object()
