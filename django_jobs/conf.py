@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE": None,  # database alias for the job tables; None = the router's choice
     "PROGRESS_THROTTLE": 0.5,  # seconds between progress writes of one job
     "SHUTDOWN_TIMEOUT": 30.0,
-    "CLAIM_BATCH_SIZE": 100,
+    "CLAIM_BATCH_SIZE": 1000,
     # A schedule's due time fired later than this counts as missed (see misfire_policy).
     "MISFIRE_GRACE": 60.0,  # seconds
 }

@@ -83,9 +83,10 @@ def _insert_postgresql(job: Job, db: str) -> None:
         )
         cached = _INSERT_SQL[conn.alias] = (sql, fields)
     sql, fields = cached
+    params = [job.queue, row_document([job], fields, conn, many=False),
+              NOTIFY_CHANNEL, job.queue]
     with conn.cursor() as cursor:
-        cursor.execute(sql, [job.queue, row_document([job], fields, conn, many=False),
-                             NOTIFY_CHANNEL, job.queue])
+        cursor.execute(sql, params)
         job.pk = cursor.fetchone()[0]
     job._state.adding = False
     job._state.db = db
@@ -603,6 +604,8 @@ class JobManager:
         try:
             with transaction.atomic(using=self.db):
                 retried = qs.retry_now()
+                # Read before commit: a worker may claim it the moment it is committed.
+                job = self.get_job(pk) if retried else None
         except IntegrityError:
             raise ValueError(
                 f"Job {pk} cannot be retried: another unfinished job holds its unique key."
@@ -612,7 +615,7 @@ class JobManager:
             raise ValueError(
                 f"Job {pk} is {job.status}; only failed or cancelled jobs can be retried."
             )
-        return self.get_job(pk)
+        return job
 
     def requeue_stuck(
         self, older_than: float | timedelta | None = None, *, worker_id: str | None = None

@@ -1,6 +1,5 @@
 """The admin over HTTP (Django test client): pages, filters, actions, permissions."""
 
-import re
 
 import pytest
 from django.contrib.auth.models import Permission, User

@@ -145,7 +145,7 @@ from unittest import mock
 import pytest
 from asgiref.sync import async_to_sync
 from django.core import checks
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from django.utils.module_loading import import_string
