@@ -9,6 +9,7 @@ database unpacks (``jsonb_to_recordset`` on PostgreSQL, ``json_each`` on SQLite,
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -150,6 +151,7 @@ def copy_jobs(template: Job, payloads: list[tuple[str, str]], using: str) -> int
     tail = "\t" + tail + "\n" if tail else "\n"
     sql = (f"COPY {qn(Job._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
            "FROM STDIN")
+    started = time.monotonic()
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         chunk = []
         for args_text, kwargs_text in payloads:
@@ -159,4 +161,9 @@ def copy_jobs(template: Job, payloads: list[tuple[str, str]], using: str) -> int
                 chunk = []
         if chunk:
             copy.write("".join(chunk))
+    if connection.queries_logged:  # what Django's debug cursor would have recorded
+        connection.queries_log.append({
+            "sql": f"{sql} -- {len(payloads)} rows",
+            "time": f"{time.monotonic() - started:.3f}",
+        })
     return len(payloads)
