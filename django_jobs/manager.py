@@ -462,8 +462,9 @@ class JobManager:
             )
             self._ensure_queue(template.queue, db)
             template.batch_id = batch.pk
-            if connections[db].vendor == "postgresql":
-                copy_jobs(template, payloads, db)
+            conn = connections[db]
+            if conn.vendor == "postgresql" and conn.Database.__name__ == "psycopg":
+                copy_jobs(template, payloads, db)  # COPY needs psycopg 3
             else:
                 for start in range(0, len(payloads), batch_size):
                     chunk = []

@@ -78,7 +78,7 @@ class WorkerProcess:
         self._next_beat = 0.0
         self._next_prune = time.monotonic() + 60
         self._next_poll = 0.0
-        self._notified = False
+        self._notified = 0  # NOTIFYs received since executors were last woken
         self._next_schedule_run = 0.0
         self.shared: Shared | None = None
 
@@ -205,12 +205,20 @@ class WorkerProcess:
         if self.stopping:
             _ = self._stop_deadline
             return
-        if time.monotonic() >= self._next_poll or self._notified:
-            self._notified = False
+        idle = [e for e in self.executors if e.idle]
+        if time.monotonic() >= self._next_poll:
+            # The poll: every idle executor looks (delayed jobs and retries come due
+            # unannounced; elsewhere than PostgreSQL nothing is announced at all).
             self._next_poll = time.monotonic() + jobs_settings.POLL_INTERVAL
-            for executor in self.executors:
-                if executor.idle:
-                    executor.wake()
+            wake = idle
+        else:
+            # One idle executor per NOTIFY: an enqueue of one job must not send every
+            # executor of every worker to the database at once (they would only slow
+            # down the one that gets it). An executor that finds work keeps claiming.
+            wake = idle[: self._notified]
+        self._notified = 0
+        for executor in wake:
+            executor.wake()
 
     def _running(self) -> dict[int, Executor]:
         running = {}
@@ -281,7 +289,7 @@ class WorkerProcess:
             n = held.hand_back_held(started=False)
         if n:
             logger.warning("Handed %s unfinished job(s) of a stopped executor back to pending", n)
-            self._notified = True  # wake idle executors: the jobs are claimable again
+            self._notified = len(self.executors)  # wake them all: claimable again
             try:
                 notify(self.db, "*")
             except Exception:  # noqa: BLE001
@@ -389,7 +397,7 @@ class WorkerProcess:
         try:
             pg.consume_input()
             while pg.notifies() is not None:
-                self._notified = True
+                self._notified += 1
         except Exception:  # noqa: BLE001 - reconnect on the next loop
             logger.warning("LISTEN connection lost; reconnecting")
             try:
@@ -414,8 +422,9 @@ class WorkerProcess:
             timeout = min(timeout, max(0.0, min(deadlines) - wall))
         if self.stopping:
             timeout = min(timeout, max(0.0, self._stop_deadline - now))
-        objects = [e.conn for e in self.executors]
-        objects += [e.process.sentinel for e in self.executors]
+        # Executors that exited (as asked, while stopping) would make wait() return at once.
+        running = [e for e in self.executors if e.alive()]
+        objects = [e.conn for e in running] + [e.process.sentinel for e in running]
         objects.append(self._wake_r)
         if self.listener is not None and not self.stopping:
             objects.append(self.listener.connection.fileno())
@@ -435,7 +444,8 @@ class WorkerProcess:
     # -- shutdown ------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
-        self.shared.stop.value = True
+        if self.shared is not None:
+            self.shared.stop.value = True
         for executor in self.executors:
             if executor.alive():
                 executor.request_stop()
