@@ -192,21 +192,21 @@ class TaskRegistry:
 
     def get(self, name_or_task: Any) -> JobTask:
         """The task for a name or a task object (raises ``TaskNotFound``)."""
-        if type(name_or_task) is str:  # the worker's case, once per job: one dict lookup
-            task = self._tasks.get(name_or_task)
-            if task is not None:
-                return task
+        if isinstance(name_or_task, str):  # first: the worker's case, once per job
+            return self._get_by_name(name_or_task)
         if isinstance(name_or_task, JobTask):
             return name_or_task
         if isinstance(name_or_task, Task):
             return self.adopt(name_or_task)
-        if callable(name_or_task) and not isinstance(name_or_task, str):
+        if callable(name_or_task):
             for task in list(self._tasks.values()):
                 if task.func is name_or_task:
                     return task
             raise TaskNotFound(getattr(name_or_task, "__qualname__", repr(name_or_task)))
-        name = name_or_task
-        if not isinstance(name, str) or not name:
+        raise TaskNotFound(repr(name_or_task))
+
+    def _get_by_name(self, name: str) -> JobTask:
+        if not name:
             raise TaskNotFound(repr(name))
         task = self._tasks.get(name)
         if task is not None:

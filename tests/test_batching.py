@@ -7,6 +7,8 @@ batches count each job once, and a crash or a timeout in the middle of a claimed
 loses no job (at-least-once: jobs completed but not yet written run again).
 """
 
+from collections import Counter
+
 import pytest
 from django.utils import timezone
 
@@ -91,37 +93,31 @@ def test_a_result_the_database_cannot_store_fails_the_job_and_never_blocks_it():
 
 
 @pytest.mark.slow
-def test_crash_in_the_middle_of_a_claimed_batch_loses_no_job(workers):
-    before = [jobs.enqueue(tasks.record_label, args=[f"before-{i}"], queue="default")
-              for i in range(40)]
-    crash = jobs.enqueue(tasks.crash_interpreter, args=["crash"])
-    after = [jobs.enqueue(tasks.record_label, args=[f"after-{i}"], queue="default")
-             for i in range(40)]
-    code, out = workers.run("--burst", "--concurrency", "1")
-    assert code == 0, out
-    crash.refresh_from_db()
-    assert crash.status == JobStatus.FAILED and crash.error["type"] == "ExecutorCrashed"
-    ids = [j.pk for j in before + after]
-    assert Job.objects.filter(pk__in=ids, status=JobStatus.COMPLETED).count() == 80
-    recorded = set(Execution.objects.values_list("label", flat=True))
-    assert {f"before-{i}" for i in range(40)} <= recorded
-    assert {f"after-{i}" for i in range(40)} <= recorded
-    assert not Job.objects.held().exists()
-
-
-@pytest.mark.slow
-def test_timeout_in_the_middle_of_a_claimed_batch_hands_the_rest_back(workers):
-    before = [jobs.enqueue(tasks.record_label, args=[f"b{i}"], queue="default")
-              for i in range(30)]
-    spinner = jobs.enqueue(tasks.spin_forever, args=["spin"])
-    after = [jobs.enqueue(tasks.record_label, args=[f"a{i}"], queue="default")
-             for i in range(30)]
+@pytest.mark.parametrize("breaker, error", [
+    (tasks.crash_interpreter, "ExecutorCrashed"),  # os._exit() in the job
+    (tasks.spin_forever, "JobTimeout"),  # killed at its 1 s timeout
+])
+def test_an_executor_lost_in_the_middle_of_its_batch_loses_no_job(workers, breaker, error):
+    # Fast jobs make the executor claim dozens at once, so the breaker lands inside a
+    # claimed batch with siblings before it (run, perhaps not yet written) and after it
+    # (never started).
+    siblings = [jobs.enqueue(tasks.record_label, args=[f"job-{i}"], queue="default")
+                for i in range(30)]
+    broken = jobs.enqueue(breaker, args=["breaker"])
+    siblings += [jobs.enqueue(tasks.record_label, args=[f"job-{i}"], queue="default")
+                 for i in range(30, 60)]
     code, out = workers.run("--burst", "--concurrency", "1", timeout=120)
     assert code == 0, out
-    spinner.refresh_from_db()
-    assert spinner.status == JobStatus.FAILED and spinner.error["type"] == "JobTimeout"
-    ids = [j.pk for j in before + after]
-    assert Job.objects.filter(pk__in=ids, status=JobStatus.COMPLETED).count() == 60
-    # Jobs of the killed batch that never started were handed back without an attempt.
-    assert set(Job.objects.filter(pk__in=ids).values_list("attempts", flat=True)) <= {1, 2}
+    assert "of a stopped executor back to pending" in out, out  # the batch was settled
+
+    broken.refresh_from_db()
+    assert broken.status == JobStatus.FAILED and broken.error["type"] == error
     assert not Job.objects.held().exists()
+    ran = Counter(Execution.objects.values_list("label", flat=True))
+    for job in Job.objects.filter(pk__in=[j.pk for j in siblings]):
+        assert job.status == JobStatus.COMPLETED
+        label = job.args[0]
+        assert ran[label] >= 1  # at least once: none lost
+        if ran[label] == 1:
+            # Ran once: a claim that was handed back before it started is not an attempt.
+            assert job.attempts == 1, (label, job.attempts)

@@ -99,7 +99,7 @@ def execute(job, *, allow_retry: bool = True) -> tuple[str, Any]:
     try:
         task = job.get_task()
     except TaskNotFound as exc:
-        _fail(job, exc, None, allow_retry=False)
+        record_failed(job, exc, None, allow_retry=False)
         return job.status, None
     if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
         # A row written around enqueue() (raw SQL, a bad migration): fail it, clearly.
@@ -107,7 +107,7 @@ def execute(job, *, allow_retry: bool = True) -> tuple[str, Any]:
             f"The job's stored arguments cannot be decoded: args={job.args!r:.200}, "
             f"kwargs={job.kwargs!r:.200} (expected a JSON list and a JSON object)."
         )
-        _fail(job, exc, None, allow_retry=False)
+        record_failed(job, exc, None, allow_retry=False)
         return job.status, None
 
     signals.send(signals.job_started, job)
@@ -127,10 +127,10 @@ def execute(job, *, allow_retry: bool = True) -> tuple[str, Any]:
             return job.status, None
         except (KeyboardInterrupt, SystemExit) as exc:
             # A job calling sys.exit() fails like any other; Ctrl-C in EAGER mode too.
-            _fail(job, exc, task, allow_retry=allow_retry)
+            record_failed(job, exc, task, allow_retry=allow_retry)
             return job.status, None
         except BaseException as exc:  # noqa: BLE001 - every failure is recorded
-            _fail(job, exc, task, allow_retry=allow_retry)
+            record_failed(job, exc, task, allow_retry=allow_retry)
             return job.status, None
     return JobStatus.COMPLETED, result
 
@@ -152,13 +152,16 @@ def completed_signals(job, result: Any) -> None:
     send_django_signal(task_finished, job)
 
 
-def _fail(job, exc: BaseException, task, *, allow_retry: bool) -> None:
+def record_failed(job, exc: BaseException, task, *, allow_retry: bool = True) -> bool:
+    """Write a failed attempt of a held job (retry or dead letter) and send its signals;
+    False if the lease was taken over."""
     entry = error_entry(exc, job=job)
     delay = retry_delay_for(job, exc, task) if allow_retry else None
     if not job.set_failed(entry, retry_in=delay):
         logger.warning("Job %s failed but its lease was taken over", job.pk)
-        return
+        return False
     record_failure(job, entry, delay)
+    return True
 
 
 def record_cancelled(job, reason: str) -> bool:

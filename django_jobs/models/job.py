@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from json import loads as _json_loads
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
+from json import dumps as _json_dumps
+from json import loads as _json_loads
 from typing import Any
 
 from django.db import connections, models, router, transaction
@@ -217,22 +219,15 @@ class JobQuerySet(models.QuerySet):
         conn = connections[db]
         # One statement needs no transaction of its own; batch counters must move with it.
         together = conn.vendor != "postgresql" or any(job.batch_id for job, _ in done)
-        with transaction.atomic(using=db) if together else _nullcontext():
+        with transaction.atomic(using=db) if together else nullcontext():
             if conn.vendor == "postgresql":
                 written = self._complete_many_postgresql(done, finished)
             else:
-                written = []
-                for job, result in done:
-                    n = Job.objects.using(db).filter(
-                        pk=job.pk, lease=job.lease, status__in=HELD_STATUSES,
-                        has_dependents=False,
-                    ).update(
-                        status=JobStatus.COMPLETED, result=result, started_at=job.started_at,
-                        finished_at=finished, progress=1.0, lease=None, unique_active=None,
-                        worker_ids=[*job.worker_ids, job.worker_id],
-                    )
-                    if n:
-                        written.append((job.pk, job.batch_id))
+                written = [
+                    (job.pk, job.batch_id) for job, result in done
+                    if job._guarded().filter(has_dependents=False).update(
+                        **job.completion_changes(result, finished))
+                ]
             batches: dict[int, int] = {}
             for _pk, batch_id in written:
                 if batch_id:
@@ -242,18 +237,11 @@ class JobQuerySet(models.QuerySet):
         ids = {pk for pk, _ in written}
         for job, result in done:
             if job.pk in ids:
-                job.status = JobStatus.COMPLETED
-                job.result = result
-                job.finished_at = finished
-                job.progress = 1.0
-                job.lease = None
-                job.unique_active = None
-                job.worker_ids = [*job.worker_ids, job.worker_id]
+                for key, value in job.completion_changes(result, finished).items():
+                    setattr(job, key, value)
         return ids
 
     def _complete_many_postgresql(self, done, finished) -> list[tuple[int, int | None]]:
-        import json
-
         conn = connections[self.db]
         table = conn.ops.quote_name(Job._meta.db_table)
         rows = [
@@ -271,7 +259,7 @@ class JobQuerySet(models.QuerySet):
             "WHERE j.id = x.id AND j.lease = x.lease AND j.status IN (%s, %s) "
             "AND NOT j.has_dependents RETURNING j.id, j.batch_id"
         )
-        params = [JobStatus.COMPLETED, finished, json.dumps(rows),
+        params = [JobStatus.COMPLETED, finished, _json_dumps(rows),
                   *HELD_STATUSES]
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
@@ -347,7 +335,7 @@ class JobQuerySet(models.QuerySet):
         lease = new_lease()
         if conn.vendor == "postgresql":
             return self._claim_postgresql(candidates, worker_id, limit, lease)
-        ctx = transaction.atomic(using=db) if atomic else _nullcontext()
+        ctx = transaction.atomic(using=db) if atomic else nullcontext()
         with ctx:
             ordered = candidates.in_claim_order()
             if conn.features.has_select_for_update_skip_locked:
@@ -415,21 +403,16 @@ def jobs_from_rows(db: str, rows) -> list[Job]:
         (i, _load_json if i in json_columns else f.from_db_value)
         for i, f in enumerate(fields) if hasattr(f, "from_db_value")
     ]
-    if models.signals.post_init.has_listeners(Job):
-        converted = []
-        for row in rows:
-            values = list(row)
-            for i, convert in converters:
-                values[i] = convert(values[i], None, conn)
-            converted.append(Job.from_db(db, names, values))
-        return converted
-    new = Job.__new__
+    cheap = not models.signals.post_init.has_listeners(Job)
     jobs = []
     for row in rows:
         values = list(row)
         for i, convert in converters:
             values[i] = convert(values[i], None, conn)
-        job = new(Job)
+        if not cheap:
+            jobs.append(Job.from_db(db, names, values))
+            continue
+        job = Job.__new__(Job)
         job.__dict__.update(zip(names, values))
         state = job._state = ModelState()
         state.adding = False
@@ -449,14 +432,6 @@ def _load_json(value, expression, connection):
     if isinstance(value, str):
         return _json_loads(value)
     return value
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class JobManager(models.Manager.from_queryset(JobQuerySet)):
@@ -628,19 +603,26 @@ class Job(models.Model):
             job_finished(self.pk, outcome, batch_id=row[1], has_dependents=row[0], db=db)
         return True
 
-    def set_completed(self, result: Any) -> bool:
-        """Record success; False if this worker no longer holds the lease."""
-        changes = dict(
+    def completion_changes(self, result: Any, finished_at: datetime) -> dict[str, Any]:
+        """What recording this job's success writes, alone (``set_completed``) or with
+        others (``JobQuerySet.complete_many``, whose PostgreSQL statement writes the same
+        columns)."""
+        return dict(
             status=JobStatus.COMPLETED,
             result=result,
             # Python's clock, so the instance (and the TaskResult sent with task_finished)
             # carries exactly what is stored.
-            finished_at=timezone.now(),
+            finished_at=finished_at,
             started_at=self.started_at,
             progress=1.0,
             lease=None,
+            unique_active=None,
             worker_ids=[*self.worker_ids, self.worker_id],
         )
+
+    def set_completed(self, result: Any) -> bool:
+        """Record success; False if this worker no longer holds the lease."""
+        changes = self.completion_changes(result, timezone.now())
         done = self._finish(changes, JobStatus.COMPLETED)
         if done:
             for key, value in changes.items():
@@ -712,11 +694,8 @@ class Job(models.Model):
         return done
 
     def hand_back(self) -> bool:
-        """Give a held job back to pending (graceful shutdown): not a failure."""
-        n = self._guarded().update(
-            status=JobStatus.PENDING, lease=None, worker_id=None, started_at=None
-        )
-        return bool(n)
+        """Give this held job back to pending: not a failure."""
+        return bool(self._guarded().hand_back_held())
 
     def set_progress(self, fraction: float, message: str, details: dict) -> bool | None:
         """Write progress; returns whether a cancel was requested (None: lease lost)."""

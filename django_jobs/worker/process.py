@@ -19,8 +19,7 @@ from django.db.models import F
 from .. import __version__
 from ..conf import jobs_settings
 from ..exceptions import JobTimeout, WorkerLost
-from ..execution.policy import error_entry, retry_delay_for
-from ..execution.runner import record_cancelled, record_failure
+from ..execution.runner import record_cancelled, record_failed
 from ..manager import NOTIFY_CHANNEL, JobManager, notify
 from ..models import Job, Worker
 from ..registry import registry
@@ -298,16 +297,13 @@ class WorkerProcess:
     def _fail_held(self, job: Job, exc: BaseException) -> None:
         try:
             task = registry.get(job.task_name)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - an unknown task still fails (no retry policy)
             task = None
-        entry = error_entry(exc, job=job)
-        delay = retry_delay_for(job, exc, task)
-        if job.set_failed(entry, retry_in=delay):
+        if record_failed(job, exc, task):
             self.processed += 1
             self._beat_processed += 1
             self.failed += 1
             self._beat_failed += 1
-            record_failure(job, entry, delay)
 
     def _enforce_deadlines(self) -> None:
         now = time.time()
