@@ -1,0 +1,148 @@
+"""What PostgreSQL spends per job on the statements of the engine (no workers, no peers).
+
+    bench/.venv/bin/python bench/statement_costs.py [--jobs 20000]
+
+Creates (and drops) the database ``bench_statements``, migrates the benchmark's Django
+project (ours) into it, pre-fills ``--jobs`` pending no-op jobs and times, per job:
+
+1. claim + complete as the engine does them: ``UPDATE … RETURNING`` 1,000 jobs, then
+   one completing ``UPDATE`` for them (two new row versions per job);
+2. the same with a row lock only: ``SELECT … FOR UPDATE SKIP LOCKED`` held until the one
+   completing ``UPDATE`` (one row version per job; not what the engine does, see
+   bench/README.md);
+3. one ``enqueue()``'s statement through Django's cursor and through a plain psycopg
+   cursor on its own connection;
+4. inserting 100,000 rows into the jobs table vs into a copy of it without foreign keys,
+   the COMMIT (where the deferred ``batch_id`` check runs) timed apart.
+
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+DB = "bench_statements"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20000)
+    args = parser.parse_args()
+    sys.path[:0] = [str(BENCH), str(BENCH / "djproject")]
+    os.environ.update(BENCH_DJANGO_SYSTEM="ours", BENCH_DB_NAME=DB,
+                      DJANGO_SETTINGS_MODULE="benchsite.settings")
+    import psycopg
+
+    admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True)
+    admin.execute(f"DROP DATABASE IF EXISTS {DB}")
+    admin.execute(f"CREATE DATABASE {DB}")
+    try:
+        run(args.jobs)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+
+
+def run(n: int) -> None:
+    import django
+    import psycopg
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from django_jobs import jobs, manager
+    from django_jobs.bulk import row_document
+    from ours_app.tasks import noop
+
+    call_command("migrate", verbosity=0)
+    first = jobs.enqueue(noop)
+    fields = [f for f in first._meta.concrete_fields if not f.primary_key]
+    cols = ", ".join(f'"{f.column}"' for f in fields)
+    raw = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB}", autocommit=True)
+    table = "django_jobs_job"
+
+    def refill():
+        raw.execute(f"TRUNCATE {table} CASCADE")
+        raw.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM jcopy_seed, "
+                    f"generate_series(1, {n})")
+        raw.execute(f"VACUUM ANALYZE {table}")
+
+    raw.execute(f"CREATE TABLE jcopy_seed AS SELECT * FROM {table} WHERE id = %s", [first.pk])
+    due = ("SELECT id FROM django_jobs_job WHERE status IN ('pending', 'retrying') "
+           "AND scheduled_at <= now() ORDER BY priority DESC, scheduled_at, id "
+           "LIMIT 1000 FOR UPDATE SKIP LOCKED")
+    complete = ("UPDATE django_jobs_job SET status = 'completed', finished_at = now(), "
+                "lease = NULL, attempts = attempts + 1 WHERE id = ANY(%s)")
+    claim = ("UPDATE django_jobs_job SET status = 'running', worker_id = 'w', lease = %s, "
+             "attempts = attempts + 1, started_at = clock_timestamp() "
+             f"WHERE id = ANY(ARRAY({due})) RETURNING id")
+    tx = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB}")
+
+    refill()
+    done, t = 0, time.perf_counter()
+    while ids := [r[0] for r in tx.execute(claim, [uuid.uuid4().hex]).fetchall()]:
+        tx.commit()
+        tx.execute(complete, [ids])
+        tx.commit()
+        done += len(ids)
+    tx.rollback()  # the last, empty claim
+    print(f"claim UPDATE + complete UPDATE: {(time.perf_counter() - t) / done * 1e6:6.1f} "
+          f"us/job ({done} jobs, 1,000 per statement)")
+
+    refill()
+    done, t = 0, time.perf_counter()
+    while ids := [r[0] for r in tx.execute(due).fetchall()]:
+        tx.execute(complete, [ids])
+        tx.commit()
+        done += len(ids)
+    tx.rollback()
+    print(f"row lock + complete UPDATE:     {(time.perf_counter() - t) / done * 1e6:6.1f} "
+          f"us/job ({done} jobs)")
+
+    job = jobs._build(noop, [], {"tag": 1}, priority=None, queue=None, scheduled_at=None,
+                      delay=None, max_retries=None, retry_delay=None, timeout=None,
+                      tags=None, metadata=None, backend="", options={})
+    manager._insert_postgresql(job, "default")
+    sql, ins_fields = manager._INSERT_SQL["default"]
+    params = ["default", row_document([job], ins_fields, connection, many=False),
+              "django_jobs", "default"]
+    calls = 1000
+    for label, execute in (("Django cursor", connection.cursor().execute),
+                           ("psycopg cursor", raw.cursor().execute)):
+        t = time.perf_counter()
+        for _ in range(calls):
+            execute(sql, params)
+        print(f"enqueue statement, {label:14}: {(time.perf_counter() - t) / calls * 1e3:.3f} "
+              "ms/call (autocommit)")
+
+    rows = 100_000
+    raw.execute("CREATE TABLE jcopy_nofk (LIKE django_jobs_job INCLUDING ALL)")
+    batch = raw.execute("INSERT INTO django_jobs_batch (kind, task_name, total, enqueued, "
+                        "completed, failed, cancelled, on_complete, on_complete_kwargs, "
+                        "created_at) VALUES ('batch', '', 0, 0, 0, 0, 0, '', '{}', now()) "
+                        "RETURNING id").fetchone()[0]
+    for target in ("jcopy_nofk", table):
+        t0 = time.perf_counter()
+        tx.execute(f"INSERT INTO {target} ({cols}) SELECT {cols.replace('\"batch_id\"', '%s')} "
+                   f"FROM jcopy_seed, generate_series(1, {rows})", [batch])
+        t1 = time.perf_counter()
+        tx.commit()
+        t2 = time.perf_counter()
+        print(f"insert {rows:,} rows into {target:15}: {(t1 - t0) / rows * 1e6:5.1f} us/row, "
+              f"commit {(t2 - t1) / rows * 1e6:5.1f} us/row")
+    tx.close()
+    raw.close()
+
+
+if __name__ == "__main__":
+    main()
