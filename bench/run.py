@@ -109,6 +109,10 @@ def parse_args() -> argparse.Namespace:
                         "processes to leave the CPUs idle (default 300)")
     p.add_argument("--idle-threshold", type=float, default=0.15,
                    help="CPU share used by others that counts as idle (default 0.15)")
+    p.add_argument("--server-autovacuum", choices=["on", "as-is"], default="on",
+                   help="on (default): if the PostgreSQL server has autovacuum off, turn "
+                        "it on for the run (ALTER SYSTEM, reload) and restore it after; "
+                        "as-is: measure with the server's own setting")
     p.add_argument("--keep-databases", action="store_true",
                    help="leave the bench_* databases for inspection")
     p.add_argument("--reinstall", action="store_true", help="reinstall bench/.venv packages")
@@ -221,6 +225,18 @@ def main() -> None:
         (run_dir / "results.json").write_text(text)
         (BENCH / "results" / "latest.json").write_text(text)
 
+    import contextlib
+
+    autovacuum, source = pg.autovacuum_setting()
+    env["autovacuum"] = {"server": autovacuum, "source": source,
+                         "during_run": "on" if args.server_autovacuum == "on" else autovacuum}
+    if autovacuum != "on":
+        print(f"bench: the server's autovacuum is {autovacuum} ({source}); "
+              + ("turned on for this run (ALTER SYSTEM), restored after"
+                 if args.server_autovacuum == "on" else "left off (--server-autovacuum as-is)"),
+              flush=True)
+    server_settings = contextlib.ExitStack()
+
     plan = []
     if "drain" in args.workloads or "dbcost" in args.workloads:
         plan += [("drain", n) for n in args.drain_sizes]
@@ -228,6 +244,8 @@ def main() -> None:
         if w in args.workloads:
             plan.append((w, None))
     try:
+        if args.server_autovacuum == "on":
+            server_settings.enter_context(pg.autovacuum_on())
         for workload, n in plan:
             for key in order:
                 system = systems[key]
@@ -251,6 +269,7 @@ def main() -> None:
                         f"{workload}{'' if n is None else ' ' + str(n)}: {exc!r}")
                 save()
     finally:
+        server_settings.close()
         if not args.keep_databases:
             for key in order:
                 if systems[key].dbname:

@@ -169,7 +169,10 @@ def test_several_errors_at_once(settings):
 def test_checks_run_through_django(settings):
     settings.DJANGO_JOBS = {"EAGER": "yes"}
     assert [m.id for m in jobs_messages()] == ["django_jobs.E016"]
-    assert [m.id for m in run_checks(tags=["django_jobs"])] == ["django_jobs.E016"]
+    # Asking for the tag runs the database checks too (Django's rule); W003 depends on
+    # the PostgreSQL server's own autovacuum setting, tested below.
+    tagged = [m.id for m in run_checks(tags=["django_jobs"]) if m.id != "django_jobs.W003"]
+    assert tagged == ["django_jobs.E016"]
 
 
 def test_e020_backend_without_the_app(monkeypatch):
@@ -192,3 +195,30 @@ def test_check_command_fails_on_a_bad_value(settings):
 def test_check_command_only_warns_on_unknown_keys(settings):
     settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "SOMETHING_ELSE": 1}
     call_command("check", verbosity=0)
+
+
+def test_w003_autovacuum_off_on_the_postgresql_server():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        (setting,) = cursor.fetchone()
+    found = [m for m in run_checks(databases=["default"]) if m.id == "django_jobs.W003"]
+    # The server's own setting decides (it cannot be changed for one session).
+    assert len(found) == (0 if setting == "on" else 1)
+    if found:
+        assert "autovacuum is off" in found[0].msg and "'default'" in found[0].msg
+        assert "VACUUM ANALYZE django_jobs_job" in found[0].hint
+    # A database check: a plain `check` (no --database, no --tag) never queries the server.
+    assert not [m for m in run_checks() if m.id == "django_jobs.W003"]
+
+
+def test_w003_is_postgresql_only():
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        pytest.skip("other databases")
+    assert not [m for m in run_checks(databases=["default"])
+                if m.id == "django_jobs.W003"]

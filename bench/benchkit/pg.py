@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -37,6 +38,36 @@ def drop_database(name: str) -> None:
 def server_version() -> str:
     with connect() as conn:
         return conn.execute("SHOW server_version").fetchone()[0]
+
+
+def autovacuum_setting() -> tuple[str, str]:
+    """(the server's autovacuum setting, where it comes from)."""
+    with connect() as conn:
+        row = conn.execute(
+            "SELECT setting, coalesce(sourcefile, source) FROM pg_settings "
+            "WHERE name = 'autovacuum'").fetchone()
+    return row[0], row[1]
+
+
+@contextmanager
+def autovacuum_on():
+    """Turn the server's autovacuum on for the run (``ALTER SYSTEM`` + reload) if it is
+    off, and back to what it was afterwards. A queue's steady state depends on it; a
+    server configured for fast tests may have it off."""
+    before, _ = autovacuum_setting()
+    if before == "on":
+        yield False
+        return
+    with connect() as conn:
+        conn.execute("ALTER SYSTEM SET autovacuum = on")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        time.sleep(0.5)  # the postmaster re-reads its configuration asynchronously
+        yield True
+    finally:
+        with connect() as conn:
+            conn.execute("ALTER SYSTEM RESET autovacuum")
+            conn.execute("SELECT pg_reload_conf()")
 
 
 def xact_counts(dbname: str) -> tuple[int, int]:
