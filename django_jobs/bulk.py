@@ -8,6 +8,7 @@ database unpacks (``jsonb_to_recordset`` on PostgreSQL, ``json_each`` on SQLite,
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from datetime import datetime
@@ -18,7 +19,9 @@ from django.db import connections, models
 from .models import Job
 
 
+@functools.cache
 def _fields() -> list[models.Field]:
+    """The inserted columns: one list for the process (``row_document`` keys on it)."""
     return [f for f in Job._meta.concrete_fields if not f.primary_key]
 
 
@@ -50,9 +53,7 @@ def row_document(jobs: list[Job], fields, connection, many: bool = True) -> str:
     """The rows of ``jobs`` as one JSON document (a list, or one object), column names
     as keys: what ``jsonb_to_recordset``/``jsonb_populate_record``, ``json_each`` and
     ``JSON_TABLE`` unpack into an INSERT."""
-    vendor = connection.vendor
-    plain = [(f.column, f.attname) for f in fields if _is_plain(f, vendor)]
-    other = [(f.column, f.attname, f) for f in fields if not _is_plain(f, vendor)]
+    plain, other = _document_plan(fields, connection.vendor)
     rows = []
     for job in jobs:
         values = job.__dict__
@@ -61,6 +62,20 @@ def row_document(jobs: list[Job], fields, connection, many: bool = True) -> str:
             row[column] = _value(field, values[attname], connection)
         rows.append(row)
     return json.dumps(rows if many else rows[0], separators=(",", ":"))
+
+
+_PLANS: dict[tuple[str, int], tuple[list, list, list]] = {}
+
+
+def _document_plan(fields: list[models.Field], vendor: str) -> tuple[list, list]:
+    """(columns copied as they are, columns converted), worked out once per field list
+    (``enqueue()`` builds a document per call)."""
+    plan = _PLANS.get((vendor, id(fields)))
+    if plan is None or plan[0] is not fields:  # the list itself is kept: ids are not reused
+        plain = [(f.column, f.attname) for f in fields if _is_plain(f, vendor)]
+        other = [(f.column, f.attname, f) for f in fields if not _is_plain(f, vendor)]
+        plan = _PLANS[(vendor, id(fields))] = (fields, plain, other)
+    return plan[1], plan[2]
 
 
 def _is_plain(field: models.Field, vendor: str) -> bool:

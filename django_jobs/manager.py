@@ -63,13 +63,13 @@ def _insert_postgresql(job: Job, db: str) -> None:
     The row travels as one JSON parameter (``jsonb_populate_record``): adapting forty
     parameters one by one costs more on our side than the whole statement on the
     server's."""
-    from .bulk import row_document
+    from .bulk import _fields, row_document
 
     conn = connections[db]
     cached = _INSERT_SQL.get(conn.alias)
     if cached is None:
         qn = conn.ops.quote_name
-        fields = [f for f in Job._meta.concrete_fields if not f.primary_key]
+        fields = _fields()
         columns = ", ".join(qn(f.column) for f in fields)
         job_table, queue_table = qn(Job._meta.db_table), qn(Queue._meta.db_table)
         sql = (
