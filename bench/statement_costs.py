@@ -131,9 +131,10 @@ def run(n: int) -> None:
                         "completed, failed, cancelled, on_complete, on_complete_kwargs, "
                         "created_at) VALUES ('batch', '', 0, 0, 0, 0, 0, '', '{}', now()) "
                         "RETURNING id").fetchone()[0]
+    select_cols = cols.replace('"batch_id"', "%s")
     for target in ("jcopy_nofk", table):
         t0 = time.perf_counter()
-        tx.execute(f"INSERT INTO {target} ({cols}) SELECT {cols.replace('\"batch_id\"', '%s')} "
+        tx.execute(f"INSERT INTO {target} ({cols}) SELECT {select_cols} "
                    f"FROM jcopy_seed, generate_series(1, {rows})", [batch])
         t1 = time.perf_counter()
         tx.commit()
