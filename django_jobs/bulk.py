@@ -20,9 +20,9 @@ from .models import Job
 
 
 @functools.cache
-def _fields() -> list[models.Field]:
-    """The inserted columns: one list for the process (``row_document`` keys on it)."""
-    return [f for f in Job._meta.concrete_fields if not f.primary_key]
+def _fields() -> tuple[models.Field, ...]:
+    """The inserted columns (one tuple per process: ``row_document`` caches its plan)."""
+    return tuple(f for f in Job._meta.concrete_fields if not f.primary_key)
 
 
 def _value(field: models.Field, value: Any, connection) -> Any:
@@ -64,18 +64,22 @@ def row_document(jobs: list[Job], fields, connection, many: bool = True) -> str:
     return json.dumps(rows if many else rows[0], separators=(",", ":"))
 
 
-_PLANS: dict[tuple[str, int], tuple[list, list, list]] = {}
+_PLANS: dict[str, tuple[list, list]] = {}
 
 
-def _document_plan(fields: list[models.Field], vendor: str) -> tuple[list, list]:
-    """(columns copied as they are, columns converted), worked out once per field list
-    (``enqueue()`` builds a document per call)."""
-    plan = _PLANS.get((vendor, id(fields)))
-    if plan is None or plan[0] is not fields:  # the list itself is kept: ids are not reused
-        plain = [(f.column, f.attname) for f in fields if _is_plain(f, vendor)]
-        other = [(f.column, f.attname, f) for f in fields if not _is_plain(f, vendor)]
-        plan = _PLANS[(vendor, id(fields))] = (fields, plain, other)
-    return plan[1], plan[2]
+def _document_plan(fields, vendor: str) -> tuple[list, list]:
+    """(columns copied as they are, columns converted): worked out once per database
+    vendor for the job columns (``enqueue()`` builds a document per call)."""
+    cacheable = fields is _fields()
+    plan = _PLANS.get(vendor) if cacheable else None
+    if plan is None:
+        plan = (
+            [(f.column, f.attname) for f in fields if _is_plain(f, vendor)],
+            [(f.column, f.attname, f) for f in fields if not _is_plain(f, vendor)],
+        )
+        if cacheable:
+            _PLANS[vendor] = plan
+    return plan
 
 
 def _is_plain(field: models.Field, vendor: str) -> bool:

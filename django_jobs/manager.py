@@ -43,6 +43,7 @@ NOTIFY_CHANNEL = "django_jobs"
 MAX_LOST = 3
 
 _UNSET: Any = object()
+_NO_ARGUMENTS = json.dumps([[], {}])  # what the payload limit measures for a bare call
 
 
 
@@ -109,6 +110,8 @@ def _json_text(value: Any, what: str) -> str:
 
 def _check_json(value: Any, what: str) -> Any:
     """``value`` as stored JSON (tuples become lists); TypeError if it cannot be stored."""
+    if type(value) in (list, dict) and not value:
+        return type(value)()  # the common no-arguments case: nothing to check
     return json.loads(_json_text(value, what))
 
 
@@ -155,7 +158,8 @@ class JobManager:
         args = _check_json(list(args), "args")
         kwargs = _check_json(kwargs, "kwargs")
         limit = jobs_settings.MAX_PAYLOAD_BYTES
-        if limit and len(json.dumps([args, kwargs])) > limit:
+        if limit and (len(json.dumps([args, kwargs])) if args or kwargs else
+                      len(_NO_ARGUMENTS)) > limit:
             raise ValueError(
                 f"The job's arguments are larger than MAX_PAYLOAD_BYTES ({limit} bytes): "
                 "store large data elsewhere and pass a reference."

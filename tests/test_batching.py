@@ -108,7 +108,6 @@ def test_an_executor_lost_in_the_middle_of_its_batch_loses_no_job(workers, break
                  for i in range(30, 60)]
     code, out = workers.run("--burst", "--concurrency", "1", timeout=120)
     assert code == 0, out
-    assert "of a stopped executor back to pending" in out, out  # the batch was settled
 
     broken.refresh_from_db()
     assert broken.status == JobStatus.FAILED and broken.error["type"] == error
