@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -228,14 +229,10 @@ def main() -> None:
     import contextlib
 
     autovacuum, source = pg.autovacuum_setting()
-    env["autovacuum"] = {"server": autovacuum, "source": source,
-                         "during_run": "on" if args.server_autovacuum == "on" else autovacuum}
-    if autovacuum != "on":
-        print(f"bench: the server's autovacuum is {autovacuum} ({source}); "
-              + ("turned on for this run (ALTER SYSTEM), restored after"
-                 if args.server_autovacuum == "on" else "left off (--server-autovacuum as-is)"),
-              flush=True)
+    env["autovacuum"] = {"server": autovacuum, "source": source, "during_run": autovacuum}
     server_settings = contextlib.ExitStack()
+    # A SIGTERM (a timeout, a cancelled job) must still restore the server's settings.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     plan = []
     if "drain" in args.workloads or "dbcost" in args.workloads:
@@ -244,8 +241,14 @@ def main() -> None:
         if w in args.workloads:
             plan.append((w, None))
     try:
-        if args.server_autovacuum == "on":
-            server_settings.enter_context(pg.autovacuum_on())
+        if args.server_autovacuum == "on" and autovacuum != "on":
+            during = server_settings.enter_context(pg.autovacuum_on())
+            env["autovacuum"]["during_run"] = during
+        if autovacuum != "on":
+            print(f"bench: the server's autovacuum is {autovacuum} ({source}); during this "
+                  f"run: {env['autovacuum']['during_run']}"
+                  + (" (turned on with ALTER SYSTEM, restored after)"
+                     if env["autovacuum"]["during_run"] == "on" else ""), flush=True)
         for workload, n in plan:
             for key in order:
                 system = systems[key]

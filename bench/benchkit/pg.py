@@ -52,22 +52,42 @@ def autovacuum_setting() -> tuple[str, str]:
 @contextmanager
 def autovacuum_on():
     """Turn the server's autovacuum on for the run (``ALTER SYSTEM`` + reload) if it is
-    off, and back to what it was afterwards. A queue's steady state depends on it; a
-    server configured for fast tests may have it off."""
+    off, and back to what it was afterwards; yields the setting in force during the run.
+    A queue's steady state depends on it; a server configured for fast tests may have it
+    off. (A setting given on the server's command line wins over ``ALTER SYSTEM``: then
+    it stays off, and the yielded value says so.)"""
     before, _ = autovacuum_setting()
     if before == "on":
-        yield False
+        yield before
         return
     with connect() as conn:
+        # What postgresql.auto.conf said before, if anything: put exactly that back.
+        row = conn.execute(
+            "SELECT setting FROM pg_file_settings WHERE name = 'autovacuum' "
+            "AND sourcefile LIKE '%postgresql.auto.conf' ORDER BY seqno DESC LIMIT 1"
+        ).fetchone()
         conn.execute("ALTER SYSTEM SET autovacuum = on")
         conn.execute("SELECT pg_reload_conf()")
     try:
-        time.sleep(0.5)  # the postmaster re-reads its configuration asynchronously
-        yield True
+        deadline = time.monotonic() + 5  # the postmaster reloads asynchronously
+        during = autovacuum_setting()[0]
+        while during != "on" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            during = autovacuum_setting()[0]
+        yield during
     finally:
-        with connect() as conn:
-            conn.execute("ALTER SYSTEM RESET autovacuum")
-            conn.execute("SELECT pg_reload_conf()")
+        try:
+            with connect() as conn:
+                if row is None:
+                    conn.execute("ALTER SYSTEM RESET autovacuum")
+                else:
+                    conn.execute(sql.SQL("ALTER SYSTEM SET autovacuum = {}").format(
+                        sql.Literal(row[0])))
+                conn.execute("SELECT pg_reload_conf()")
+        except Exception as exc:  # noqa: BLE001 - say so; the results are saved anyway
+            print(f"bench: could not restore the server's autovacuum setting ({exc!r}); "
+                  "run ALTER SYSTEM RESET autovacuum; SELECT pg_reload_conf(); by hand",
+                  flush=True)
 
 
 def xact_counts(dbname: str) -> tuple[int, int]:
