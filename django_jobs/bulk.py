@@ -21,7 +21,7 @@ from .models import Job
 
 @functools.cache
 def _fields() -> tuple[models.Field, ...]:
-    """The inserted columns (one tuple per process: ``row_document`` caches its plan)."""
+    """The inserted columns, in the order ``row_document`` and ``copy_jobs`` write them."""
     return tuple(f for f in Job._meta.concrete_fields if not f.primary_key)
 
 
@@ -49,11 +49,11 @@ def _column_type(field: models.Field, connection) -> str:
     return db_type.split(" CHECK")[0]
 
 
-def row_document(jobs: list[Job], fields, connection, many: bool = True) -> str:
+def row_document(jobs: list[Job], connection, many: bool = True) -> str:
     """The rows of ``jobs`` as one JSON document (a list, or one object), column names
     as keys: what ``jsonb_to_recordset``/``jsonb_populate_record``, ``json_each`` and
-    ``JSON_TABLE`` unpack into an INSERT."""
-    plain, other = _document_plan(fields, connection.vendor)
+    ``JSON_TABLE`` unpack into an INSERT of the ``_fields()`` columns."""
+    plain, other = _document_plan(connection.vendor)
     rows = []
     for job in jobs:
         values = job.__dict__
@@ -64,22 +64,15 @@ def row_document(jobs: list[Job], fields, connection, many: bool = True) -> str:
     return json.dumps(rows if many else rows[0], separators=(",", ":"))
 
 
-_PLANS: dict[str, tuple[list, list]] = {}
-
-
-def _document_plan(fields, vendor: str) -> tuple[list, list]:
-    """(columns copied as they are, columns converted): worked out once per database
-    vendor for the job columns (``enqueue()`` builds a document per call)."""
-    cacheable = fields is _fields()
-    plan = _PLANS.get(vendor) if cacheable else None
-    if plan is None:
-        plan = (
-            [(f.column, f.attname) for f in fields if _is_plain(f, vendor)],
-            [(f.column, f.attname, f) for f in fields if not _is_plain(f, vendor)],
-        )
-        if cacheable:
-            _PLANS[vendor] = plan
-    return plan
+@functools.cache
+def _document_plan(vendor: str) -> tuple[list, list]:
+    """(columns copied as they are, columns converted), once per database vendor:
+    ``enqueue()`` builds a document per call."""
+    fields = _fields()
+    return (
+        [(f.column, f.attname) for f in fields if _is_plain(f, vendor)],
+        [(f.column, f.attname, f) for f in fields if not _is_plain(f, vendor)],
+    )
 
 
 def _is_plain(field: models.Field, vendor: str) -> bool:
@@ -101,7 +94,7 @@ def insert_jobs(jobs: list[Job], using: str) -> int:
     qn = connection.ops.quote_name
     table = qn(Job._meta.db_table)
     columns = ", ".join(qn(f.column) for f in fields)
-    document = row_document(jobs, fields, connection)
+    document = row_document(jobs, connection)
     if connection.vendor == "postgresql":
         spec = ", ".join(f"{qn(f.column)} {_column_type(f, connection)}" for f in fields)
         sql = (

@@ -164,6 +164,7 @@ def check_database_driver(app_configs=None, databases=None, **kwargs):
     from .conf import jobs_settings
 
     try:
+        from .manager import uses_psycopg3
         from .models import Job
 
         alias = jobs_settings.DATABASE or router.db_for_write(Job)
@@ -173,7 +174,7 @@ def check_database_driver(app_configs=None, databases=None, **kwargs):
     if conn.vendor != "postgresql":
         return []
     found = []
-    if getattr(conn.Database, "__name__", "") != "psycopg":
+    if not uses_psycopg3(conn):
         found.append(
             checks.Warning(
                 "The job database uses psycopg2: workers will poll instead of waking on "

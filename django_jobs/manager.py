@@ -43,8 +43,13 @@ NOTIFY_CHANNEL = "django_jobs"
 MAX_LOST = 3
 
 _UNSET: Any = object()
-_NO_ARGUMENTS = json.dumps([[], {}])  # what the payload limit measures for a bare call
 
+
+
+def uses_psycopg3(conn) -> bool:
+    """PostgreSQL through psycopg 3, which LISTEN and COPY need (psycopg2 does without
+    both: workers poll, batches are INSERTed)."""
+    return conn.vendor == "postgresql" and getattr(conn.Database, "__name__", "") == "psycopg"
 
 
 def notify(db: str, queue: str) -> None:
@@ -55,7 +60,7 @@ def notify(db: str, queue: str) -> None:
             cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
 
 
-_INSERT_SQL: dict[str, tuple[str, list]] = {}
+_INSERT_SQL: dict[str, str] = {}  # per database alias
 
 
 def _insert_postgresql(job: Job, db: str) -> None:
@@ -67,8 +72,8 @@ def _insert_postgresql(job: Job, db: str) -> None:
     from .bulk import _fields, row_document
 
     conn = connections[db]
-    cached = _INSERT_SQL.get(conn.alias)
-    if cached is None:
+    sql = _INSERT_SQL.get(conn.alias)
+    if sql is None:
         qn = conn.ops.quote_name
         fields = _fields()
         columns = ", ".join(qn(f.column) for f in fields)
@@ -82,9 +87,8 @@ def _insert_postgresql(job: Job, db: str) -> None:
             f"FROM jsonb_populate_record(NULL::{job_table}, %s::jsonb) RETURNING {qn('id')}) "
             f"SELECT {qn('id')}, pg_notify(%s, %s) FROM j"
         )
-        cached = _INSERT_SQL[conn.alias] = (sql, fields)
-    sql, fields = cached
-    params = [job.queue, row_document([job], fields, conn, many=False),
+        _INSERT_SQL[conn.alias] = sql
+    params = [job.queue, row_document([job], conn, many=False),
               NOTIFY_CHANNEL, job.queue]
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
@@ -158,8 +162,7 @@ class JobManager:
         args = _check_json(list(args), "args")
         kwargs = _check_json(kwargs, "kwargs")
         limit = jobs_settings.MAX_PAYLOAD_BYTES
-        if limit and (len(json.dumps([args, kwargs])) if args or kwargs else
-                      len(_NO_ARGUMENTS)) > limit:
+        if limit and len(json.dumps([args, kwargs])) > limit:
             raise ValueError(
                 f"The job's arguments are larger than MAX_PAYLOAD_BYTES ({limit} bytes): "
                 "store large data elsewhere and pass a reference."
@@ -467,8 +470,8 @@ class JobManager:
             self._ensure_queue(template.queue, db)
             template.batch_id = batch.pk
             conn = connections[db]
-            if conn.vendor == "postgresql" and conn.Database.__name__ == "psycopg":
-                copy_jobs(template, payloads, db)  # COPY needs psycopg 3
+            if uses_psycopg3(conn):
+                copy_jobs(template, payloads, db)
             else:
                 for start in range(0, len(payloads), batch_size):
                     chunk = []

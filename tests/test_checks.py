@@ -213,12 +213,3 @@ def test_w003_autovacuum_off_on_the_postgresql_server():
         assert "VACUUM ANALYZE django_jobs_job" in found[0].hint
     # A database check: a plain `check` (no --database, no --tag) never queries the server.
     assert not [m for m in run_checks() if m.id == "django_jobs.W003"]
-
-
-def test_w003_is_postgresql_only():
-    from django.db import connection
-
-    if connection.vendor == "postgresql":
-        pytest.skip("other databases")
-    assert not [m for m in run_checks(databases=["default"])
-                if m.id == "django_jobs.W003"]

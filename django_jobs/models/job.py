@@ -693,10 +693,6 @@ class Job(models.Model):
             self.refresh_from_db()
         return done
 
-    def hand_back(self) -> bool:
-        """Give this held job back to pending: not a failure."""
-        return bool(self._guarded().hand_back_held())
-
     def set_progress(self, fraction: float, message: str, details: dict) -> bool | None:
         """Write progress; returns whether a cancel was requested (None: lease lost)."""
         qs = self._guarded()

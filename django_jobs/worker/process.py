@@ -20,7 +20,7 @@ from .. import __version__
 from ..conf import jobs_settings
 from ..exceptions import JobTimeout, WorkerLost
 from ..execution.runner import record_cancelled, record_failed
-from ..manager import NOTIFY_CHANNEL, JobManager, notify
+from ..manager import NOTIFY_CHANNEL, JobManager, notify, uses_psycopg3
 from ..models import Job, Worker
 from ..registry import registry
 from .executor import Executor, Shared, Slot
@@ -373,7 +373,7 @@ class WorkerProcess:
 
     def _start_listener(self) -> None:
         conn = connections[self.db]
-        if conn.vendor != "postgresql" or getattr(conn.Database, "__name__", "") != "psycopg":
+        if not uses_psycopg3(conn):
             return  # LISTEN needs psycopg 3 (check django_jobs.W002); polling still works
         try:
             wrapper = connections.create_connection(self.db)
