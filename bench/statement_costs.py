@@ -10,8 +10,9 @@ project (ours) into it, pre-fills ``--jobs`` pending no-op jobs and times, per j
 2. the same with a row lock only: ``SELECT … FOR UPDATE SKIP LOCKED`` held until the one
    completing ``UPDATE`` (one row version per job; not what the engine does, see
    bench/README.md);
-3. one ``enqueue()``'s statement through Django's cursor and through a plain psycopg
-   cursor on its own connection;
+3. one ``enqueue()``'s statement through Django's cursor, through psycopg directly on
+   Django's connection, and prepared on a connection of its own; and the whole
+   ``jobs.enqueue()`` call (the difference is our Python);
 4. inserting 100,000 rows into the jobs table vs into a copy of it without foreign keys,
    the COMMIT (where the deferred ``batch_id`` check runs) timed apart.
 
@@ -113,17 +114,32 @@ def run(n: int) -> None:
                       delay=None, max_retries=None, retry_delay=None, timeout=None,
                       tags=None, metadata=None, backend="", options={})
     manager._insert_postgresql(job, "default")
-    sql, ins_fields = manager._INSERT_SQL["default"]
-    params = ["default", row_document([job], ins_fields, connection, many=False),
+    sql = manager._INSERT_SQL["default"]
+    params = ["default", row_document([job], connection, many=False),
               "django_jobs", "default"]
-    calls = 1000
-    for label, execute in (("Django cursor", connection.cursor().execute),
-                           ("psycopg cursor", raw.cursor().execute)):
-        t = time.perf_counter()
-        for _ in range(calls):
-            execute(sql, params)
-        print(f"enqueue statement, {label:14}: {(time.perf_counter() - t) / calls * 1e3:.3f} "
-              "ms/call (autocommit)")
+    connection.ensure_connection()
+    variants = {
+        # The same statement in autocommit, three ways, and the whole public call.
+        "enqueue statement, Django cursor ": lambda: connection.cursor().execute(sql, params),
+        "same, psycopg on Django's conn.  ": lambda: psycopg.ClientCursor(
+            connection.connection).execute(sql, params),
+        "same, prepared, Django's conn.   ": lambda: psycopg.Cursor(
+            connection.connection).execute(sql, params, prepare=True),
+        "same, not prepared, own conn.    ": lambda: raw.execute(sql, params, prepare=False),
+        "same, prepared, own conn.        ": lambda: raw.execute(sql, params, prepare=True),
+        "jobs.enqueue(noop), whole call   ": lambda: jobs.enqueue(noop),
+    }
+    # Interleaved rounds, medians: the machine's speed drifts more than these differ.
+    times: dict[str, list[float]] = {label: [] for label in variants}
+    for _round in range(7):
+        for label, call in variants.items():
+            t = time.perf_counter()
+            for _ in range(200):
+                call()
+            times[label].append((time.perf_counter() - t) / 200)
+    for label, seconds in times.items():
+        print(f"{label}: {sorted(seconds)[3] * 1e3:.3f} ms/call (autocommit, median of "
+              "7 interleaved rounds of 200)")
 
     rows = 100_000
     raw.execute("CREATE TABLE jcopy_nofk (LIKE django_jobs_job INCLUDING ALL)")
