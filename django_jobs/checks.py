@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -15,10 +16,13 @@ Error = checks.Error
 
 
 def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
+    """A finite int or float (NaN and infinity are not usable settings)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value))
 
 
 def _seconds(value: Any) -> float | None:
+    """Seconds from a number or timedelta; None for anything else, NaN and infinity."""
     if isinstance(value, timedelta):
         return value.total_seconds()
     if _is_number(value):
@@ -72,17 +76,17 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         if key in raw:
             s = _seconds(raw[key])
             if s is None or s < 0:
-                err(f"DJANGO_JOBS['{key}'] must be a number of seconds >= 0 or a timedelta.",
+                err(f"DJANGO_JOBS['{key}'] must be a finite number of seconds >= 0 or a timedelta.",
                     "For example 60 or timedelta(minutes=1).", f"django_jobs.{id_}")
     if "DEFAULT_RETRY_BACKOFF" in raw:
         v = raw["DEFAULT_RETRY_BACKOFF"]
         if not _is_number(v) or v < 1:
-            err("DJANGO_JOBS['DEFAULT_RETRY_BACKOFF'] must be a number >= 1.",
+            err("DJANGO_JOBS['DEFAULT_RETRY_BACKOFF'] must be a finite number >= 1.",
                 "2.0 doubles the delay at every retry; 1 keeps it constant.", "django_jobs.E006")
     if "DEFAULT_TIMEOUT" in raw and raw["DEFAULT_TIMEOUT"] is not None:
         s = _seconds(raw["DEFAULT_TIMEOUT"])
         if s is None or s <= 0:
-            err("DJANGO_JOBS['DEFAULT_TIMEOUT'] must be None or a positive number of seconds "
+            err("DJANGO_JOBS['DEFAULT_TIMEOUT'] must be None or a finite, positive number of seconds "
                 "or timedelta.", "For example 300.", "django_jobs.E008")
     if "DEAD_LETTER_QUEUE" in raw and not _name_ok(raw["DEAD_LETTER_QUEUE"]):
         err("DJANGO_JOBS['DEAD_LETTER_QUEUE'] must be a non-empty string of at most 255 "
@@ -90,10 +94,10 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     hb = _seconds(raw.get("HEARTBEAT_INTERVAL", DEFAULTS["HEARTBEAT_INTERVAL"]))
     wt = _seconds(raw.get("WORKER_TIMEOUT", DEFAULTS["WORKER_TIMEOUT"]))
     if hb is None or hb <= 0:
-        err("DJANGO_JOBS['HEARTBEAT_INTERVAL'] must be a positive number of seconds.",
+        err("DJANGO_JOBS['HEARTBEAT_INTERVAL'] must be a finite, positive number of seconds.",
             "For example 5.", "django_jobs.E010")
     elif wt is None or wt <= 0:
-        err("DJANGO_JOBS['WORKER_TIMEOUT'] must be a positive number of seconds.",
+        err("DJANGO_JOBS['WORKER_TIMEOUT'] must be a finite, positive number of seconds.",
             "For example 30.", "django_jobs.E011")
     elif wt < 2 * hb:
         err("DJANGO_JOBS['WORKER_TIMEOUT'] must be at least twice HEARTBEAT_INTERVAL, or live "
@@ -140,7 +144,7 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         if key in raw:
             s = _seconds(raw[key])
             if s is None or s < 0:
-                err(f"DJANGO_JOBS['{key}'] must be a number of seconds >= 0.",
+                err(f"DJANGO_JOBS['{key}'] must be a finite number of seconds >= 0.",
                     "For example 1.", f"django_jobs.{id_}")
     if "CLAIM_BATCH_SIZE" in raw:
         v = raw["CLAIM_BATCH_SIZE"]
@@ -150,7 +154,7 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     if "MISFIRE_GRACE" in raw:
         s = _seconds(raw["MISFIRE_GRACE"])
         if s is None or s < 0:
-            err("DJANGO_JOBS['MISFIRE_GRACE'] must be a number of seconds >= 0 or a timedelta.",
+            err("DJANGO_JOBS['MISFIRE_GRACE'] must be a finite number of seconds >= 0 or a timedelta.",
                 "For example 60: a schedule fired up to a minute late still counts as on time.",
                 "django_jobs.E022")
     return errors
@@ -212,3 +216,47 @@ def _check_autovacuum(conn, alias: str, table: str) -> list[checks.CheckMessage]
             id="django_jobs.W003",
         )
     ]
+
+
+def sqlite_transaction_warnings(databases: dict, aliases=None) -> list[checks.CheckMessage]:
+    """W004 for each SQLite database of ``databases`` (the ``DATABASES`` setting; only
+    ``aliases`` when given) that does not BEGIN IMMEDIATE.
+
+    With SQLite's default deferred BEGIN, a transaction that read first and then writes
+    must upgrade its lock, and SQLite refuses that upgrade at once (``database is
+    locked``) instead of waiting for the busy timeout whenever another connection writes:
+    several workers on one file would fail each other's writes.
+    """
+    found = []
+    for alias, conf in databases.items():
+        if aliases is not None and alias not in aliases:
+            continue
+        if not str(conf.get("ENGINE", "")).endswith("sqlite3"):
+            continue
+        mode = (conf.get("OPTIONS") or {}).get("transaction_mode")
+        if str(mode or "").upper() == "IMMEDIATE":
+            continue
+        found.append(checks.Warning(
+            f"The SQLite database {alias!r} holds jobs but does not begin its transactions "
+            "IMMEDIATE: workers sharing the file fail each other's writes with 'database "
+            "is locked' instead of waiting for the lock.",
+            hint=f"DATABASES[{alias!r}]['OPTIONS'] = {{'transaction_mode': 'IMMEDIATE', "
+            "'timeout': 30}} (Django 5.1+); see docs/installing.md.",
+            id="django_jobs.W004",
+        ))
+    return found
+
+
+@checks.register("django_jobs")
+def check_sqlite_transactions(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    from django.db import router
+
+    from .conf import jobs_settings
+
+    try:
+        from .models import Job
+
+        alias = jobs_settings.DATABASE or router.db_for_write(Job)
+    except Exception:  # noqa: BLE001 - E017 reports a bad alias
+        return []
+    return sqlite_transaction_warnings(settings.DATABASES, [alias])

@@ -7,6 +7,7 @@ reported by the system checks in :mod:`django_jobs.checks`, not here.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -52,15 +53,28 @@ DURATION_KEYS = (
 )
 
 
-def to_seconds(value: Any) -> float | None:
-    """Seconds as a float from a number or a ``timedelta`` (None stays None)."""
+def to_seconds(value: Any, name: str = "a duration") -> float | None:
+    """Seconds as a float from a number or a ``timedelta`` (None stays None).
+
+    ``TypeError`` for anything else, ``ValueError`` for NaN and infinity (a NaN timeout
+    would never be enforced, an infinite delay never come); ``name`` says which value
+    it was in the message.
+    """
     if value is None:
         return None
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected seconds or a timedelta, got {value!r}")
-    return float(value)
+        raise TypeError(f"{name} must be seconds or a timedelta, got {value!r}.")
+    return finite(value, name)
+
+
+def finite(value: Any, name: str) -> float:
+    """``value`` as a float; ``ValueError`` naming ``name`` for NaN and infinity."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    return number
 
 
 class JobsSettings:
@@ -90,8 +104,8 @@ class JobsSettings:
         value = self.raw().get(name, DEFAULTS[name])
         if name in DURATION_KEYS:
             try:
-                value = to_seconds(value)
-            except TypeError:
+                value = to_seconds(value, name)
+            except (TypeError, ValueError):  # reported by the system checks
                 value = to_seconds(DEFAULTS[name])
         self._cache[name] = value
         return value
@@ -100,8 +114,8 @@ class JobsSettings:
     def RETENTION_SECONDS(self) -> float | None:  # noqa: N802
         value = self.raw().get("RETENTION", DEFAULTS["RETENTION"])
         try:
-            return to_seconds(value)
-        except TypeError:
+            return to_seconds(value, "RETENTION")
+        except (TypeError, ValueError):
             return None
 
 

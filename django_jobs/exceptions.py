@@ -45,6 +45,3 @@ class JobTimeout(TimeoutError):
 class WorkerLost(ConnectionError):
     """The worker running the job died or stopped heartbeating (transient)."""
 
-
-class UnserializableResult(PermanentError, TypeError):
-    """The task returned a value that cannot be stored as JSON (never retried)."""

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -19,8 +20,8 @@ from django.utils import timezone
 from . import signals
 from ._compat import DEFAULT_TASK_QUEUE_NAME
 from ._jsontext import has_nul
-from .conf import jobs_settings, to_seconds
-from .execution.policy import default_options, error_entry
+from .conf import finite, jobs_settings, to_seconds
+from .execution.policy import default_options
 from .models import (
     FINISHED_STATUSES,
     Batch,
@@ -31,6 +32,7 @@ from .models import (
     Queue,
     Worker,
 )
+from .models.functions import DbNow, db_now
 from .models.job import new_lease
 from .registry import JobTask, registry
 from .workflows import default_unique_key
@@ -39,8 +41,6 @@ logger = logging.getLogger("django_jobs")
 
 DEFAULT_TASK_PRIORITY = 0  # Django's default for tasks declared without a priority
 NOTIFY_CHANNEL = "django_jobs"
-# A job whose worker was lost this many times fails for good (it may be what kills them).
-MAX_LOST = 3
 
 _UNSET: Any = object()
 
@@ -68,7 +68,8 @@ def _insert_postgresql(job: Job, db: str) -> None:
 
     The row travels as one JSON parameter (``jsonb_populate_record``): adapting forty
     parameters one by one costs more on our side than the whole statement on the
-    server's."""
+    server's. ``created_at`` and (without an explicit one) ``scheduled_at`` come from the
+    database clock, like every timestamp of a job."""
     from .bulk import _fields, row_document
 
     conn = connections[db]
@@ -77,24 +78,46 @@ def _insert_postgresql(job: Job, db: str) -> None:
         qn = conn.ops.quote_name
         fields = _fields()
         columns = ", ".join(qn(f.column) for f in fields)
+        values = ", ".join(
+            "now()" if f.attname == "created_at"
+            else f"COALESCE(r.{qn(f.column)}, now() + %s * INTERVAL '1 second')"
+            if f.attname == "scheduled_at"
+            else f"r.{qn(f.column)}"
+            for f in fields
+        )
         job_table, queue_table = qn(Job._meta.db_table), qn(Queue._meta.db_table)
         sql = (
             f"WITH q AS (INSERT INTO {queue_table} ({qn('name')}, {qn('description')}, "
             f"{qn('paused')}, {qn('concurrency_limit')}, {qn('created_at')}, "
             f"{qn('updated_at')}) VALUES (%s, '', false, NULL, now(), now()) "
             f"ON CONFLICT DO NOTHING), "
-            f"j AS (INSERT INTO {job_table} ({columns}) SELECT {columns} "
-            f"FROM jsonb_populate_record(NULL::{job_table}, %s::jsonb) RETURNING {qn('id')}) "
-            f"SELECT {qn('id')}, pg_notify(%s, %s) FROM j"
+            f"j AS (INSERT INTO {job_table} ({columns}) SELECT {values} "
+            f"FROM jsonb_populate_record(NULL::{job_table}, %s::jsonb) AS r "
+            f"RETURNING {qn('id')}, {qn('created_at')}, {qn('scheduled_at')}) "
+            f"SELECT {qn('id')}, {qn('created_at')}, {qn('scheduled_at')}, pg_notify(%s, %s) "
+            "FROM j"
         )
         _INSERT_SQL[conn.alias] = sql
-    params = [job.queue, row_document([job], conn, many=False),
+    params = [job.queue, job._delay, row_document([job], conn, many=False),
               NOTIFY_CHANNEL, job.queue]
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
-        job.pk = cursor.fetchone()[0]
+        job.pk, job.created_at, job.scheduled_at, _ = cursor.fetchone()
+    if not settings.USE_TZ:
+        job.created_at = timezone.make_naive(job.created_at, dt_timezone.utc)
+        job.scheduled_at = timezone.make_naive(job.scheduled_at, dt_timezone.utc)
     job._state.adding = False
     job._state.db = db
+
+
+def _stamp(job: Job, now: datetime) -> None:
+    """``created_at`` and ``scheduled_at`` of a job about to be inserted, from ``now``
+    read off the database clock."""
+    job.created_at = now
+    if job.scheduled_at is None:
+        job.scheduled_at = now + timedelta(seconds=job._delay)
+    if job.status == JobStatus.CANCELLED:
+        job.finished_at = now
 
 
 def _json_text(value: Any, what: str) -> str:
@@ -193,14 +216,13 @@ class JobManager:
                 priority = jobs_settings.DEFAULT_PRIORITY
         priority = Priority.coerce(priority)
 
-        now = timezone.now()
         if scheduled_at is not None and delay is not None:
             raise ValueError("Pass scheduled_at or delay, not both.")
+        seconds = 0.0
         if delay is not None:
-            seconds = to_seconds(delay)
+            seconds = to_seconds(delay, "delay")
             if seconds < 0:
                 raise ValueError(f"delay must not be negative, got {delay!r}.")
-            scheduled_at = now + timedelta(seconds=seconds)
         if scheduled_at is not None:
             if not isinstance(scheduled_at, datetime):
                 raise TypeError(f"scheduled_at must be a datetime, got {scheduled_at!r}.")
@@ -209,15 +231,16 @@ class JobManager:
         max_retries = pick(max_retries, "max_retries")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
-        retry_delay = to_seconds(pick(retry_delay, "retry_delay"))
+        retry_delay = to_seconds(pick(retry_delay, "retry_delay"), "retry_delay")
         if retry_delay < 0:
             raise ValueError(f"retry_delay must not be negative, got {retry_delay!r}.")
         timeout = pick(timeout, "timeout")
-        timeout = to_seconds(timeout) if timeout is not None else None
+        timeout = to_seconds(timeout, "timeout") if timeout is not None else None
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}.")
         backoff = options.get("retry_backoff")
-        backoff = float(backoff if backoff is not None else (task.retry_backoff or defaults["retry_backoff"]))
+        backoff = finite(backoff if backoff is not None else (
+            task.retry_backoff or defaults["retry_backoff"]), "retry_backoff")
         if backoff < 1:
             raise ValueError(f"retry_backoff must be >= 1, got {backoff!r}.")
         jitter = options.get("retry_jitter")
@@ -225,7 +248,8 @@ class JobManager:
             task.retry_jitter if task.retry_jitter is not None else defaults["retry_jitter"]))
         cap = options.get("max_retry_delay")
         cap = to_seconds(cap if cap is not None else (
-            task.max_retry_delay if task.max_retry_delay is not None else defaults["max_retry_delay"]))
+            task.max_retry_delay if task.max_retry_delay is not None else defaults["max_retry_delay"]),
+            "max_retry_delay")
         if tags is None:
             tags = list(task.tags)
         elif isinstance(tags, str):
@@ -234,15 +258,16 @@ class JobManager:
         metadata = _check_json(metadata or {}, "metadata")
         if not isinstance(metadata, dict):
             raise TypeError("metadata must be a dict.")
-        return Job(
+        job = Job(
             task_name=task.name,
             args=args,
             kwargs=kwargs,
             queue=queue,
             priority=priority,
             status=JobStatus.PENDING,
-            created_at=now,
-            scheduled_at=scheduled_at or now,
+            # Both from the database clock when the row is written (see _stamp).
+            created_at=None,
+            scheduled_at=scheduled_at,
             max_retries=max_retries,
             retry_delay=retry_delay,
             retry_backoff=backoff,
@@ -253,6 +278,8 @@ class JobManager:
             metadata=metadata,
             backend=backend or "",
         )
+        job._delay = seconds
+        return job
 
     def enqueue(
         self,
@@ -335,6 +362,7 @@ class JobManager:
             self._ensure_queue(job.queue, db)
             if dep_ids:
                 self._apply_dependencies(job, dep_ids, db)
+            _stamp(job, db_now(db))
             if unique_key is not None:
                 existing = self._insert_unique(job, db)
                 if existing is not None:
@@ -364,7 +392,6 @@ class JobManager:
         if broken:
             pk, status = broken[0]
             job.status = JobStatus.CANCELLED
-            job.finished_at = timezone.now()
             job.cancel_reason = f"dependency {pk} {status}"
             job.unique_active = None
         elif all(st == JobStatus.COMPLETED for st in rows.values()):
@@ -466,8 +493,11 @@ class JobManager:
             batch = Batch.objects.using(db).create(
                 kind=BatchKind.BATCH, task_name=task.name, total=len(payloads),
                 enqueued=len(payloads), on_complete=complete_name,
+                options={"queue": template.queue, "priority": template.priority,
+                         "tags": template.tags},
             )
             self._ensure_queue(template.queue, db)
+            _stamp(template, db_now(db))
             template.batch_id = batch.pk
             conn = connections[db]
             if uses_psycopg3(conn):
@@ -558,7 +588,7 @@ class JobManager:
         lease = new_lease()
         updated = self.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
             status=JobStatus.RUNNING, worker_id="eager", lease=lease, attempts=1,
-            started_at=timezone.now(),
+            started_at=DbNow(),
         )
         if not updated:
             return
@@ -574,7 +604,7 @@ class JobManager:
     def wait_for(self, job_id: Any, timeout: float | None = 60, poll_interval: float = 0.1) -> Job:
         """Block until the job is finished and return it; ``TimeoutError`` if not in time."""
         pk = _job_id(job_id)
-        deadline = None if timeout is None else time.monotonic() + to_seconds(timeout)
+        deadline = None if timeout is None else time.monotonic() + to_seconds(timeout, "timeout")
         while True:
             status = self.objects.filter(pk=pk).values_list("status", flat=True).first()
             if status is None:
@@ -632,75 +662,29 @@ class JobManager:
 
         Each rescue is recorded as a ``WorkerLost`` error and counts as an attempt, but does
         not use the retry budget: the job goes back to pending, unless it was lost
-        ``MAX_LOST`` times (it may be what kills its workers) and then fails for good.
-        ``older_than`` (heartbeat age) is never taken below two heartbeat intervals;
-        ``worker_id`` rescues what a restarted worker of that id held before.
+        ``MAX_LOST`` (3) times (it may be what kills its workers) and then fails for good.
+        A job whose cancel was requested ends cancelled instead. ``older_than`` (heartbeat
+        age) is never taken below two heartbeat intervals; ``worker_id`` rescues what a
+        restarted worker of that id held before.
         """
-        from .exceptions import WorkerLost
-        from .execution.runner import record_failure
+        from .execution.rescue import rescue_stalled
 
-        cutoff = None
-        if older_than is not None:
-            # Below two heartbeats a live worker would look dead and its jobs run twice.
-            floor = 2 * jobs_settings.HEARTBEAT_INTERVAL
-            cutoff = timedelta(seconds=max(to_seconds(older_than), floor))
-        db = self.db
-        conn = connections[db]
-        rescued = 0
-        while True:
-            with transaction.atomic(using=db):
-                if worker_id is not None:
-                    # A worker restarting under its old id: whatever it held is lost.
-                    qs = self.objects.held_by(worker_id).order_by("id")
-                else:
-                    qs = self.objects.stalled(cutoff).order_by("id")
-                if conn.features.has_select_for_update_skip_locked:
-                    qs = qs.select_for_update(skip_locked=True)
-                batch = list(qs[:100])
-                done = []
-                for job in batch:
-                    exc = WorkerLost(
-                        f"worker {job.worker_id} stopped heartbeating while running the job"
-                        if worker_id is None
-                        else f"worker {job.worker_id} restarted while running the job"
-                    )
-                    entry = error_entry(exc, job=job)
-                    entry["traceback"] = ""
-                    # A lost worker is rarely the job's fault, so a rescue does not use
-                    # the retry budget; a job that was lost MAX_LOST times is probably
-                    # what kills its workers, and fails for good.
-                    lost = sum(1 for e in job.errors if e.get("type") == "WorkerLost") + 1
-                    delay = 0.0 if lost < MAX_LOST else None
-                    if job.set_failed(
-                        entry, retry_in=delay, retry_status=JobStatus.PENDING, count_retry=False
-                    ):
-                        done.append((job, entry, delay))
-            for job, entry, delay in done:
-                rescued += 1
-                logger.warning(
-                    "Rescued job %s from dead worker", job.pk,
-                    extra={"action": "job_rescued", "job_id": job.pk},
-                )
-                record_failure(job, entry, delay)
-            if len(batch) < 100:
-                break
-        if rescued:
-            self._notify(db, "*")
-        return rescued
+        return rescue_stalled(self.db, older_than, worker_id=worker_id)
 
     def prune(
         self,
         statuses: Iterable[str] = ("completed", "failed", "cancelled"),
         older_than: float | timedelta = timedelta(days=7),
     ) -> int:
-        """Delete finished jobs that finished more than ``older_than`` ago."""
+        """Delete finished jobs that finished more than ``older_than`` ago; returns how
+        many. Chunked, set-based and never waiting on a locked row (see
+        ``JobQuerySet.prune``)."""
         statuses = list(statuses)
         bad = set(statuses) - set(FINISHED_STATUSES)
         if bad:
             raise ValueError(f"Only finished jobs can be pruned, not {sorted(bad)}.")
-        age = timedelta(seconds=to_seconds(older_than))
-        deleted, _ = self.objects.prunable(age, statuses).delete()
-        return deleted
+        age = timedelta(seconds=to_seconds(older_than, "older_than"))
+        return self.objects.prune(age, statuses)
 
     # -- queues --------------------------------------------------------------------------
 

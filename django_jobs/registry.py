@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import autodiscover_modules, import_string
 
 from ._compat import DEFAULT_TASK_QUEUE_NAME, InvalidTask, Task, task_backends
-from .conf import to_seconds
+from .conf import finite, to_seconds
 from .exceptions import TaskNotFound
 from .enums import Priority
 
@@ -104,7 +104,7 @@ class JobTask(Task):
         for key in ("retry_delay", "max_retry_delay", "timeout", "interval"):
             value = getattr(self, key)
             if value is not None:
-                seconds = to_seconds(value)
+                seconds = to_seconds(value, key)
                 if seconds < 0 or (key == "timeout" and seconds == 0):
                     raise ValueError(f"{key} must be positive, got {value!r}.")
                 set_(self, key, seconds)
@@ -114,6 +114,8 @@ class JobTask(Task):
             or self.max_retries < 0
         ):
             raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}.")
+        if self.retry_backoff is not None:
+            finite(self.retry_backoff, "retry_backoff")
         if self.retry_backoff is not None and self.retry_backoff < 1:
             raise ValueError(f"retry_backoff must be >= 1, got {self.retry_backoff!r}.")
         set_(self, "retry_on", _as_exception_tuple(self.retry_on, "retry_on"))

@@ -40,6 +40,7 @@ from django.db import (
 
 from .conf import jobs_settings, to_seconds
 from .models import DbNow, Job, MisfirePolicy, Schedule, ScheduleKind
+from .models.functions import db_now as database_now
 
 logger = logging.getLogger("django_jobs.scheduler")
 
@@ -109,7 +110,7 @@ def validate_timezone(name: Any) -> ZoneInfo:
 def validate_interval(value: Any) -> float:
     """Seconds (> 0) from a number or a ``timedelta``."""
     try:
-        seconds = to_seconds(value)
+        seconds = to_seconds(value, "interval")
     except TypeError:
         raise ValueError(f"interval must be seconds or a timedelta, got {value!r}.") from None
     if seconds is None or not seconds > 0 or seconds == float("inf"):
@@ -252,13 +253,7 @@ def plan_firing(schedule: Schedule, now: datetime, grace: float | None = None) -
 
 def db_now(using: str | None = None) -> datetime:
     """The database's current time (aware UTC): every scheduler shares this clock."""
-    from django.db.models.sql import Query
-
-    query = Query(None)
-    query.add_annotation(DbNow(), "now")
-    db = using or router.db_for_read(Schedule)
-    (row,) = list(query.get_compiler(db).results_iter())
-    return _aware(row[0])
+    return _aware(database_now(using or router.db_for_read(Schedule)))
 
 
 # -- firing ----------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def release_dependents(job_id: int, db: str) -> list[int]:
 
 def cancel_dependents(job_ids: list[int], reason: str, db: str) -> list[int]:
     """Cancel every job waiting on ``job_ids``, transitively, recording ``reason``."""
-    from .models import Job, JobDependency
+    from .models import DbNow, Job, JobDependency
 
     cancelled: list[int] = []
     frontier = list(job_ids)
@@ -98,7 +98,7 @@ def cancel_dependents(job_ids: list[int], reason: str, db: str) -> list[int]:
         ids = [pk for pk, _, _ in rows]
         Job.objects.using(db).filter(pk__in=ids, status=JobStatus.WAITING).update(
             status=JobStatus.CANCELLED,
-            finished_at=timezone.now(),
+            finished_at=DbNow(),
             cancel_reason=reason,
             unique_active=None,
         )
@@ -127,6 +127,23 @@ def _signal_cancelled_on_commit(ids: list[int], reason: str, db: str) -> None:
     transaction.on_commit(send, using=db)
 
 
+def reopen_batches(jobs: list[tuple[int, str]], db: str) -> None:
+    """Jobs of batches, ``(batch_id, status)`` pairs, going from failed or cancelled back
+    to pending (``retry()``): each leaves its batch's count, and the batch is unfinished
+    again until it finishes once more. Its ``on_complete`` ran already and does not run
+    again."""
+    from .models import Batch
+
+    counts: dict[int, dict[str, int]] = {}
+    for batch_id, status in jobs:
+        field = OUTCOME_FIELD[status]
+        per_batch = counts.setdefault(batch_id, {})
+        per_batch[field] = per_batch.get(field, 0) + 1
+    for batch_id in sorted(counts):  # one lock order, as advance_batch
+        changes = {field: F(field) - n for field, n in counts[batch_id].items()}
+        Batch.objects.using(db).filter(pk=batch_id).update(finished_at=None, **changes)
+
+
 def advance_batch(batch_id: int, outcome: str, db: str, count: int = 1) -> None:
     """Count ``count`` finished jobs; the last one to finish enqueues ``on_complete``
     (once). The worker's batched completion counts a whole flush in one call."""
@@ -149,20 +166,29 @@ def finish_batch(batch, db: str) -> None:
 
     batch.finished_at = timezone.now()
     updates = ["finished_at"]
-    if batch.on_complete:
-        from .manager import jobs
+    if batch.on_complete and not batch.on_complete_enqueued:
+        from .manager import JobManager
 
         kwargs = dict(batch.on_complete_kwargs or {})
+        options = {k: v for k, v in (batch.options or {}).items()
+                   if k in ("queue", "priority", "tags")}
         try:
             task = jobs_registry_get(batch.on_complete)
             if _accepts(task.func, "batch_id"):
                 kwargs.setdefault("batch_id", batch.pk)
-            job = jobs.enqueue(task, kwargs=kwargs, metadata={"batch_id": batch.pk})
+            # In a savepoint: a callback that cannot be enqueued must not undo the
+            # outcome of the job that finished the batch.
+            with transaction.atomic(using=db):
+                job = JobManager(db).enqueue(
+                    task, kwargs=kwargs, metadata={"batch_id": batch.pk}, **options
+                )
             batch.on_complete_job = job
             updates.append("on_complete_job")
         except Exception:  # noqa: BLE001 - never fail the job that finished the batch
             logger.exception("Could not enqueue on_complete %s of batch %s",
                              batch.on_complete, batch.pk)
+        batch.on_complete_enqueued = True
+        updates.append("on_complete_enqueued")
     Batch.objects.using(db).filter(pk=batch.pk, finished_at__isnull=True).update(
         **{name: getattr(batch, name) for name in updates}
     )

@@ -19,6 +19,9 @@ if _db["ENGINE"].endswith("sqlite3"):
     # write lock at BEGIN so claims never deadlock, and use WAL for concurrent readers.
     _db["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE",
                       "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    if os.environ.get("JOBS_TEST_SQLITE_DEFERRED"):
+        # Worker subprocesses of the lock-contention test: SQLite's default BEGIN.
+        del _db["OPTIONS"]["transaction_mode"]
     _db["TEST"] = {"NAME": str(BASE_DIR / f"test_{os.getpid()}.sqlite3")}
 elif _db["ENGINE"].endswith("mysql"):
     _db.setdefault("OPTIONS", {})["charset"] = "utf8mb4"

@@ -87,7 +87,7 @@ def test_a_result_the_database_cannot_store_fails_the_job_and_never_blocks_it():
     fine = jobs.enqueue(tasks.add, args=[1, 2])
     assert run_jobs() == 2
     nul.refresh_from_db()
-    assert nul.status == JobStatus.FAILED and nul.error["type"] == "UnserializableResult"
+    assert nul.status == JobStatus.FAILED and nul.error["type"] == "TypeError"
     assert "NUL" in nul.error["message"]
     assert Job.objects.get(pk=fine.pk).result == 3
 

@@ -21,6 +21,9 @@ class RunningJob:
     last_write: float = field(default=float("-inf"))  # the first write is never throttled
     cancelled: bool = False
     interruptible: bool = False
+    # The cancel arrived as a signal, at any instruction of the job's code (maybe in the
+    # middle of a database query): its connections cannot be trusted afterwards.
+    interrupted: bool = False
 
 
 _current: contextvars.ContextVar[RunningJob | None] = contextvars.ContextVar(
@@ -32,7 +35,7 @@ def interrupt_current(signum=None, frame=None) -> None:
     """Signal handler: raise ``JobCancelled`` in the running job's code, if any is running."""
     state = _current.get()
     if state is not None and state.interruptible:
-        state.cancelled = True
+        state.cancelled = state.interrupted = True
         raise JobCancelled(f"job {state.job.pk} was cancelled")
 
 

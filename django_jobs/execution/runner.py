@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from django.utils import timezone
+from django.db import connections
 
 from .. import signals
 from .._compat import TaskContext, task_finished, task_started
 from .._jsontext import has_nul
-from ..exceptions import JobCancelled, PermanentError, TaskNotFound, UnserializableResult
+from ..exceptions import JobCancelled, PermanentError, TaskNotFound
 from ..models import JobStatus
 from . import context
 from .policy import error_entry, retry_delay_for
@@ -29,15 +32,18 @@ def _normalize_result(value: Any) -> Any:
         return value  # already what JSON gives back
     if type(value) is str and "\x00" not in value:
         return value
+    # TypeError, as Django's own backends fail such a task (and its conformance tests
+    # expect); never retried (see policy.is_transient).
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise UnserializableResult(
+        raise TypeError(
             f"The task returned a value that is not JSON-serializable: {exc}"
         ) from exc
     if has_nul(text):
         # PostgreSQL cannot store it: fail the job clearly rather than at the write.
-        raise UnserializableResult("The task returned a value containing a NUL character.")
+        raise TypeError("The task returned a value containing a NUL character, which the "
+                        "database cannot store.")
     return json.loads(text)
 
 
@@ -89,17 +95,51 @@ def run_job(job, *, allow_retry: bool = True) -> str:
     return job.status
 
 
-def execute(job, *, allow_retry: bool = True) -> tuple[str, Any]:
+def _write_now(fn: Callable, *args) -> Any:
+    return fn(*args)
+
+
+def started_at(job):
+    """When ``job`` starts now, on the database clock: the claim's database time plus
+    the time this process held the job since the claim returned (a batch's later jobs
+    start after its first). Never before the claim, nor before ``created_at``."""
+    claimed = getattr(job, "_claimed_mono", None)
+    if claimed is None or job.started_at is None:
+        return job.started_at
+    return job.started_at + timedelta(seconds=max(0.0, time.monotonic() - claimed))
+
+
+def reset_connections() -> None:
+    """Close this thread's database connections: a job interrupted in the middle of a
+    query (a cooperative cancel arrives as an exception at any instruction) leaves its
+    connection mid-protocol, and psycopg only cleans up after KeyboardInterrupt. The
+    next query opens a fresh one."""
+    for conn in connections.all(initialized_only=True):
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - it is broken anyway; drop it
+            conn.connection = None
+
+
+def execute(job, *, allow_retry: bool = True, write: Callable = _write_now) -> tuple[str, Any]:
     """Run ``job``'s code. A failure or cancellation is recorded at once and returns
     ``(status, None)``; a success returns ``(JobStatus.COMPLETED, result)`` and is *not*
     written yet: the caller records it, alone (``record_completed``) or with others
-    (``Job.objects.complete_many``, the worker's batched completion)."""
-    job.started_at = timezone.now()
+    (``Job.objects.complete_many``, the worker's batched completion).
+
+    ``write(fn, *args)`` performs each outcome write (the worker's executors retry them
+    through a database outage). A job whose cancel was requested before it started is
+    recorded cancelled without running.
+    """
+    job.started_at = started_at(job)
     job.status = JobStatus.RUNNING
+    if job.cancel_requested:
+        write(record_cancelled, job, "cancelled before it started")
+        return job.status, None
     try:
         task = job.get_task()
     except TaskNotFound as exc:
-        record_failed(job, exc, None, allow_retry=False)
+        write(record_failed, job, exc, None, False)
         return job.status, None
     if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
         # A row written around enqueue() (raw SQL, a bad migration): fail it, clearly.
@@ -107,7 +147,7 @@ def execute(job, *, allow_retry: bool = True) -> tuple[str, Any]:
             f"The job's stored arguments cannot be decoded: args={job.args!r:.200}, "
             f"kwargs={job.kwargs!r:.200} (expected a JSON list and a JSON object)."
         )
-        record_failed(job, exc, None, allow_retry=False)
+        write(record_failed, job, exc, None, False)
         return job.status, None
 
     signals.send(signals.job_started, job)
@@ -121,17 +161,24 @@ def execute(job, *, allow_retry: bool = True) -> tuple[str, Any]:
                 value = _call(task, job, state)
             finally:
                 state.interruptible = False
-            result = _normalize_result(value)
         except JobCancelled:
-            record_cancelled(job, "cancelled while running")
+            if state.interrupted:
+                reset_connections()
+            write(record_cancelled, job, "cancelled while running")
             return job.status, None
         except (KeyboardInterrupt, SystemExit) as exc:
             # A job calling sys.exit() fails like any other; Ctrl-C in EAGER mode too.
-            record_failed(job, exc, task, allow_retry=allow_retry)
+            write(record_failed, job, exc, task, allow_retry)
             return job.status, None
         except BaseException as exc:  # noqa: BLE001 - every failure is recorded
-            record_failed(job, exc, task, allow_retry=allow_retry)
+            write(record_failed, job, exc, task, allow_retry)
             return job.status, None
+    try:
+        result = _normalize_result(value)
+    except TypeError as exc:
+        # Running it again would return the same value: fail for good.
+        write(record_failed, job, exc, task, False)
+        return job.status, None
     return JobStatus.COMPLETED, result
 
 
@@ -152,7 +199,7 @@ def completed_signals(job, result: Any) -> None:
     send_django_signal(task_finished, job)
 
 
-def record_failed(job, exc: BaseException, task, *, allow_retry: bool = True) -> bool:
+def record_failed(job, exc: BaseException, task, allow_retry: bool = True) -> bool:
     """Write a failed attempt of a held job (retry or dead letter) and send its signals;
     False if the lease was taken over."""
     entry = error_entry(exc, job=job)
@@ -168,13 +215,26 @@ def record_cancelled(job, reason: str) -> bool:
     """Write and signal the cancellation of a held job (cooperative or terminated)."""
     if not job.set_cancelled_while_running(reason):
         return False
+    cancelled_signals(job)
+    return True
+
+
+def cancelled_signals(job) -> None:
     signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
     send_django_signal(task_finished, job)
-    return True
 
 
 def record_failure(job, entry: dict, delay: float | None) -> None:
     """Log and signal a failed attempt already written to the database."""
+    if job.status == JobStatus.CANCELLED:
+        # Its cancel was requested while it was held: a cancel is a cancel.
+        logger.info(
+            "Job %s (%s) failed (%s) after its cancel was requested: cancelled",
+            job.pk, job.task_name, entry["type"],
+            extra={"action": "job_cancelled", "job_id": job.pk},
+        )
+        cancelled_signals(job)
+        return
     if delay is not None:
         logger.info(
             "Job %s (%s) failed (%s), retry %s/%s in %.1fs",

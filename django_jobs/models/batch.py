@@ -31,6 +31,12 @@ class Batch(models.Model):
     on_complete_job = models.ForeignKey(
         "django_jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set once on_complete was enqueued, so it never is twice (a failed job of a finished
+    # batch may be retried: the batch finishes again, its callback does not run again).
+    on_complete_enqueued = models.BooleanField(default=False)
+    # The options the batch's jobs were enqueued with (queue, priority, tags): its
+    # on_complete job gets them too.
+    options = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from contextlib import nullcontext
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from json import dumps as _json_dumps
 from json import loads as _json_loads
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, models, router, transaction
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from ..enums import (
@@ -21,7 +24,7 @@ from ..enums import (
     UNFINISHED_STATUSES,
     JobStatus,
 )
-from .functions import DbNow
+from .functions import DbNow, db_now
 
 
 def new_lease() -> str:
@@ -99,7 +102,8 @@ class JobQuerySet(models.QuerySet):
         return self.held().filter(Q(worker_id__isnull=True) | ~Q(worker_id__in=alive))
 
     def prunable(self, older_than: timedelta, statuses: Iterable[str] = FINISHED_STATUSES):
-        cutoff = timezone.now() - older_than
+        """Finished jobs that finished more than ``older_than`` ago (database clock)."""
+        cutoff = DbNow(-older_than.total_seconds())
         return self.filter(status__in=list(statuses), finished_at__lt=cutoff)
 
     def with_tag(self, tag: str) -> JobQuerySet:
@@ -113,19 +117,26 @@ class JobQuerySet(models.QuerySet):
     def cancel(self, *, terminate: bool = False, reason: str = "cancelled") -> tuple[list[int], int]:
         """Cancel at once what no worker holds; flag held jobs for their worker.
 
-        Returns (ids cancelled now, number of running jobs flagged).
+        Returns (ids cancelled now, number of running jobs flagged). Every unfinished row
+        is locked first, so a job moving between held and pending meanwhile (handed
+        back, rescued) is seen in exactly one of the two states: a flag is never set on
+        a job that just left its worker, and a job never escapes both.
         """
         from ..workflows import job_finished
 
-        with transaction.atomic(using=self.db):
+        db = self.db
+        with transaction.atomic(using=db):
             rows = list(
-                self.cancellable()
+                self.unfinished()
+                .order_by("pk")
                 .select_for_update()
-                .values_list("id", "batch_id", "has_dependents")
+                .values_list("id", "status", "batch_id", "has_dependents")
             )
-            ids = [row[0] for row in rows]
+            now_ids = [r for r in rows if r[1] not in HELD_STATUSES]
+            held_ids = [r[0] for r in rows if r[1] in HELD_STATUSES]
+            ids = [r[0] for r in now_ids]
             if ids:
-                Job.objects.using(self.db).filter(id__in=ids).cancellable().update(
+                Job.objects.using(db).filter(id__in=ids).cancellable().update(
                     status=JobStatus.CANCELLED,
                     finished_at=DbNow(),
                     cancel_reason=reason,
@@ -133,40 +144,39 @@ class JobQuerySet(models.QuerySet):
                     lease=None,
                     unique_active=None,
                 )
-            for pk, batch_id, has_dependents in rows:
+            for pk, _status, batch_id, has_dependents in now_ids:
                 if batch_id or has_dependents:
                     job_finished(pk, JobStatus.CANCELLED, batch_id=batch_id,
-                                 has_dependents=has_dependents, db=self.db)
-            flagged = self.held().update(
-                cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
-            )
-        from .. import signals
-        from .._compat import task_finished
-
-        if ids and (signals.job_cancelled.has_listeners() or task_finished.has_listeners()):
-            from ..execution.runner import send_django_signal
-
-            for job in Job.objects.using(self.db).filter(id__in=ids):
-                signals.send(signals.job_cancelled, job, reason=reason)
-                send_django_signal(task_finished, job)
+                                 has_dependents=has_dependents, db=db)
+            flagged = 0
+            if held_ids:
+                flagged = Job.objects.using(db).filter(id__in=held_ids).held().update(
+                    cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
+                )
+        _signal_cancelled(db, ids)
         return ids, flagged
 
     def retry_now(self) -> int:
         """Failed or cancelled jobs back to pending in their original queue, with a fresh
-        retry budget; their error history is kept. Workers are woken and ``job_enqueued``
-        is sent for each."""
+        retry budget; their error history is kept. A job of a batch leaves the batch's
+        failed (or cancelled) count and counts again when it finishes. Workers are woken
+        and ``job_enqueued`` is sent for each."""
         from .. import signals
         from ..manager import notify
+        from ..workflows import reopen_batches
 
         with transaction.atomic(using=self.db):
             rows = list(
-                self.retriable().select_for_update().values_list("id", "original_queue", "queue")
+                self.retriable().order_by("pk").select_for_update()
+                .values_list("id", "original_queue", "queue", "status", "batch_id")
             )
             if not rows:
                 return 0
             ids = [row[0] for row in rows]
             n = Job.objects.using(self.db).filter(id__in=ids)._retry_rows()
-            for queue in {orig or queue for _, orig, queue in rows}:
+            reopen_batches([(batch_id, status) for *_, status, batch_id in rows if batch_id],
+                           self.db)
+            for queue in {orig or queue for _, orig, queue, _, _ in rows}:
                 notify(self.db, queue)
         if signals.job_enqueued.has_listeners():
             for job in Job.objects.using(self.db).filter(id__in=ids):
@@ -198,6 +208,83 @@ class JobQuerySet(models.QuerySet):
         """Delayed or retrying jobs: make them due now."""
         return self.claimable().update(scheduled_at=DbNow(), status=JobStatus.PENDING)
 
+    def prune(self, older_than: timedelta, statuses: Iterable[str] = FINISHED_STATUSES,
+              *, chunk: int = 1000) -> int:
+        """Delete finished jobs that finished more than ``older_than`` ago; returns how
+        many.
+
+        Set-based and chunked: each chunk is one short transaction of a few statements,
+        whatever the number of rows, and rows another transaction has locked are skipped
+        (the next prune takes them), so a prune never waits. Rows are not loaded: a
+        finished job has no workflow left to settle (the ``pre_delete`` receiver acts on
+        unfinished jobs only), and the rows that point at it (dependency links, a batch's
+        ``on_complete_job``) are cleared in the same transaction. Should another app hold
+        a foreign key to jobs, each chunk goes through Django's deletion collector
+        instead, so its ``on_delete`` rules still apply.
+        """
+        from .batch import Batch
+
+        db = self.db
+        conn = connections[db]
+        statuses = list(statuses)
+        collector_needed = _has_foreign_relations()
+        deleted = 0
+        while True:
+            with transaction.atomic(using=db):
+                candidates = self.prunable(older_than, statuses).order_by()
+                if conn.features.has_select_for_update_skip_locked:
+                    candidates = candidates.select_for_update(skip_locked=True)
+                ids = list(candidates.values_list("id", flat=True)[:chunk])
+                if not ids:
+                    break
+                rows = Job.objects.using(db).filter(pk__in=ids, status__in=statuses)
+                if collector_needed:
+                    deleted += rows.delete()[1].get(Job._meta.label, 0)
+                else:
+                    JobDependency.objects.using(db).filter(
+                        Q(job_id__in=ids) | Q(depends_on_id__in=ids)
+                    )._raw_delete(db)
+                    Batch.objects.using(db).filter(on_complete_job_id__in=ids).update(
+                        on_complete_job=None
+                    )
+                    deleted += rows._raw_delete(db)
+            if len(ids) < chunk:
+                break
+        return deleted
+
+    # -- leaving a worker: handed back, rescued, failed with a retry ----------------------
+
+    def hand_back_held(self, *, started: bool = True) -> int:
+        """Give held jobs back to pending (a stopping worker, a killed executor's batch,
+        jobs its worker no longer runs): not a failure. ``started=False`` for jobs that
+        never began, so their claim does not count as an attempt.
+
+        A job whose cancel was requested while it was held ends ``cancelled`` instead:
+        a cancel that returned True is never lost. Returns how many went back to pending.
+        """
+        changes = dict(status=JobStatus.PENDING, lease=None, worker_id=None, started_at=None)
+        if not started:
+            changes["attempts"] = Case(
+                When(attempts__gt=0, then=F("attempts") - 1), default=Value(0)
+            )
+        # The flag is part of the UPDATE's condition: a cancel committed before it keeps
+        # the row out (and cancel_flagged() below finishes it); one committed after it
+        # finds the job pending and cancels it at once.
+        n = self.held().filter(cancel_requested=False).update(**changes)
+        self.cancel_flagged()
+        return n
+
+    def cancel_flagged(self, reason: str = "cancelled") -> list[int]:
+        """Held jobs whose cancel was requested end ``cancelled`` now (their worker let
+        go of them before acting on the flag). Returns their ids."""
+        db = self.db
+        cancelled = []
+        for job in self.held().filter(cancel_requested=True).order_by("pk"):
+            if job.set_cancelled_while_running(reason):
+                cancelled.append(job.pk)
+        _signal_cancelled(db, cancelled)
+        return cancelled
+
     # -- batched outcomes (the worker's executors) ---------------------------------------
 
     def complete_many(self, done: list) -> set[int]:
@@ -215,33 +302,38 @@ class JobQuerySet(models.QuerySet):
         from ..workflows import advance_batch
 
         db = self.db
-        finished = timezone.now()
         conn = connections[db]
         # One statement needs no transaction of its own; batch counters must move with it.
         together = conn.vendor != "postgresql" or any(job.batch_id for job, _ in done)
+        finished_at: dict[int, datetime] = {}
         with transaction.atomic(using=db) if together else nullcontext():
             if conn.vendor == "postgresql":
-                written = self._complete_many_postgresql(done, finished)
+                written = []
+                for pk, batch_id, finished in self._complete_many_postgresql(done):
+                    written.append((pk, batch_id))
+                    finished_at[pk] = finished
             else:
-                written = [
-                    (job.pk, job.batch_id) for job, result in done
+                now = db_now(db)
+                written = []
+                for job, result in done:
+                    finished = max(now, job.started_at) if job.started_at else now
                     if job._guarded().filter(has_dependents=False).update(
-                        **job.completion_changes(result, finished))
-                ]
+                            **job.completion_changes(result, finished)):
+                        written.append((job.pk, job.batch_id))
+                        finished_at[job.pk] = finished
             batches: dict[int, int] = {}
             for _pk, batch_id in written:
                 if batch_id:
                     batches[batch_id] = batches.get(batch_id, 0) + 1
             for batch_id in sorted(batches):  # one lock order: no deadlock between flushes
                 advance_batch(batch_id, JobStatus.COMPLETED, db, count=batches[batch_id])
-        ids = {pk for pk, _ in written}
         for job, result in done:
-            if job.pk in ids:
-                for key, value in job.completion_changes(result, finished).items():
+            if job.pk in finished_at:
+                for key, value in job.completion_changes(result, finished_at[job.pk]).items():
                     setattr(job, key, value)
-        return ids
+        return set(finished_at)
 
-    def _complete_many_postgresql(self, done, finished) -> list[tuple[int, int | None]]:
+    def _complete_many_postgresql(self, done) -> list[tuple[int, int | None, datetime]]:
         conn = connections[self.db]
         table = conn.ops.quote_name(Job._meta.db_table)
         rows = [
@@ -249,32 +341,26 @@ class JobQuerySet(models.QuerySet):
              "started_at": job.started_at.isoformat() if job.started_at else None}
             for job, result in done
         ]
+        # finished_at from the database clock, never before started_at (which the
+        # executor derived from the claim's database time).
         sql = (
             f"UPDATE {table} AS j SET status = %s, result = x.result, "
-            "started_at = COALESCE(x.started_at, j.started_at), finished_at = %s, "
+            "started_at = COALESCE(x.started_at, j.started_at), "
+            "finished_at = GREATEST(CLOCK_TIMESTAMP(), COALESCE(x.started_at, j.started_at)), "
             "progress = 1.0, lease = NULL, unique_active = NULL, "
             "worker_ids = j.worker_ids || jsonb_build_array(j.worker_id) "
             "FROM jsonb_to_recordset(%s::jsonb) "
             "AS x(id bigint, lease varchar, result jsonb, started_at timestamptz) "
             "WHERE j.id = x.id AND j.lease = x.lease AND j.status IN (%s, %s) "
-            "AND NOT j.has_dependents RETURNING j.id, j.batch_id"
+            "AND NOT j.has_dependents RETURNING j.id, j.batch_id, j.finished_at"
         )
-        params = [JobStatus.COMPLETED, finished, _json_dumps(rows),
-                  *HELD_STATUSES]
+        params = [JobStatus.COMPLETED, _json_dumps(rows), *HELD_STATUSES]
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchall()
-
-    def hand_back_held(self, *, started: bool = True) -> int:
-        """Give held jobs back to pending (a stopping worker, a killed executor's batch):
-        not a failure. ``started=False`` for jobs that never began, so their claim does
-        not count as an attempt."""
-        changes = dict(status=JobStatus.PENDING, lease=None, worker_id=None, started_at=None)
-        if not started:
-            changes["attempts"] = Case(
-                When(attempts__gt=0, then=F("attempts") - 1), default=Value(0)
-            )
-        return self.held().update(**changes)
+            rows = cursor.fetchall()
+        if not settings.USE_TZ:
+            rows = [(pk, b, timezone.make_naive(f, UTC)) for pk, b, f in rows]
+        return rows
 
     # -- claiming ---------------------------------------------------------------------
 
@@ -286,21 +372,28 @@ class JobQuerySet(models.QuerySet):
         queues: Iterable[str] | None = None,
         exclude_queues: Iterable[str] | None = None,
         config=None,
+        lease: str | None = None,
     ) -> list[Job]:
-        """Atomically take up to ``limit`` due jobs for ``worker_id``.
+        """Atomically take up to ``limit`` due jobs for ``worker_id``, under ONE lease.
 
         Highest priority first, then ``scheduled_at``, then id; paused queues and queues
-        at their concurrency limit are skipped. Claimed jobs are ``running`` with a new
-        lease token, one attempt more, and ``started_at`` set. ``config`` is a recent
-        ``Queue.objects.claim_config()`` (read now when not given).
+        at their concurrency limit are skipped. Claimed jobs are ``running`` with the
+        lease token (``lease``, or a new one), one attempt more, and ``started_at`` set
+        from the database clock. ``config`` is a recent ``Queue.objects.claim_config()``
+        (read now when not given).
+
+        Every job a claim returns shares one lease, whichever queues it came from: the
+        caller holds them as one batch, runs each or hands it back by that lease.
         """
         from .queue import Queue
 
         if limit <= 0:
             return []
+        lease = lease or new_lease()
         db = self.db
         conf = config if config is not None else Queue.objects.using(db).claim_config()
-        base = self.due().for_queues(queues).excluding_queues(exclude_queues)
+        base = self.filter(scheduled_at__lte=DbNow()).for_queues(queues)
+        base = base.excluding_queues(exclude_queues)
         if conf.paused:
             base = base.exclude(queue__in=conf.paused)
         limited = {name: lim for name, lim in conf.limits.items() if name not in conf.paused}
@@ -308,16 +401,21 @@ class JobQuerySet(models.QuerySet):
             limited = {n: lim for n, lim in limited.items() if n in set(queues)}
         claimed: list[Job] = []
         if limited:
-            claimed += self._claim_ids(base.exclude(queue__in=list(limited)), worker_id, limit)
+            claimed += self._claim_ids(base.exclude(queue__in=list(limited)), worker_id,
+                                       limit, lease)
             for name, lim in limited.items():
                 if len(claimed) >= limit:
                     break
-                claimed += self._claim_limited(base, worker_id, limit - len(claimed), name, lim)
+                claimed += self._claim_limited(base, worker_id, limit - len(claimed), name,
+                                               lim, lease)
         else:
-            claimed = self._claim_ids(base, worker_id, limit)
+            claimed = self._claim_ids(base, worker_id, limit, lease)
+        replied = time.monotonic()
+        for job in claimed:
+            job._claimed_mono = replied
         return claimed
 
-    def _claim_limited(self, base, worker_id, limit, name, lim) -> list[Job]:
+    def _claim_limited(self, base, worker_id, limit, name, lim, lease) -> list[Job]:
         from .queue import Queue
 
         with transaction.atomic(using=self.db):
@@ -327,20 +425,27 @@ class JobQuerySet(models.QuerySet):
             free = min(limit, lim - running)
             if free <= 0:
                 return []
-            return self._claim_ids(base.filter(queue=name), worker_id, free, atomic=False)
+            return self._claim_ids(base.filter(queue=name), worker_id, free, lease,
+                                   atomic=False)
 
-    def _claim_ids(self, candidates, worker_id, limit, atomic=True) -> list[Job]:
+    def _claim_ids(self, candidates, worker_id, limit, lease, atomic=True) -> list[Job]:
         db = self.db
         conn = connections[db]
-        lease = new_lease()
         if conn.vendor == "postgresql":
             return self._claim_postgresql(candidates, worker_id, limit, lease)
         ctx = transaction.atomic(using=db) if atomic else nullcontext()
         with ctx:
-            ordered = candidates.in_claim_order()
-            if conn.features.has_select_for_update_skip_locked:
-                ordered = ordered.select_for_update(skip_locked=True)
-            ids = list(ordered.values_list("id", flat=True)[:limit])
+            ids = []
+            for query in claim_candidates(candidates, limit, conn):
+                if conn.features.has_select_for_update_skip_locked:
+                    query = query.select_for_update(skip_locked=True)
+                ids += list(query)
+            if len(ids) > limit:
+                # MySQL: one ordered read per claimable status; the best of both win
+                # (the others stay locked only until this short transaction ends).
+                ids = [row[0] for row in sorted(ids, key=lambda r: (-r[1], r[2], r[0]))[:limit]]
+            else:
+                ids = [row[0] for row in ids]
             if not ids:
                 return []
             # The status condition makes the claim safe where rows cannot be locked
@@ -351,13 +456,10 @@ class JobQuerySet(models.QuerySet):
                 lease=lease,
                 attempts=F("attempts") + 1,
                 started_at=DbNow(),
-                cancel_requested=False,
-                terminate_requested=False,
             )
             return list(
                 Job.objects.using(db).filter(id__in=ids, lease=lease).in_claim_order()
             )
-
 
     def _claim_postgresql(self, candidates, worker_id, limit, lease) -> list[Job]:
         """One statement: lock up to ``limit`` due rows (skipping locked ones), mark them
@@ -365,7 +467,7 @@ class JobQuerySet(models.QuerySet):
         ``limit``; the inner SELECT is the one the partial claim index serves."""
         db = self.db
         conn = connections[db]
-        inner = candidates.in_claim_order().values("id")[:limit]
+        [inner] = claim_candidates(candidates, limit, conn, columns=("id",))
         qn = conn.ops.quote_name
         table = qn(Job._meta.db_table)
         columns = ", ".join(qn(f.column) for f in Job._meta.concrete_fields)
@@ -375,8 +477,7 @@ class JobQuerySet(models.QuerySet):
         # its own transaction, and BEGIN/COMMIT would be two more round trips per claim.
         sql = (
             f"UPDATE {table} SET status = %s, worker_id = %s, lease = %s, "
-            "attempts = attempts + 1, started_at = CLOCK_TIMESTAMP(), "
-            "cancel_requested = false, terminate_requested = false "
+            "attempts = attempts + 1, started_at = CLOCK_TIMESTAMP() "
             f"WHERE id = ANY(ARRAY({inner_sql} FOR UPDATE SKIP LOCKED)) RETURNING {columns}"
         )
         params = [JobStatus.RUNNING, worker_id, lease, *inner_params]
@@ -385,6 +486,46 @@ class JobQuerySet(models.QuerySet):
             claimed = jobs_from_rows(db, cursor.fetchall())
         claimed.sort(key=lambda j: (-j.priority, j.scheduled_at, j.pk))
         return claimed
+
+
+def claim_candidates(candidates, limit: int, conn, columns=("id", "priority", "scheduled_at")):
+    """The ordered, limited reads a claim locks its rows with (without the lock clause).
+
+    PostgreSQL and SQLite: one read over both claimable statuses, which their partial
+    claim index serves in order. MySQL/MariaDB have no partial indexes: their claim index
+    starts with ``status``, and ``status IN (pending, retrying)`` would make them sort
+    every due row (a filesort), locking ALL of them before the LIMIT, so that concurrent
+    claimers find nothing to take. One read per status walks the index in claim order
+    and locks only the rows it returns.
+    """
+    if conn.vendor == "mysql":
+        reads = [candidates.filter(status=status) for status in CLAIMABLE_STATUSES]
+    else:
+        reads = [candidates.filter(status__in=CLAIMABLE_STATUSES)]
+    return [read.in_claim_order().values_list(*columns)[:limit] for read in reads]
+
+
+def _has_foreign_relations() -> bool:
+    """Whether a model outside this app points at jobs (so a raw DELETE could break its
+    foreign keys or skip its ``on_delete``)."""
+    from .batch import Batch
+
+    ours = {Job, JobDependency, Batch}
+    return any(rel.related_model not in ours for rel in Job._meta.related_objects)
+
+
+def _signal_cancelled(db: str, ids: list[int]) -> None:
+    """``job_cancelled`` (and django.tasks' ``task_finished``) for jobs just cancelled."""
+    from .. import signals
+    from .._compat import task_finished
+
+    if not ids or not (signals.job_cancelled.has_listeners() or task_finished.has_listeners()):
+        return
+    from ..execution.runner import send_django_signal
+
+    for job in Job.objects.using(db).filter(id__in=ids):
+        signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
+        send_django_signal(task_finished, job)
 
 
 def jobs_from_rows(db: str, rows) -> list[Job]:
@@ -603,15 +744,21 @@ class Job(models.Model):
             job_finished(self.pk, outcome, batch_id=row[1], has_dependents=row[0], db=db)
         return True
 
+    def _finished_at(self):
+        """When an outcome is written: the database's clock, never before ``started_at``
+        (which the executor derives from the claim's database time)."""
+        if self.started_at is None:
+            return DbNow()
+        return Greatest(DbNow(), Value(self.started_at, output_field=models.DateTimeField()))
+
     def completion_changes(self, result: Any, finished_at: datetime) -> dict[str, Any]:
         """What recording this job's success writes, alone (``set_completed``) or with
         others (``JobQuerySet.complete_many``, whose PostgreSQL statement writes the same
-        columns)."""
+        columns). ``finished_at`` is a value read from the database clock, so the
+        instance (and the TaskResult sent with task_finished) carries what is stored."""
         return dict(
             status=JobStatus.COMPLETED,
             result=result,
-            # Python's clock, so the instance (and the TaskResult sent with task_finished)
-            # carries exactly what is stored.
             finished_at=finished_at,
             started_at=self.started_at,
             progress=1.0,
@@ -622,7 +769,9 @@ class Job(models.Model):
 
     def set_completed(self, result: Any) -> bool:
         """Record success; False if this worker no longer holds the lease."""
-        changes = self.completion_changes(result, timezone.now())
+        now = db_now(self._guarded().db)
+        finished = max(now, self.started_at) if self.started_at else now
+        changes = self.completion_changes(result, finished)
         done = self._finish(changes, JobStatus.COMPLETED)
         if done:
             for key, value in changes.items():
@@ -636,9 +785,16 @@ class Job(models.Model):
         retry_in: float | None,
         retry_status: str = JobStatus.RETRYING,
         count_retry: bool = True,
+        keep_place: bool = False,
     ) -> bool:
         """Record a failed attempt: retry after ``retry_in`` seconds, or fail for good
-        (``retry_in=None``) and move to the dead-letter queue."""
+        (``retry_in=None``) and move to the dead-letter queue. ``keep_place``: a job
+        going back at once keeps its ``scheduled_at``, and so its place in the queue (a
+        lost job is not sent behind everything enqueued since it was first due).
+
+        A job whose cancel was requested while it was held is not retried: it ends
+        ``cancelled`` (with this failure in its errors), whatever ``retry_in`` says.
+        """
         from ..conf import jobs_settings
 
         worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
@@ -649,35 +805,40 @@ class Job(models.Model):
         if retry_in is not None:
             changes = dict(
                 status=retry_status,
-                scheduled_at=timezone.now() + timedelta(seconds=retry_in),
                 retry_count=F("retry_count") + (1 if count_retry else 0),
                 worker_id=None,
                 **common,
             )
+            if not (keep_place and retry_in == 0):
+                changes["scheduled_at"] = DbNow(retry_in)
+            # The flag is read by the UPDATE itself: a cancel committed before it keeps
+            # the job from going back to the queue; one committed after it finds the job
+            # waiting for its retry and cancels it at once.
+            done = bool(self._guarded().filter(cancel_requested=False).update(**changes))
+            if not done and self._guarded().filter(cancel_requested=True).exists():
+                return self.set_cancelled_while_running("cancelled", extra=common)
         else:
             dlq = jobs_settings.DEAD_LETTER_QUEUE
             changes = dict(
                 status=JobStatus.FAILED,
-                finished_at=DbNow(),
+                finished_at=self._finished_at(),
                 original_queue=self.queue if self.queue != dlq else self.original_queue,
                 queue=dlq,
                 **common,
             )
-        if retry_in is not None:
-            done = bool(self._guarded().update(**changes))
-        else:
             done = self._finish(changes, JobStatus.FAILED)
         if done:
             self.refresh_from_db()
         return done
 
-    def set_cancelled_while_running(self, reason: str) -> bool:
-        """Record that the running job stopped because it was cancelled. The reason given
-        to ``cancel()`` is kept; ``reason`` only fills it when none was recorded."""
+    def set_cancelled_while_running(self, reason: str, extra: dict | None = None) -> bool:
+        """Record that the held job stopped (or never started) because it was cancelled.
+        The reason given to ``cancel()`` is kept; ``reason`` only fills it when none was
+        recorded. ``extra``: more columns to write (the error of a last failed attempt)."""
         worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
         changes = dict(
             status=JobStatus.CANCELLED,
-            finished_at=DbNow(),
+            finished_at=self._finished_at(),
             cancel_reason=Case(
                 When(cancel_reason="", then=Value(reason)),
                 default=F("cancel_reason"),
@@ -686,6 +847,7 @@ class Job(models.Model):
             lease=None,
             worker_ids=worker_ids,
         )
+        changes.update(extra or {})
         if self.started_at is not None:
             changes["started_at"] = self.started_at
         done = self._finish(changes, JobStatus.CANCELLED)
@@ -700,7 +862,6 @@ class Job(models.Model):
         if not n:
             return None
         return qs.filter(cancel_requested=True).exists()
-
 
 
 class JobDependency(models.Model):

@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import models
-from django.db.models import F
 from django.utils import timezone
 
 from .functions import DbNow
@@ -70,11 +69,12 @@ class Worker(models.Model):
         )
 
     def beat(self, current_jobs: list[int], processed: int, failed: int) -> bool:
-        """Heartbeat; False if the row is gone (another worker declared us dead)."""
+        """Heartbeat with the worker's totals so far; False if the row is gone (removed
+        in the admin, or cleaned up after a day of silence)."""
         n = Worker.objects.using(self._state.db).filter(pk=self.pk).update(
             last_heartbeat_at=DbNow(),
             current_jobs=current_jobs,
-            jobs_processed=F("jobs_processed") + processed,
-            jobs_failed=F("jobs_failed") + failed,
+            jobs_processed=processed,
+            jobs_failed=failed,
         )
         return bool(n)

@@ -1,17 +1,33 @@
 """Executor processes: where job code runs.
 
 Each executor is a child process of the worker with its own database connection. It
-claims a small batch of due jobs, runs them one after another and records their outcomes:
-failures and cancellations at once, successes together in one statement per flush
-(``Job.objects.complete_many``). The batch is sized from the measured duration of recent
-jobs, so fast jobs cost a fraction of a database round trip each while a slow job is
-claimed alone and never holds others back.
+claims a small batch of due jobs under one lease, runs them one after another and
+records their outcomes: failures and cancellations at once, successes together in one
+statement per flush (``Job.objects.complete_many``). The batch is sized from the
+measured duration of recent jobs, so fast jobs cost a fraction of a database round trip
+each.
 
 A job's code runs in a process so that a hard timeout or ``cancel(terminate=True)`` can
 really stop code that never yields (the worker kills the executor and starts a fresh
 one), and a job that crashes its interpreter does not take the worker down with it. The
 worker sees what an executor is doing through a few shared numbers (:class:`Slot`): the
-job it is running, when it started, its deadline and the lease of its batch.
+job it is running, when it started, its deadline and the lease of the batch it holds.
+
+Trust rules kept here:
+
+- The lease of a batch is published in the slot *before* the claim that takes it, and
+  withdrawn only once every job of the batch has an outcome written or was handed back:
+  whatever the database says this worker holds under a lease nobody publishes is an
+  orphan the worker hands back (:meth:`WorkerProcess._reconcile`).
+- A keeper thread watches the running job: once it has run for ``HANDOFF_SECONDS``, the
+  successes before it are written and the jobs after it handed back for other executors
+  to claim. A slow job holds nothing but itself.
+- No job starts while the worker's last successful heartbeat is older than
+  ``WORKER_TIMEOUT - HEARTBEAT_INTERVAL`` (other workers may be about to rescue it), and
+  a job still running when the heartbeat is about to go stale is stopped (the *fence*):
+  a job never runs in two places at once.
+- Outcome writes are retried through a database outage until they land or the lease is
+  found lost; the lease stays published meanwhile.
 """
 
 from __future__ import annotations
@@ -22,12 +38,18 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
+from collections import deque
+from datetime import UTC, datetime
 from multiprocessing.sharedctypes import RawArray, RawValue
 
+from django.conf import settings
 from django.db import close_old_connections, connections
+from django.utils import timezone
 
 from ..enums import JobStatus
+from .resilience import drop_broken_connections, retry_db_errors
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -36,8 +58,13 @@ CANCEL_SIGNAL = signal.SIGUSR1
 
 # Claim enough jobs for about this much work at a time (measured per executor).
 BATCH_SECONDS = 0.05
-# Successes wait at most this long before they are written.
+# Successes wait at most this long before they are written (between two jobs).
 FLUSH_SECONDS = 0.05
+# A job running this long releases its batch: the successes before it are written and
+# the jobs after it handed back for other executors.
+HANDOFF_SECONDS = 0.25
+# How often the keeper thread looks at the running job.
+KEEPER_TICK = 0.05
 # A batch held this long is re-read before its next job starts: jobs cancelled or
 # rescued meanwhile are not started.
 REVALIDATE_SECONDS = 1.0
@@ -54,35 +81,33 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
             pass
 
 
-def drop_broken_connections() -> None:
-    """Close connections that errored or went away; keep healthy ones open.
+def to_epoch(value: datetime) -> float:
+    """Seconds since the epoch of a datetime from the database (naive = UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
 
-    Unlike ``close_old_connections()`` this ignores ``CONN_MAX_AGE=0``: outside a request
-    cycle, reconnecting for every job would cost more than the job.
-    """
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is None:
-            continue
-        if conn.errors_occurred and not conn.is_usable():
-            conn.close()
-        elif conn.in_atomic_block:
-            # A job left a transaction open: never carry it into the next job.
-            conn.close()
+
+def from_epoch(seconds: float) -> datetime:
+    value = datetime.fromtimestamp(seconds, tz=UTC)
+    return value if settings.USE_TZ else timezone.make_naive(value, UTC)
 
 
 class Slot:
     """Numbers an executor shares with its worker (lock-free; each written by one side).
 
-    ``job``/``started``/``deadline``: the running job (0 = none), its start and its hard
-    deadline (wall clock, 0 = none); ``cancel``: the job the worker asks to interrupt;
-    ``lease``: the lease of the batch the executor holds (empty = none).
+    ``job``: the running job (0 = none); ``started``/``deadline``: its start and hard
+    deadline on the monotonic clock (0 = none); ``started_db``: its ``started_at`` on
+    the database clock (epoch seconds); ``cancel``: the job the worker asks to
+    interrupt; ``seq``: the last lease number the slot's executors used; ``active``: the
+    lease number of the batch the executor holds (0 = none); ``fenced``: the executor
+    stopped itself because the heartbeat went stale.
     """
 
-    JOB, STARTED, DEADLINE, CANCEL = range(4)
+    JOB, STARTED, STARTED_DB, DEADLINE, CANCEL, SEQ, ACTIVE, FENCED = range(8)
 
     def __init__(self):
-        self.numbers = RawArray(ctypes.c_double, 4)
-        self.lease_buf = RawArray(ctypes.c_char, 33)
+        self.numbers = RawArray(ctypes.c_double, 8)
 
     @property
     def job_id(self) -> int | None:
@@ -98,19 +123,51 @@ class Slot:
         return self.numbers[self.DEADLINE] or None
 
     @property
-    def lease(self) -> str | None:
-        return self.lease_buf.value.decode() or None
-
-    def set_lease(self, lease: str | None) -> None:
-        self.lease_buf.value = (lease or "").encode()
+    def active(self) -> int:
+        return int(self.numbers[self.ACTIVE])
 
 
 class Shared:
-    """What all executors of one worker share: the stop flag and the job budget."""
+    """What a worker shares with its executors and its sidecar: the stop flag, the job
+    budget, the executors' slots, the time of the last successful heartbeat and the
+    worker's counts."""
 
-    def __init__(self, max_jobs: int | None):
+    def __init__(self, max_jobs: int | None, concurrency: int, nonce: str,
+                 heartbeat_interval: float, worker_timeout: float):
         self.stop = RawValue(ctypes.c_bool, False)
         self.budget = _mp.Value(ctypes.c_longlong, max_jobs) if max_jobs is not None else None
+        self.nonce = nonce  # 16 hex digits, new for every worker process
+        self.slots = [Slot() for _ in range(concurrency)]
+        # time.monotonic() (one clock for every process of this host) just before the
+        # last heartbeat that reached the database was sent.
+        self.beat_ok = RawValue(ctypes.c_double, time.monotonic())
+        self.processed = RawValue(ctypes.c_longlong, 0)
+        self.failed = RawValue(ctypes.c_longlong, 0)
+        self.sidecar_stop = RawValue(ctypes.c_bool, False)
+        # Past this age of the last heartbeat, no job starts and running ones are
+        # stopped: other workers take ours for dead at WORKER_TIMEOUT.
+        self.fence = max(worker_timeout - heartbeat_interval, heartbeat_interval)
+        self.last_fence = max(worker_timeout - heartbeat_interval / 2, self.fence)
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def lease(self, index: int, seq: int) -> str:
+        """The lease of batch ``seq`` of slot ``index``: 32 characters, unique."""
+        return f"{self.nonce}{index:03x}{seq:013x}"
+
+    def active_leases(self) -> set[str]:
+        return {self.lease(i, slot.active) for i, slot in enumerate(self.slots) if slot.active}
+
+    # -- the heartbeat -------------------------------------------------------------------
+
+    def beat_age(self) -> float:
+        return time.monotonic() - self.beat_ok.value
+
+    def gate_open(self) -> bool:
+        """Whether a job may start: the worker's heartbeat is fresh."""
+        return self.beat_age() < self.fence
+
+    # -- the job budget (--max-jobs) -----------------------------------------------------
 
     def take(self, n: int) -> int:
         if self.budget is None:
@@ -153,26 +210,44 @@ class BatchSizer:
 class ExecutorLoop:
     """The body of an executor process."""
 
-    def __init__(self, conn, slot: Slot, shared: Shared, claim: dict):
-        self.conn = conn
-        self.slot = slot
-        self.shared = shared
-        self.claim_kwargs = claim  # worker_id, queues, exclude_queues, database
-        self.db = claim["database"]
+    def __init__(self, conn, index: int, shared: Shared, claim: dict):
         from ..conf import jobs_settings
 
+        self.conn = conn
+        self.index = index
+        self.shared = shared
+        self.slot = shared.slots[index]
+        self.claim_kwargs = claim  # worker_id, queues, exclude_queues, database
+        self.db = claim["database"]
         self.sizer = BatchSizer(jobs_settings.CLAIM_BATCH_SIZE)
+        self.poll_interval = jobs_settings.POLL_INTERVAL
         self.config = None
         self.config_expires = 0.0
+        # Shared by the main thread (which runs jobs) and the keeper thread.
+        self.lock = threading.Lock()
+        self.write_lock = threading.RLock()  # held by whoever writes for the batch
+        self.pending: deque = deque()  # claimed, not started
+        self.current = None  # the job running now
+        self.current_since = 0.0
         self.buffer: list = []  # (job, result) successes not written yet
         self.buffered_since = 0.0
+        self.counts = [0, 0]  # outcomes recorded (processed, failed) in this batch
+        self.announced_idle = False
 
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:
+        keeper = threading.Thread(target=self.keep, name="django_jobs-keeper", daemon=True)
+        keeper.start()
         while not self.shared.stop.value:
+            if not self.shared.gate_open():
+                if self.idle(timeout=0.1) == "stop":
+                    break
+                continue
             try:
                 claimed = self.claim()
+                if claimed:
+                    self.announced_idle = False
             except Exception:  # noqa: BLE001 - a database outage: wait, then try again
                 logger.exception("Executor could not claim jobs; retrying in 1s")
                 close_old_connections()
@@ -183,16 +258,25 @@ class ExecutorLoop:
                 if self.idle() == "stop":
                     break
                 continue
-            self.run_batch(claimed)
-            processed, failed = self.counts
+            try:
+                self.run_batch(claimed)
+            except Exception:  # noqa: BLE001 - what was not written is reconciled
+                logger.exception("Executor could not finish its batch; the worker hands "
+                                 "back what it still holds")
+                close_old_connections()
+            with self.lock:
+                processed, failed = self.counts
             self.send(("batch", processed, failed))
             # Wake-ups sent while we were busy are stale: we claim again anyway.
             if self.drain_messages() == "stop":
                 break
 
     def idle(self, timeout: float | None = None) -> str | None:
-        """Tell the worker we found nothing; block until it wakes or stops us."""
-        self.send(("idle",))
+        """Tell the worker we found nothing; block until it wakes or stops us (or for
+        ``timeout`` seconds)."""
+        if not self.announced_idle:
+            self.send(("idle",))
+            self.announced_idle = True
         while True:
             if timeout is not None and not self.conn.poll(timeout):
                 return None
@@ -203,6 +287,7 @@ class ExecutorLoop:
             if message[0] == "stop":
                 return "stop"
             if message[0] == "wake":
+                self.announced_idle = False
                 return "wake"
 
     def drain_messages(self) -> str | None:
@@ -230,11 +315,15 @@ class ExecutorLoop:
             return []
         now = time.monotonic()
         if now >= self.config_expires:
-            from ..conf import jobs_settings
-
             # Paused queues and limits change rarely: read them at most once a second.
             self.config = Queue.objects.using(self.db).claim_config()
-            self.config_expires = now + min(1.0, jobs_settings.POLL_INTERVAL)
+            self.config_expires = now + min(1.0, self.poll_interval)
+        numbers = self.slot.numbers
+        seq = int(numbers[Slot.SEQ]) + 1
+        numbers[Slot.SEQ] = seq
+        # Published before the claim: a claim that commits but whose reply is lost
+        # leaves rows under a lease the worker knows was this executor's.
+        numbers[Slot.ACTIVE] = seq
         claimed = []
         try:
             claimed = Job.objects.using(self.db).claim(
@@ -242,102 +331,152 @@ class ExecutorLoop:
                 queues=self.claim_kwargs["queues"],
                 exclude_queues=self.claim_kwargs["exclude_queues"],
                 config=self.config,
+                lease=self.shared.lease(self.index, seq),
             )
         finally:
             self.shared.give_back(wanted - len(claimed))
+            if not claimed:
+                numbers[Slot.ACTIVE] = 0
         return claimed
 
     # -- running a batch -------------------------------------------------------------------
 
     def run_batch(self, batch: list) -> None:
-        from ..execution.runner import execute
-
-        self.counts = [0, 0]
-        slot = self.slot
-        numbers = slot.numbers
-        slot.set_lease(batch[0].lease)
+        with self.lock:
+            self.counts = [0, 0]
+            self.pending = deque(batch)
         claimed_at = checked_at = time.monotonic()
-        index = 0
+        recheck = False
         try:
-            while index < len(batch):
+            while True:
                 if self.shared.stop.value:
-                    self.hand_back(batch[index:])
+                    self.hand_back(self.take_pending())
                     break
+                if not self.shared.gate_open():
+                    # Our heartbeat is late: others may take us for dead and rescue these
+                    # jobs. Start none until it is fresh again, then re-read them first.
+                    self.wait_for_gate()
+                    recheck = True
+                    continue
                 now = time.monotonic()
-                if now - checked_at >= REVALIDATE_SECONDS and now - claimed_at >= REVALIDATE_SECONDS:
+                if recheck or (now - checked_at >= REVALIDATE_SECONDS
+                               and now - claimed_at >= REVALIDATE_SECONDS):
                     self.flush()
-                    batch[index:] = self.revalidate(batch[index:])
+                    self.revalidate()
                     checked_at = time.monotonic()
-                    if index >= len(batch):
+                    recheck = False
+                with self.lock:
+                    if not self.pending:
                         break
-                job = batch[index]
-                index += 1
-                drop_broken_connections()
-                started = time.time()
-                numbers[Slot.STARTED] = started
-                numbers[Slot.DEADLINE] = started + job.timeout if job.timeout else 0.0
-                numbers[Slot.JOB] = job.pk
-                t0 = time.monotonic()
-                try:
-                    status, result = execute(job)
-                except BaseException:  # noqa: BLE001 - execute records failures: a DB outage
-                    logger.exception("Executor could not record the outcome of job %s", job.pk)
-                    status, result = None, None
-                finally:
-                    numbers[Slot.JOB] = 0
-                    numbers[Slot.CANCEL] = 0
-                elapsed = time.monotonic() - t0
-                self.sizer.record(elapsed)
-                self.outcome(job, status, result)
+                    job = self.pending.popleft()
+                    self.current = job
+                    self.current_since = time.monotonic()
+                self.run_one(job)
                 if self.buffer and time.monotonic() - self.buffered_since >= FLUSH_SECONDS:
                     self.flush()
         finally:
-            self.flush()
-            slot.set_lease(None)
+            with self.lock:
+                self.current = None
+            with self.write_lock:  # the keeper may be writing for this batch
+                self.flush()
+                self.slot.numbers[Slot.ACTIVE] = 0
+
+    def run_one(self, job) -> None:
+        from ..execution.runner import execute, started_at
+
+        numbers = self.slot.numbers
+        drop_broken_connections()
+        started = time.monotonic()
+        job.started_at = started_at(job)
+        job._claimed_mono = None
+        numbers[Slot.STARTED] = started
+        numbers[Slot.STARTED_DB] = to_epoch(job.started_at) if job.started_at else 0.0
+        numbers[Slot.DEADLINE] = started + job.timeout if job.timeout else 0.0
+        numbers[Slot.JOB] = job.pk
+        try:
+            status, result = execute(job, write=self.write)
+        except BaseException:  # noqa: BLE001 - a write that cannot be retried
+            logger.exception("Executor could not record the outcome of job %s", job.pk)
+            status, result = None, None
+        finally:
+            numbers[Slot.JOB] = 0
+            numbers[Slot.CANCEL] = 0
+            numbers[Slot.DEADLINE] = 0.0
+            with self.lock:
+                self.current = None
+        self.sizer.record(time.monotonic() - started)
+        self.outcome(job, status, result)
 
     def outcome(self, job, status, result) -> None:
-        if status == JobStatus.COMPLETED:
-            if not self.buffer:
-                self.buffered_since = time.monotonic()
-            self.buffer.append((job, result))
-            return
-        self.counts[0] += 1
-        if status in (JobStatus.FAILED, JobStatus.RETRYING):
-            self.counts[1] += 1
+        with self.lock:
+            if status == JobStatus.COMPLETED:
+                if not self.buffer:
+                    self.buffered_since = time.monotonic()
+                self.buffer.append((job, result))
+                return
+            self.counts[0] += 1
+            if status in (JobStatus.FAILED, JobStatus.RETRYING):
+                self.counts[1] += 1
+
+    def take_pending(self) -> list:
+        with self.lock:
+            rest = list(self.pending)
+            self.pending.clear()
+        return rest
+
+    def wait_for_gate(self) -> None:
+        logger.warning("Heartbeat is %.1fs old: starting no job until it is fresh again",
+                       self.shared.beat_age(), extra={"action": "heartbeat_late"})
+        while not self.shared.gate_open() and not self.shared.stop.value:
+            time.sleep(0.05)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, fn, *args):
+        """An outcome write, retried through database outages and lock contention."""
+        return retry_db_errors(fn, *args, what=f"record a job outcome ({fn.__name__})",
+                               on_wait=self.fence_check)
 
     def flush(self) -> None:
-        """Write the buffered successes; jobs the batched UPDATE did not take (a
+        """Write the buffered successes."""
+        with self.lock:
+            done, self.buffer = self.buffer, []
+        if done:
+            with self.write_lock:
+                self.write_completions(done)
+
+    def write_completions(self, done: list) -> None:
+        """Write successes in one statement; jobs the batched UPDATE did not take (a
         dependant appeared, or the lease was lost) are recorded one by one."""
-        if not self.buffer:
-            return
         from ..execution.runner import completed_signals, record_completed
         from ..models import Job
 
-        done, self.buffer = self.buffer, []
-        try:
-            written = Job.objects.using(self.db).complete_many(done)
-        except Exception:  # noqa: BLE001 - e.g. the database restarting
-            logger.exception("Could not record %s completed job(s); writing them one by one",
-                             len(done))
-            close_old_connections()
-            written = set()
+        written = self.write(Job.objects.using(self.db).complete_many, done)
+        processed = 0
         for job, result in done:
             if job.pk in written:
                 completed_signals(job, result)
-                self.counts[0] += 1
+                processed += 1
                 continue
             try:
-                if record_completed(job, result):
-                    self.counts[0] += 1
-            except Exception:  # noqa: BLE001 - the job stays held; rescue runs it again
+                if self.write(record_completed, job, result):
+                    processed += 1
+            except Exception:  # noqa: BLE001 - the job stays held: reconciled later
                 logger.exception("Could not record the outcome of job %s", job.pk)
+        with self.lock:
+            self.counts[0] += processed
 
-    def revalidate(self, rest: list) -> list:
-        """Jobs of a long-held batch that are still ours; cancelled ones end here."""
+    def revalidate(self) -> None:
+        """Drop the unstarted jobs that are no longer ours (rescued meanwhile) and end
+        the ones cancelled since the claim."""
         from ..enums import HELD_STATUSES
         from ..execution.runner import record_cancelled
         from ..models import Job
 
+        with self.lock:
+            rest = list(self.pending)
+        if not rest:
+            return
         try:
             rows = dict(
                 Job.objects.using(self.db)
@@ -345,34 +484,79 @@ class ExecutorLoop:
                         status__in=HELD_STATUSES)
                 .values_list("pk", "cancel_requested")
             )
-        except Exception:  # noqa: BLE001 - go on with the batch; completions are guarded
+        except Exception:  # noqa: BLE001 - go on with the batch; every write is guarded
             logger.exception("Could not re-read the held jobs")
             close_old_connections()
-            return rest
-        keep = []
+            return
+        drop = {j.pk for j in rest if j.pk not in rows or rows[j.pk]}
+        with self.lock:
+            self.pending = deque(j for j in self.pending if j.pk not in drop)
         for job in rest:
-            if job.pk not in rows:
-                continue  # rescued by another worker meanwhile: not ours to run
-            if rows[job.pk]:
-                if record_cancelled(job, "cancelled before it started"):
-                    self.counts[0] += 1
-                continue
-            keep.append(job)
-        return keep
+            if rows.get(job.pk):
+                if self.write(record_cancelled, job, "cancelled before it started"):
+                    with self.lock:
+                        self.counts[0] += 1
 
     def hand_back(self, rest: list) -> None:
+        """Unstarted jobs back to pending (their claim is not an attempt)."""
         from ..models import Job
 
         if not rest:
             return
+        held = Job.objects.using(self.db).filter(pk__in=[j.pk for j in rest],
+                                                   lease=rest[0].lease)
+        n = retry_db_errors(lambda: held.hand_back_held(started=False),
+                            what="hand back unstarted jobs", on_wait=self.fence_check)
+        if n:
+            logger.info("Handed %s job(s) that had not started back to pending", n)
+            self.notify()
+
+    def notify(self) -> None:
+        from ..manager import notify
+
         try:
-            n = Job.objects.using(self.db).filter(
-                pk__in=[j.pk for j in rest], lease=rest[0].lease
-            ).hand_back_held(started=False)
-            if n:
-                logger.info("Handed %s job(s) that had not started back to pending", n)
-        except Exception:  # noqa: BLE001 - the worker hands the batch back by its lease
-            logger.exception("Could not hand back %s job(s)", len(rest))
+            notify(self.db, "*")
+        except Exception:  # noqa: BLE001 - workers poll anyway
+            pass
+
+    # -- the keeper thread ---------------------------------------------------------------
+
+    def keep(self) -> None:
+        """While a job runs long, write the successes before it and hand back the jobs
+        after it; stop the job if the heartbeat is about to go stale."""
+        try:
+            while True:
+                time.sleep(KEEPER_TICK)
+                self.fence_check()
+                with self.lock:
+                    if (self.current is None
+                            or time.monotonic() - self.current_since < HANDOFF_SECONDS
+                            or not (self.pending or self.buffer)):
+                        continue
+                with self.write_lock:
+                    with self.lock:
+                        done, self.buffer = self.buffer, []
+                        rest = list(self.pending)
+                        self.pending.clear()
+                    try:
+                        if done:
+                            self.write_completions(done)
+                        self.hand_back(rest)
+                    except Exception:  # noqa: BLE001 - left held: the worker reconciles
+                        logger.exception("Could not release the batch of a long job")
+                    finally:
+                        # Rarely needed: no second connection per executor kept open.
+                        connections.close_all()
+        finally:
+            connections.close_all()
+
+    def fence_check(self) -> None:
+        """The last line of the fence: the worker stops a running job when its heartbeat
+        grows stale; should the worker itself be stuck, the executor stops itself just
+        before other workers may rescue the job."""
+        if self.slot.numbers[Slot.JOB] and self.shared.beat_age() >= self.shared.last_fence:
+            self.slot.numbers[Slot.FENCED] = 1
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _interrupt_if_targeted(slot: Slot):
@@ -387,18 +571,19 @@ def _interrupt_if_targeted(slot: Slot):
     return handler
 
 
-def _executor_main(conn, parent_pid: int, slot: Slot, shared: Shared, claim: dict) -> None:
+def _executor_main(conn, parent_pid: int, index: int, shared: Shared, claim: dict) -> None:
     die_with_parent(signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(0)
     # Ctrl-C reaches the whole process group: the worker decides what happens to jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    slot = shared.slots[index]
     # The worker sends CANCEL_SIGNAL when it sees a cancel at its heartbeat: the job's
     # code gets JobCancelled at its next Python instruction (finally blocks still run).
     signal.signal(CANCEL_SIGNAL, _interrupt_if_targeted(slot))
     try:
-        ExecutorLoop(conn, slot, shared, claim).run()
+        ExecutorLoop(conn, index, shared, claim).run()
     finally:
         connections.close_all()
 
@@ -408,13 +593,19 @@ class Executor:
 
     def __init__(self, index: int, shared: Shared, claim: dict):
         self.index = index
-        self.slot = Slot()
+        self.shared = shared
+        self.slot = shared.slots[index]
+        numbers = self.slot.numbers
+        for i in (Slot.JOB, Slot.STARTED, Slot.STARTED_DB, Slot.DEADLINE, Slot.CANCEL,
+                  Slot.ACTIVE, Slot.FENCED):
+            numbers[i] = 0  # SEQ goes on: leases are never reused
         self.idle = False
         # Connections must not cross a fork: the child opens its own.
         connections.close_all()
         self.conn, child_conn = _mp.Pipe()
         self.process = _mp.Process(
-            target=_executor_main, args=(child_conn, os.getpid(), self.slot, shared, claim),
+            target=_executor_main,
+            args=(child_conn, os.getpid(), index, shared, claim),
             daemon=True, name=f"django_jobs-executor-{index}",
         )
         self.process.start()
@@ -423,6 +614,16 @@ class Executor:
     @property
     def job_id(self) -> int | None:
         return self.slot.job_id
+
+    @property
+    def lease(self) -> str | None:
+        """The lease of the batch this executor holds, if any."""
+        active = self.slot.active
+        return self.shared.lease(self.index, active) if active else None
+
+    @property
+    def fenced(self) -> bool:
+        return bool(self.slot.numbers[Slot.FENCED])
 
     def wake(self) -> None:
         self.idle = False

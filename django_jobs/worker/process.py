@@ -1,5 +1,11 @@
-"""One worker process: claims jobs, feeds executors, heartbeats, enforces timeouts,
-rescues the jobs of dead workers, and shuts down gracefully."""
+"""One worker process: feeds executors, enforces timeouts and cancels, reconciles what it
+holds, and shuts down gracefully.
+
+The worker's own loop does no housekeeping and no heartbeat: both live in its sidecar
+process (:mod:`django_jobs.worker.sidecar`), so that neither a long job, nor a slow
+prune, nor this loop ever delays the heartbeat. The loop stays single-threaded, because
+it forks executors.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +15,28 @@ import signal
 import socket
 import time
 import uuid
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from django.db import close_old_connections, connections
-from django.db.models import F
 
-from .. import __version__
 from ..conf import jobs_settings
 from ..exceptions import JobTimeout, WorkerLost
+from ..execution.rescue import record_lost
 from ..execution.runner import record_cancelled, record_failed
 from ..manager import NOTIFY_CHANNEL, JobManager, notify, uses_psycopg3
-from ..models import Job, Worker
+from ..models import Worker
 from ..registry import registry
-from .executor import Executor, Shared, Slot
+from .executor import Executor, Shared, from_epoch
+from .resilience import retry_db_errors
+from .sidecar import Sidecar, register
 
 logger = logging.getLogger("django_jobs.worker")
+
+# How often the worker compares the jobs the database says it holds with the batches
+# its executors hold, in heartbeat intervals (at least every RECONCILE_MAX seconds).
+RECONCILE_EVERY = 2
+RECONCILE_MAX = 10.0
 
 
 def default_worker_id() -> str:
@@ -34,6 +45,18 @@ def default_worker_id() -> str:
 
 class ExecutorCrashed(WorkerLost):
     """The process running the job died (crash, OOM kill, os._exit)."""
+
+
+@dataclass
+class Unsettled:
+    """A stopped executor's batch whose outcome could not be written yet (the database
+    was unreachable): written again at every control round until it lands."""
+
+    lease: str
+    job_id: int | None
+    started_db: float
+    exc: BaseException | None
+    terminated: int | None
 
 
 class WorkerProcess:
@@ -66,20 +89,18 @@ class WorkerProcess:
         self.stopping = False
         self.forced = False
         self.processed = 0
-        self.failed = 0
-        self._beat_processed = 0
-        self._beat_failed = 0
-        self.row: Worker | None = None
         self.listener = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
-        self._next_beat = 0.0
-        self._next_prune = time.monotonic() + 60
+        self._next_control = 0.0
+        self._next_reconcile = 0.0
         self._next_poll = 0.0
         self._notified = 0  # NOTIFYs received since executors were last woken
-        self._next_schedule_run = 0.0
         self.shared: Shared | None = None
+        self.sidecar: Sidecar | None = None
+        self.unsettled: list[Unsettled] = []
+        self._fenced_warned = False
 
     # -- signals -------------------------------------------------------------------------
 
@@ -104,39 +125,57 @@ class WorkerProcess:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def register(self) -> None:
+    def _row(self) -> dict:
+        return dict(
+            id=self.worker_id, database=self.db, pid=os.getpid(), queues=self.queues,
+            exclude_queues=self.exclude_queues, concurrency=self.concurrency,
+            scheduler=self.scheduler, base_processed=0, base_failed=0,
+        )
+
+    def register(self) -> dict:
+        """Register the Worker row; returns what the sidecar needs to heartbeat it."""
+        row = self._row()
+        sent = time.monotonic()
+        stop = lambda: self.stopping  # noqa: E731
         # Jobs still held under this id belong to an earlier process that died.
-        self.manager.requeue_stuck(worker_id=self.worker_id)
-        self.row, _ = Worker.objects.using(self.db).update_or_create(
-            id=self.worker_id,
-            defaults=dict(
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                queues=self.queues,
-                exclude_queues=self.exclude_queues,
-                concurrency=self.concurrency,
-                stopped_at=None,
-                current_jobs=[],
-                version=__version__,
-            ),
-        )
-        Worker.objects.using(self.db).filter(pk=self.worker_id).update(
-            last_heartbeat_at=_db_now(), started_at=_db_now()
-        )
+        retry_db_errors(lambda: self.manager.requeue_stuck(worker_id=self.worker_id),
+                        what="rescue the jobs of an earlier process of this worker id",
+                        stop=stop, max_delay=1.0)
+        register(row, stop=stop)
+        counts = Worker.objects.using(self.db).filter(pk=self.worker_id).values_list(
+            "jobs_processed", "jobs_failed").first()
+        if counts:
+            row["base_processed"], row["base_failed"] = counts
+        self._registered_at = sent
+        return row
 
     def run(self) -> int:
         registry.autodiscover()
         self.install_signals()
         try:
-            self.register()
+            try:
+                row = self.register()
+            except Exception:  # noqa: BLE001 - only a stop signal ends the wait
+                if self.stopping:
+                    return 0
+                raise
             if self.scheduler:
                 self._sync_code_schedules()
-            self.shared = Shared(self.max_jobs)
+            self.shared = Shared(
+                self.max_jobs, self.concurrency, uuid.uuid4().hex[:16],
+                jobs_settings.HEARTBEAT_INTERVAL, jobs_settings.WORKER_TIMEOUT,
+            )
+            self.shared.beat_ok.value = self._registered_at
             self._claim_args = dict(
                 worker_id=self.worker_id, queues=self.queues,
                 exclude_queues=self.exclude_queues, database=self.db,
             )
             _preload()
+            self.sidecar = Sidecar(row, self.shared)
+            self.sidecar.start()
+            if self.burst:
+                # --burst processes what is due now: schedules due now included.
+                self._housekeep_once()
             self.executors = [self._new_executor(i) for i in range(self.concurrency)]
             self._start_listener()
             logger.info(
@@ -195,12 +234,11 @@ class WorkerProcess:
     def _tick(self) -> None:
         self._collect()
         self._enforce_deadlines()
+        self._enforce_fence()
         now = time.monotonic()
-        if now >= self._next_beat:
-            self._heartbeat()
-            self._next_beat = now + jobs_settings.HEARTBEAT_INTERVAL
-        if self.scheduler and not self.stopping and now >= self._next_schedule_run:
-            self._run_scheduler()
+        if now >= self._next_control:
+            self._next_control = now + min(jobs_settings.HEARTBEAT_INTERVAL, 1.0)
+            self._control()
         if self.stopping:
             _ = self._stop_deadline
             return
@@ -238,75 +276,99 @@ class WorkerProcess:
                         executor.idle = True
                     elif message[0] == "batch":
                         _kind, processed, failed = message
-                        self.processed += processed
-                        self._beat_processed += processed
-                        self.failed += failed
-                        self._beat_failed += failed
+                        self._count(processed, failed)
             except (EOFError, OSError):
                 pass
             if not executor.alive():
-                if self.stopping and executor.process.exitcode == 0 and not executor.slot.lease:
+                if self.stopping and executor.process.exitcode == 0 and not executor.lease:
                     continue  # it finished its work and exited as asked
+                if executor.fenced:
+                    self._lost_executor(executor, None)  # stopped itself: handed back
+                    continue
                 code = executor.process.exitcode
                 self._lost_executor(
                     executor, ExecutorCrashed(f"the process running the job exited with code {code}"),
                 )
+        if self.sidecar is not None and not self.sidecar.alive() and not self.stopping:
+            logger.error("The heartbeat process of worker %s died (exit code %s); restarting it",
+                         self.worker_id, self.sidecar.process.exitcode)
+            self.sidecar.start()
+
+    def _count(self, processed: int, failed: int = 0) -> None:
+        self.processed += processed
+        self.shared.processed.value += processed
+        self.shared.failed.value += failed
 
     def _lost_executor(self, executor: Executor, exc: BaseException | None,
                        *, terminated: int | None = None) -> None:
         """Kill ``executor`` (or bury it): its running job gets ``exc`` (None: handed
         back like the rest), the rest of its batch goes back to pending. ``terminated``:
         the running job was cancelled with ``terminate=True``."""
-        job_id, lease, started = executor.job_id, executor.slot.lease, executor.slot.started
+        from .executor import Slot
+
+        job_id, lease = executor.job_id, executor.lease
+        started_db = executor.slot.numbers[Slot.STARTED_DB]
         executor.kill()
         try:
             if lease is not None:
-                self._settle_batch(lease, job_id, started, exc, terminated)
+                unsettled = Unsettled(lease, job_id, started_db, exc, terminated)
+                try:
+                    self._settle(unsettled)
+                except Exception:  # noqa: BLE001 - the database is away: settled later
+                    logger.exception("Could not settle the batch of a stopped executor; "
+                                     "trying again at every round")
+                    close_old_connections()
+                    self.unsettled.append(unsettled)
         finally:
             # Only now: a fresh executor must find the handed-back jobs claimable.
             if not self.stopping:
                 self.executors[executor.index] = self._new_executor(executor.index)
 
-    def _settle_batch(self, lease, job_id, started, exc, terminated) -> None:
-        held = self.manager.objects.filter(lease=lease)
-        if terminated:
-            job = held.filter(pk=terminated).first()
+    def _settle(self, u: Unsettled) -> None:
+        """Write what became of a stopped executor's batch: its running job failed
+        (timeout), was lost (crash) or cancelled (terminate), or goes back; the jobs it
+        had not started go back to pending."""
+        held = self.manager.objects.filter(lease=u.lease)
+        job_id = u.job_id
+        if u.terminated:
+            job = held.filter(pk=u.terminated).first()
             if job is not None and record_cancelled(job, "cancelled (terminated)"):
-                self.processed += 1
-                self._beat_processed += 1
-            held = held.exclude(pk=terminated)
+                self._count(1)
+            held = held.exclude(pk=u.terminated)
             job_id = None
-        if job_id and exc is not None:
+        if job_id and u.exc is not None:
             job = held.filter(pk=job_id).first()
             if job is not None:
-                job.started_at = datetime.fromtimestamp(started, tz=dt_timezone.utc)
-                self._fail_held(job, exc)
-        if job_id and exc is None:
+                if u.started_db:
+                    job.started_at = from_epoch(u.started_db)
+                if isinstance(u.exc, ExecutorCrashed):
+                    done = record_lost(job, u.exc)
+                else:
+                    try:
+                        task = registry.get(job.task_name)
+                    except Exception:  # noqa: BLE001 - an unknown task still fails
+                        task = None
+                    done = record_failed(job, u.exc, task)
+                if done:
+                    self._count(1, 1)
+        if job_id and u.exc is None:
             n = held.filter(pk=job_id).hand_back_held()
             n += held.exclude(pk=job_id).hand_back_held(started=False)
         else:
             n = held.hand_back_held(started=False)
         if n:
             logger.warning("Handed %s unfinished job(s) of a stopped executor back to pending", n)
-            self._notified = len(self.executors)  # wake them all: claimable again
-            try:
-                notify(self.db, "*")
-            except Exception:  # noqa: BLE001
-                pass
+            self._claimable_again()
 
-    def _fail_held(self, job: Job, exc: BaseException) -> None:
+    def _claimable_again(self) -> None:
+        self._notified = len(self.executors)  # wake them all: claimable again
         try:
-            task = registry.get(job.task_name)
-        except Exception:  # noqa: BLE001 - an unknown task still fails (no retry policy)
-            task = None
-        if record_failed(job, exc, task):
-            self.processed += 1
-            self._beat_processed += 1
-            self.failed += 1
-            self._beat_failed += 1
+            notify(self.db, "*")
+        except Exception:  # noqa: BLE001
+            pass
 
     def _enforce_deadlines(self) -> None:
-        now = time.time()
+        now = time.monotonic()
         for executor in list(self.executors):
             deadline = executor.slot.deadline
             job_id = executor.job_id
@@ -317,15 +379,49 @@ class WorkerProcess:
                                f"{timeout:g}", extra={"action": "job_timeout", "job_id": job_id})
                 self._lost_executor(executor, JobTimeout(f"job exceeded its timeout of {timeout:g}s"))
 
-    # -- heartbeat, cancel, rescue ---------------------------------------------------------
+    def _enforce_fence(self) -> None:
+        """Stop every running job when this worker's heartbeat is about to go stale: other
+        workers will soon take it for dead and run its jobs again, and a job must never
+        run in two places at once. The jobs go back to pending (or are rescued)."""
+        if self.shared.beat_age() < self.shared.fence:
+            self._fenced_warned = False
+            return
+        running = [e for e in self.executors if e.job_id]
+        if not running:
+            return
+        if not self._fenced_warned:
+            logger.error(
+                "Worker %s has not reached the database for %.1fs: stopping its %s running "
+                "job(s) before other workers rescue them", self.worker_id,
+                self.shared.beat_age(), len(running), extra={"action": "worker_fenced"},
+            )
+            self._fenced_warned = True
+        for executor in running:
+            self._lost_executor(executor, None)
 
-    def _heartbeat(self) -> None:
+    # -- control: cancels, reconciliation, unsettled batches ----------------------------
+
+    def _control(self) -> None:
+        if self.unsettled:
+            self._settle_pending()
+        self._act_on_cancels()
+        now = time.monotonic()
+        if now >= self._next_reconcile:
+            self._next_reconcile = now + min(
+                RECONCILE_EVERY * jobs_settings.HEARTBEAT_INTERVAL, RECONCILE_MAX)
+            self._reconcile()
+
+    def _settle_pending(self) -> None:
+        while self.unsettled:
+            try:
+                self._settle(self.unsettled[0])
+            except Exception:  # noqa: BLE001 - still away: next round
+                close_old_connections()
+                return
+            self.unsettled.pop(0)
+
+    def _act_on_cancels(self) -> None:
         running = self._running()
-        alive = self.row.beat(sorted(running), self._beat_processed, self._beat_failed)
-        self._beat_processed = self._beat_failed = 0
-        if not alive:
-            logger.warning("Worker row %s was removed; registering again", self.worker_id)
-            self.register()
         flagged = self.manager.objects.held_by(self.worker_id).filter(
             cancel_requested=True
         ).values_list("pk", "terminate_requested")
@@ -335,27 +431,41 @@ class WorkerProcess:
                 continue  # not started yet: its executor checks before starting it
             if terminate:
                 self._lost_executor(executor, None, terminated=pk)
-            elif executor.slot.numbers[Slot.CANCEL] != pk:
+            elif executor.slot.numbers[executor.slot.CANCEL] != pk:
                 executor.interrupt(pk)
-        self.manager.requeue_stuck()
-        if time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + 600
-            retention = jobs_settings.RETENTION_SECONDS
-            if retention:
-                self.manager.prune(older_than=retention)
-            # Rows of workers gone for a day only clutter the admin.
-            Worker.objects.using(self.db).silent_for(timedelta(days=1)).delete()
 
-    def _run_scheduler(self) -> None:
-        """Fire due schedules; every worker does this about once a second, and the
-        database makes sure each due time is enqueued once (see django_jobs.scheduler)."""
+    def _reconcile(self) -> None:
+        """Hand back the jobs the database says this worker holds but none of its
+        executors holds (a claim whose reply was lost, a batch whose outcome could not be
+        written): they would otherwise stay running while the worker lives."""
+        held = set(
+            self.manager.objects.held_by(self.worker_id)
+            .order_by().values_list("lease", flat=True).distinct()
+        )
+        if not held:
+            return
+        # Read after the database: a lease published since is not in `held` anyway, and
+        # one withdrawn since has all its outcomes written (the hand back finds nothing).
+        known = self.shared.active_leases() | {u.lease for u in self.unsettled}
+        orphans = sorted(lease for lease in held if lease not in known)
+        for lease in orphans:
+            n = self.manager.objects.filter(worker_id=self.worker_id, lease=lease).hand_back_held()
+            if n:
+                logger.warning(
+                    "Worker %s held %s job(s) no executor was running (lease %s); handed "
+                    "back", self.worker_id, n, lease, extra={"action": "jobs_reconciled"},
+                )
+                self._claimable_again()
+
+    def _housekeep_once(self) -> None:
         from .. import scheduler
 
-        self._next_schedule_run = time.monotonic() + scheduler.SCHEDULER_INTERVAL
         try:
-            scheduler.run_due_schedules(self.manager)
-        except Exception:  # noqa: BLE001 - jobs keep flowing; the next run retries
-            logging.getLogger("django_jobs.scheduler").exception("Scheduler run failed")
+            self.manager.requeue_stuck()
+            if self.scheduler:
+                scheduler.run_due_schedules(self.manager)
+        except Exception:  # noqa: BLE001 - the sidecar tries again
+            logger.exception("Housekeeping failed; the sidecar tries again")
             close_old_connections()
 
     def _sync_code_schedules(self) -> None:
@@ -406,22 +516,24 @@ class WorkerProcess:
         if self.forced:
             return
         now = time.monotonic()
-        timeout = max(0.0, self._next_beat - now)
-        if self.scheduler and not self.stopping:
-            timeout = min(timeout, max(0.0, self._next_schedule_run - now))
+        timeout = max(0.0, self._next_control - now)
         idle = any(e.idle for e in self.executors)
         if idle and not self.stopping:
             timeout = min(timeout, max(0.0, self._next_poll - now))
-        wall = time.time()
         deadlines = [e.slot.deadline for e in self.executors if e.job_id and e.slot.deadline]
         if deadlines:
-            timeout = min(timeout, max(0.0, min(deadlines) - wall))
+            timeout = min(timeout, max(0.0, min(deadlines) - now))
+        if any(e.job_id for e in self.executors):
+            # The fence must act in time however long the loop would sleep.
+            timeout = min(timeout, max(0.05, self.shared.fence - self.shared.beat_age()))
         if self.stopping:
             timeout = min(timeout, max(0.0, self._stop_deadline - now))
         # Executors that exited (as asked, while stopping) would make wait() return at once.
         running = [e for e in self.executors if e.alive()]
         objects = [e.conn for e in running] + [e.process.sentinel for e in running]
         objects.append(self._wake_r)
+        if self.sidecar is not None and self.sidecar.process is not None:
+            objects.append(self.sidecar.process.sentinel)
         if self.listener is not None and not self.stopping:
             objects.append(self.listener.connection.fileno())
         ready = wait(objects, timeout=timeout)
@@ -453,16 +565,20 @@ class WorkerProcess:
             executor.process.join(timeout=max(0.0, deadline - time.monotonic()))
         self.stopping = True
         for executor in self.executors:
-            if executor.alive() or executor.slot.lease:
+            if executor.alive() or executor.lease:
                 self._lost_executor(executor, None)
             else:
                 executor.kill()
+        if self.unsettled and not self.forced:
+            self._settle_pending()
+        if self.sidecar is not None:
+            self.sidecar.stop()
         try:
-            if self.row is not None:
+            if self.shared is not None:
                 Worker.objects.using(self.db).filter(pk=self.worker_id).update(
                     stopped_at=_db_now(), current_jobs=[],
-                    jobs_processed=F("jobs_processed") + self._beat_processed,
-                    jobs_failed=F("jobs_failed") + self._beat_failed,
+                    jobs_processed=self._base("processed") + self.shared.processed.value,
+                    jobs_failed=self._base("failed") + self.shared.failed.value,
                 )
         except Exception:  # noqa: BLE001
             logger.exception("Could not mark worker %s stopped", self.worker_id)
@@ -474,11 +590,14 @@ class WorkerProcess:
         logger.info("Worker %s stopped after %s job(s)", self.worker_id, self.processed,
                     extra={"action": "worker_stopped", "worker_id": self.worker_id})
 
+    def _base(self, what: str) -> int:
+        return self.sidecar.worker[f"base_{what}"] if self.sidecar is not None else 0
+
 
 def _preload() -> None:
     """Import what executors use before forking them, once, instead of in each one."""
     from .. import backend, workflows  # noqa: F401
-    from ..execution import runner  # noqa: F401
+    from ..execution import rescue, runner  # noqa: F401
 
 
 def _db_now():

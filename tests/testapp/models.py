@@ -9,6 +9,11 @@ class Execution(models.Model):
     worker_pid = models.IntegerField(null=True)
     attempt = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Reliability tests: the executor's parent (the worker process) and the run's start
+    # and end on the host clock (every "host" of a test shares this machine's clock).
+    parent_pid = models.IntegerField(null=True)
+    started = models.FloatField(null=True)
+    ended = models.FloatField(null=True)
 
     class Meta:
         ordering = ["id"]

@@ -233,3 +233,78 @@ if os.environ.get("JOBS_TEST_CODE_SCHEDULES"):
     @job(name="testapp.code_interval", interval=3600)
     def code_interval():
         return "interval"
+
+
+# -- trust and reliability (tests/test_trust.py, tests/reliability/) -----------------------
+
+
+@job(queue="tracked", max_retries=5, retry_delay=0, retry_jitter=False)
+def tracked(label, seconds=0.0):
+    """One Execution row per run with its start and end: runs that overlap, or a second
+    run of a job that completed, are visible afterwards."""
+    j = current_job()
+    row = Execution.objects.create(
+        label=label, job_id=j.pk if j else None, worker_pid=os.getpid(),
+        parent_pid=os.getppid(), attempt=j.attempts if j else 0, started=time.time(),
+    )
+    if seconds:
+        time.sleep(seconds)
+    Execution.objects.filter(pk=row.pk).update(ended=time.time())
+    return label
+
+
+@job(max_retries=0)
+def sql_sleeper(label, seconds):
+    """Blocks inside a database query (PostgreSQL's pg_sleep, MySQL's SLEEP)."""
+    from django.db import connection
+
+    record(label)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_sleep(%s)", [seconds])
+        elif connection.vendor == "mysql":
+            cursor.execute("SELECT SLEEP(%s)", [seconds])
+        else:
+            time.sleep(seconds)
+    record(label + ":done")
+
+
+@job(max_retries=0)
+def fails_unless_marked(key):
+    """Fails for good until an Execution labelled ``ok:<key>`` exists."""
+    if not Execution.objects.filter(label=f"ok:{key}").exists():
+        raise PermanentError(f"{key} is not marked")
+    record(f"ran:{key}")
+    return key
+
+
+@job(queue="batches")
+def batch_callback(batch_id):
+    record(f"callback:{batch_id}")
+    return batch_id
+
+
+@job(max_retries=5, retry_delay=0)
+def kills_its_process(label):
+    """A poison job: takes down the process running it, every time."""
+    record(label)
+    os.kill(os.getpid(), 9)
+
+
+@job(max_retries=0)
+def fails_at_once():
+    raise PermanentError("no")
+
+
+@job(queue="tracked", max_retries=5, retry_delay=0, retry_jitter=False)
+def tracked_once(label):
+    """Records its run (start and end) in one write at its end: for drains where no
+    process is killed."""
+    j = current_job()
+    started = time.time()
+    Execution.objects.create(
+        label=label, job_id=j.pk if j else None, worker_pid=os.getpid(),
+        parent_pid=os.getppid(), attempt=j.attempts if j else 0, started=started,
+        ended=time.time(),
+    )
+    return label
