@@ -79,8 +79,8 @@ def _insert_postgresql(job: Job, db: str) -> None:
         fields = _fields()
         columns = ", ".join(qn(f.column) for f in fields)
         values = ", ".join(
-            "now()" if f.attname == "created_at"
-            else f"COALESCE(r.{qn(f.column)}, now() + %s * INTERVAL '1 second')"
+            "n.t" if f.attname == "created_at"
+            else f"COALESCE(r.{qn(f.column)}, n.t + %s * INTERVAL '1 second')"
             if f.attname == "scheduled_at"
             else f"r.{qn(f.column)}"
             for f in fields
@@ -92,7 +92,8 @@ def _insert_postgresql(job: Job, db: str) -> None:
             f"{qn('updated_at')}) VALUES (%s, '', false, NULL, now(), now()) "
             f"ON CONFLICT DO NOTHING), "
             f"j AS (INSERT INTO {job_table} ({columns}) SELECT {values} "
-            f"FROM jsonb_populate_record(NULL::{job_table}, %s::jsonb) AS r "
+            f"FROM jsonb_populate_record(NULL::{job_table}, %s::jsonb) AS r, "
+            "(SELECT CLOCK_TIMESTAMP() AS t) AS n "
             f"RETURNING {qn('id')}, {qn('created_at')}, {qn('scheduled_at')}) "
             f"SELECT {qn('id')}, {qn('created_at')}, {qn('scheduled_at')}, pg_notify(%s, %s) "
             "FROM j"
@@ -103,9 +104,11 @@ def _insert_postgresql(job: Job, db: str) -> None:
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         job.pk, job.created_at, job.scheduled_at, _ = cursor.fetchone()
-    if not settings.USE_TZ:
-        job.created_at = timezone.make_naive(job.created_at, dt_timezone.utc)
-        job.scheduled_at = timezone.make_naive(job.scheduled_at, dt_timezone.utc)
+    if not settings.USE_TZ:  # naive already with Django's adapters; never aware
+        for name in ("created_at", "scheduled_at"):
+            value = getattr(job, name)
+            if timezone.is_aware(value):
+                setattr(job, name, timezone.make_naive(value, dt_timezone.utc))
     job._state.adding = False
     job._state.db = db
 

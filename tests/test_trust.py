@@ -540,3 +540,55 @@ def test_sqlite_without_immediate_transactions_is_reported():
     warnings = sqlite_transaction_warnings(databases)
     assert [w.id for w in warnings] == ["django_jobs.W004"]
     assert "'default'" in warnings[0].msg and "IMMEDIATE" in warnings[0].hint
+
+
+# -- found in review ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_clears_a_schedules_last_job():
+    schedule = jobs.schedule_interval(tasks.scheduled_tick, interval=3600, name="weekly-ish")
+    job = jobs.run_schedule_now("weekly-ish")
+    old = timezone.now() - timedelta(days=30)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED, finished_at=old)
+    schedule.refresh_from_db()
+    assert schedule.last_job_id == job.pk
+    assert jobs.prune(older_than=timedelta(days=7)) == 1
+    schedule.refresh_from_db()
+    assert schedule.last_job_id is None and not Job.objects.filter(pk=job.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_arriving_while_the_job_starts_is_not_lost():
+    from django_jobs.execution.context import interrupt_current
+    from django_jobs.execution.runner import run_job
+
+    job = jobs.enqueue(tasks.add, args=[1, 1])
+    [held] = Job.objects.claim("w1", 1)
+    interrupt_current(job_id=held.pk)  # the signal lands before the job's code runs
+    assert run_job(held) == JobStatus.CANCELLED
+    assert status_of(job) == JobStatus.CANCELLED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flagged_job_that_fails_for_good_ends_cancelled():
+    job = jobs.enqueue(tasks.raises_permanent, args=["x"])
+    [held] = Job.objects.claim("w1", 1)
+    assert jobs.cancel(job.pk)
+    assert record_failed(held, ValueError("boom"), held.get_task())
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.errors[-1]["type"] == "ValueError"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_and_batched_completion_without_time_zones():
+    from django.test import override_settings
+
+    with override_settings(USE_TZ=False):
+        job = jobs.enqueue(tasks.add, args=[2, 3])
+        assert job.created_at.tzinfo is None and job.scheduled_at.tzinfo is None
+        [held] = Job.objects.claim("w1", 1)
+        assert Job.objects.complete_many([(held, 5)]) == {job.pk}
+        assert held.finished_at.tzinfo is None and held.finished_at >= held.started_at
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED and job.result == 5

@@ -31,10 +31,29 @@ _current: contextvars.ContextVar[RunningJob | None] = contextvars.ContextVar(
 )
 
 
-def interrupt_current(signum=None, frame=None) -> None:
-    """Signal handler: raise ``JobCancelled`` in the running job's code, if any is running."""
+# A cancel of this job id arrived while its code could not be interrupted yet (it was
+# starting: signal receivers, task lookup): raised as soon as it can be.
+_pending_interrupt: int | None = None
+
+
+def interrupt_current(signum=None, frame=None, job_id: int | None = None) -> None:
+    """Signal handler: raise ``JobCancelled`` in the running job's code, if any is running;
+    remember it for ``job_id`` if that job's code is not running yet."""
+    global _pending_interrupt
     state = _current.get()
     if state is not None and state.interruptible:
+        state.cancelled = state.interrupted = True
+        raise JobCancelled(f"job {state.job.pk} was cancelled")
+    _pending_interrupt = job_id
+
+
+def become_interruptible(state: RunningJob) -> None:
+    """From here on the job's code may be interrupted; a cancel that arrived while it was
+    starting is raised now."""
+    global _pending_interrupt
+    state.interruptible = True
+    if _pending_interrupt is not None and _pending_interrupt == state.job.pk:
+        _pending_interrupt = None
         state.cancelled = state.interrupted = True
         raise JobCancelled(f"job {state.job.pk} was cancelled")
 

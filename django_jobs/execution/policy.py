@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import traceback as tb
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from ..conf import jobs_settings

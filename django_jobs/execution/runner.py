@@ -23,6 +23,7 @@ from ..exceptions import JobCancelled, PermanentError, TaskNotFound
 from ..models import JobStatus
 from . import context
 from .policy import error_entry, retry_delay_for
+from .resilience import discard
 
 logger = logging.getLogger("django_jobs.execution")
 
@@ -110,15 +111,13 @@ def started_at(job):
 
 
 def reset_connections() -> None:
-    """Close this thread's database connections: a job interrupted in the middle of a
+    """Drop this thread's database connections: a job interrupted in the middle of a
     query (a cooperative cancel arrives as an exception at any instruction) leaves its
-    connection mid-protocol, and psycopg only cleans up after KeyboardInterrupt. The
-    next query opens a fresh one."""
+    connection mid-protocol, and psycopg only cleans up after KeyboardInterrupt; one
+    interrupted inside ``atomic()`` leaves the block's state behind. The next query opens
+    a fresh one."""
     for conn in connections.all(initialized_only=True):
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001 - it is broken anyway; drop it
-            conn.connection = None
+        discard(conn)
 
 
 def execute(job, *, allow_retry: bool = True, write: Callable = _write_now) -> tuple[str, Any]:
@@ -156,14 +155,15 @@ def execute(job, *, allow_retry: bool = True, write: Callable = _write_now) -> t
         try:
             # While interruptible, a cancel seen at the worker's heartbeat is raised here
             # as JobCancelled (see worker.executor); never once the outcome is recorded.
-            state.interruptible = True
             try:
+                context.become_interruptible(state)
                 value = _call(task, job, state)
             finally:
                 state.interruptible = False
+                if state.interrupted:
+                    # Wherever the interrupt landed (even if the job swallowed it).
+                    reset_connections()
         except JobCancelled:
-            if state.interrupted:
-                reset_connections()
             write(record_cancelled, job, "cancelled while running")
             return job.status, None
         except (KeyboardInterrupt, SystemExit) as exc:

@@ -10,7 +10,14 @@ from json import loads as _json_loads
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, models, router, transaction
+from django.db import (
+    DatabaseError,
+    OperationalError,
+    connections,
+    models,
+    router,
+    transaction,
+)
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -122,9 +129,23 @@ class JobQuerySet(models.QuerySet):
         back, rescued) is seen in exactly one of the two states: a flag is never set on
         a job that just left its worker, and a job never escapes both.
         """
+        db = self.db
+        for attempt in range(5):
+            try:
+                ids, flagged = self._cancel(db, terminate, reason)
+                break
+            except OperationalError as exc:
+                # A worker's batched completion locks rows in its own order: PostgreSQL
+                # and MySQL break such a deadlock by aborting one side; try again.
+                if "deadlock" not in str(exc).lower() or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        _signal_cancelled(db, ids)
+        return ids, flagged
+
+    def _cancel(self, db: str, terminate: bool, reason: str) -> tuple[list[int], int]:
         from ..workflows import job_finished
 
-        db = self.db
         with transaction.atomic(using=db):
             rows = list(
                 self.unfinished()
@@ -144,7 +165,9 @@ class JobQuerySet(models.QuerySet):
                     lease=None,
                     unique_active=None,
                 )
-            for pk, _status, batch_id, has_dependents in now_ids:
+            # Batches in one order (as the workers' writes), so no deadlock between them.
+            for pk, _status, batch_id, has_dependents in sorted(
+                    now_ids, key=lambda r: (r[2] or 0, r[0])):
                 if batch_id or has_dependents:
                     job_finished(pk, JobStatus.CANCELLED, batch_id=batch_id,
                                  has_dependents=has_dependents, db=db)
@@ -153,7 +176,6 @@ class JobQuerySet(models.QuerySet):
                 flagged = Job.objects.using(db).filter(id__in=held_ids).held().update(
                     cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
                 )
-        _signal_cancelled(db, ids)
         return ids, flagged
 
     def retry_now(self) -> int:
@@ -218,11 +240,13 @@ class JobQuerySet(models.QuerySet):
         (the next prune takes them), so a prune never waits. Rows are not loaded: a
         finished job has no workflow left to settle (the ``pre_delete`` receiver acts on
         unfinished jobs only), and the rows that point at it (dependency links, a batch's
-        ``on_complete_job``) are cleared in the same transaction. Should another app hold
+        ``on_complete_job``, a schedule's ``last_job``) are cleared in the same
+        transaction. Should another app hold
         a foreign key to jobs, each chunk goes through Django's deletion collector
         instead, so its ``on_delete`` rules still apply.
         """
         from .batch import Batch
+        from .schedule import Schedule
 
         db = self.db
         conn = connections[db]
@@ -246,6 +270,9 @@ class JobQuerySet(models.QuerySet):
                     )._raw_delete(db)
                     Batch.objects.using(db).filter(on_complete_job_id__in=ids).update(
                         on_complete_job=None
+                    )
+                    Schedule.objects.using(db).filter(last_job_id__in=ids).update(
+                        last_job=None
                     )
                     deleted += rows._raw_delete(db)
             if len(ids) < chunk:
@@ -358,8 +385,9 @@ class JobQuerySet(models.QuerySet):
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        if not settings.USE_TZ:
-            rows = [(pk, b, timezone.make_naive(f, UTC)) for pk, b, f in rows]
+        if not settings.USE_TZ:  # naive already with Django's adapters; never aware
+            rows = [(pk, b, timezone.make_naive(f, UTC) if timezone.is_aware(f) else f)
+                    for pk, b, f in rows]
         return rows
 
     # -- claiming ---------------------------------------------------------------------
@@ -406,8 +434,13 @@ class JobQuerySet(models.QuerySet):
             for name, lim in limited.items():
                 if len(claimed) >= limit:
                     break
-                claimed += self._claim_limited(base, worker_id, limit - len(claimed), name,
-                                               lim, lease)
+                try:
+                    claimed += self._claim_limited(base, worker_id, limit - len(claimed),
+                                                   name, lim, lease)
+                except DatabaseError:
+                    if not claimed:
+                        raise
+                    break  # what was claimed (and committed) so far is the caller's
         else:
             claimed = self._claim_ids(base, worker_id, limit, lease)
         replied = time.monotonic()
@@ -506,12 +539,18 @@ def claim_candidates(candidates, limit: int, conn, columns=("id", "priority", "s
 
 
 def _has_foreign_relations() -> bool:
-    """Whether a model outside this app points at jobs (so a raw DELETE could break its
-    foreign keys or skip its ``on_delete``)."""
+    """Whether a model other than ours points at jobs (so a raw DELETE could break its
+    foreign keys or skip its ``on_delete``). Hidden relations (``related_name="+"``)
+    count too."""
     from .batch import Batch
+    from .schedule import Schedule
 
-    ours = {Job, JobDependency, Batch}
-    return any(rel.related_model not in ours for rel in Job._meta.related_objects)
+    ours = {Job, JobDependency, Batch, Schedule}
+    return any(
+        field.related_model not in ours
+        for field in Job._meta.get_fields(include_hidden=True)
+        if field.auto_created and not field.concrete and field.is_relation
+    )
 
 
 def _signal_cancelled(db: str, ids: list[int]) -> None:
@@ -721,16 +760,16 @@ class Job(models.Model):
             pk=self.pk, lease=self.lease, status__in=HELD_STATUSES
         )
 
-    def _finish(self, changes: dict, outcome: str) -> bool:
+    def _finish(self, changes: dict, outcome: str, qs=None) -> bool:
         """Apply ``changes`` that end the job, then advance its workflow, atomically.
 
         A job nobody depends on and outside any batch finishes in one UPDATE. The
         ``has_dependents=False`` condition is read by that UPDATE itself: a dependant
         enqueued since this job was claimed sets the flag under the row lock, so it can
-        never be missed.
+        never be missed. ``qs``: the guarded row with more conditions.
         """
         changes = {**changes, "unique_active": None}
-        qs = self._guarded()
+        qs = qs if qs is not None else self._guarded()
         if not self.batch_id and qs.filter(has_dependents=False).update(**changes):
             return True
         from ..workflows import job_finished
@@ -792,8 +831,8 @@ class Job(models.Model):
         going back at once keeps its ``scheduled_at``, and so its place in the queue (a
         lost job is not sent behind everything enqueued since it was first due).
 
-        A job whose cancel was requested while it was held is not retried: it ends
-        ``cancelled`` (with this failure in its errors), whatever ``retry_in`` says.
+        A job whose cancel was requested while it was held ends ``cancelled`` instead
+        (with this failure in its errors), whatever ``retry_in`` says: a cancel is a cancel.
         """
         from ..conf import jobs_settings
 
@@ -815,8 +854,6 @@ class Job(models.Model):
             # the job from going back to the queue; one committed after it finds the job
             # waiting for its retry and cancels it at once.
             done = bool(self._guarded().filter(cancel_requested=False).update(**changes))
-            if not done and self._guarded().filter(cancel_requested=True).exists():
-                return self.set_cancelled_while_running("cancelled", extra=common)
         else:
             dlq = jobs_settings.DEAD_LETTER_QUEUE
             changes = dict(
@@ -826,7 +863,10 @@ class Job(models.Model):
                 queue=dlq,
                 **common,
             )
-            done = self._finish(changes, JobStatus.FAILED)
+            done = self._finish(changes, JobStatus.FAILED,
+                                qs=self._guarded().filter(cancel_requested=False))
+        if not done and self._guarded().filter(cancel_requested=True).exists():
+            return self.set_cancelled_while_running("cancelled", extra=common)
         if done:
             self.refresh_from_db()
         return done

@@ -23,7 +23,7 @@ Trust rules kept here:
   successes before it are written and the jobs after it handed back for other executors
   to claim. A slow job holds nothing but itself.
 - No job starts while the worker's last successful heartbeat is older than
-  ``WORKER_TIMEOUT - HEARTBEAT_INTERVAL`` (other workers may be about to rescue it), and
+  ``WORKER_TIMEOUT - HEARTBEAT_INTERVAL / 2`` (other workers may be about to rescue it), and
   a job still running when the heartbeat is about to go stale is stopped (the *fence*):
   a job never runs in two places at once.
 - Outcome writes are retried through a database outage until they land or the lease is
@@ -49,7 +49,7 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from ..enums import JobStatus
-from .resilience import drop_broken_connections, retry_db_errors
+from ..execution.resilience import discard, drop_broken_connections, retry_db_errors
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -144,10 +144,15 @@ class Shared:
         self.processed = RawValue(ctypes.c_longlong, 0)
         self.failed = RawValue(ctypes.c_longlong, 0)
         self.sidecar_stop = RawValue(ctypes.c_bool, False)
-        # Past this age of the last heartbeat, no job starts and running ones are
-        # stopped: other workers take ours for dead at WORKER_TIMEOUT.
-        self.fence = max(worker_timeout - heartbeat_interval, heartbeat_interval)
-        self.last_fence = max(worker_timeout - heartbeat_interval / 2, self.fence)
+        # Past this age of the last heartbeat, no job starts and the worker stops running
+        # ones: other workers take ours for dead at WORKER_TIMEOUT (by the database
+        # clock, counted from the heartbeat's write, which is later than its send). A
+        # healthy heartbeat's age peaks at one interval plus its round trip, and
+        # WORKER_TIMEOUT >= 2 intervals (check E011): half an interval is left either
+        # side.
+        self.fence = worker_timeout - heartbeat_interval / 2
+        # Should the worker itself be stuck, each executor stops its own job here.
+        self.last_fence = worker_timeout - heartbeat_interval / 4
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -237,17 +242,20 @@ class ExecutorLoop:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:
-        keeper = threading.Thread(target=self.keep, name="django_jobs-keeper", daemon=True)
-        keeper.start()
+        for target, name in ((self.keep, "keeper"), (self.watch, "watchdog")):
+            threading.Thread(target=target, name=f"django_jobs-{name}", daemon=True).start()
         while not self.shared.stop.value:
             if not self.shared.gate_open():
                 if self.idle(timeout=0.1) == "stop":
                     break
                 continue
+            if self.announced_idle:
+                # Claiming without having been woken (after a pause): the worker must not
+                # take this executor for idle meanwhile (--burst, --max-jobs).
+                self.send(("busy",))
+                self.announced_idle = False
             try:
                 claimed = self.claim()
-                if claimed:
-                    self.announced_idle = False
             except Exception:  # noqa: BLE001 - a database outage: wait, then try again
                 logger.exception("Executor could not claim jobs; retrying in 1s")
                 close_old_connections()
@@ -435,7 +443,7 @@ class ExecutorLoop:
     def write(self, fn, *args):
         """An outcome write, retried through database outages and lock contention."""
         return retry_db_errors(fn, *args, what=f"record a job outcome ({fn.__name__})",
-                               on_wait=self.fence_check)
+                               using=self.db)
 
     def flush(self) -> None:
         """Write the buffered successes."""
@@ -506,7 +514,8 @@ class ExecutorLoop:
         held = Job.objects.using(self.db).filter(pk__in=[j.pk for j in rest],
                                                    lease=rest[0].lease)
         n = retry_db_errors(lambda: held.hand_back_held(started=False),
-                            what="hand back unstarted jobs", on_wait=self.fence_check)
+                            what="hand back unstarted jobs", using=self.db)
+        self.shared.give_back(len(rest))  # --max-jobs: they were not run here
         if n:
             logger.info("Handed %s job(s) that had not started back to pending", n)
             self.notify()
@@ -522,41 +531,50 @@ class ExecutorLoop:
     # -- the keeper thread ---------------------------------------------------------------
 
     def keep(self) -> None:
-        """While a job runs long, write the successes before it and hand back the jobs
-        after it; stop the job if the heartbeat is about to go stale."""
-        try:
-            while True:
-                time.sleep(KEEPER_TICK)
-                self.fence_check()
-                with self.lock:
-                    if (self.current is None
-                            or time.monotonic() - self.current_since < HANDOFF_SECONDS
-                            or not (self.pending or self.buffer)):
-                        continue
-                with self.write_lock:
-                    with self.lock:
-                        done, self.buffer = self.buffer, []
-                        rest = list(self.pending)
-                        self.pending.clear()
-                    try:
-                        if done:
-                            self.write_completions(done)
-                        self.hand_back(rest)
-                    except Exception:  # noqa: BLE001 - left held: the worker reconciles
-                        logger.exception("Could not release the batch of a long job")
-                    finally:
-                        # Rarely needed: no second connection per executor kept open.
-                        connections.close_all()
-        finally:
-            connections.close_all()
+        """While a job runs long, hand back the jobs after it and write the successes
+        before it, so that it holds nothing but itself."""
+        while True:
+            time.sleep(KEEPER_TICK)
+            with self.lock:
+                if (self.current is None
+                        or time.monotonic() - self.current_since < HANDOFF_SECONDS
+                        or not (self.pending or self.buffer)):
+                    continue
+            try:
+                self.release()
+            except BaseException:  # noqa: BLE001 - never let the keeper die
+                logger.exception("Could not release the batch of a long job")
+            finally:
+                # Rarely needed: no second connection per executor kept open.
+                for conn in connections.all(initialized_only=True):
+                    discard(conn)
 
-    def fence_check(self) -> None:
-        """The last line of the fence: the worker stops a running job when its heartbeat
-        grows stale; should the worker itself be stuck, the executor stops itself just
-        before other workers may rescue the job."""
-        if self.slot.numbers[Slot.JOB] and self.shared.beat_age() >= self.shared.last_fence:
-            self.slot.numbers[Slot.FENCED] = 1
-            os.kill(os.getpid(), signal.SIGKILL)
+    def release(self) -> None:
+        with self.write_lock:
+            with self.lock:
+                done, self.buffer = self.buffer, []
+                rest = list(self.pending)
+                self.pending.clear()
+            try:
+                self.hand_back(rest)
+            except BaseException:
+                with self.lock:  # still ours to run (or to hand back at the end)
+                    self.pending.extendleft(reversed(rest))
+                raise
+            finally:
+                if done:
+                    self.write_completions(done)
+
+    def watch(self) -> None:
+        """The fence's last line, on a thread that never touches the database (so no
+        hung connection can keep it from acting): the worker stops a running job when its
+        heartbeat grows stale; should the worker itself be stuck, the executor stops
+        itself just before other workers may rescue the job."""
+        while True:
+            time.sleep(0.1)
+            if self.slot.numbers[Slot.JOB] and self.shared.beat_age() >= self.shared.last_fence:
+                self.slot.numbers[Slot.FENCED] = 1
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _interrupt_if_targeted(slot: Slot):
@@ -566,7 +584,7 @@ def _interrupt_if_targeted(slot: Slot):
         numbers = slot.numbers
         # Only the job the worker meant: the signal may arrive after it finished.
         if numbers[Slot.CANCEL] and numbers[Slot.CANCEL] == numbers[Slot.JOB]:
-            interrupt_current(signum, frame)
+            interrupt_current(signum, frame, job_id=int(numbers[Slot.JOB]))
 
     return handler
 
@@ -600,6 +618,7 @@ class Executor:
                   Slot.ACTIVE, Slot.FENCED):
             numbers[i] = 0  # SEQ goes on: leases are never reused
         self.idle = False
+        self.buried = False
         # Connections must not cross a fork: the child opens its own.
         connections.close_all()
         self.conn, child_conn = _mp.Pipe()
@@ -648,6 +667,14 @@ class Executor:
 
     def alive(self) -> bool:
         return self.process.is_alive()
+
+    def bury(self) -> None:
+        """After ``kill()``, once what it held was read: it holds nothing any more."""
+        numbers = self.slot.numbers
+        for i in (Slot.JOB, Slot.DEADLINE, Slot.CANCEL, Slot.ACTIVE):
+            numbers[i] = 0
+        self.buried = True
+        self.idle = True
 
     def kill(self) -> None:
         if self.process.is_alive():

@@ -23,12 +23,12 @@ from django.db import close_old_connections, connections
 from ..conf import jobs_settings
 from ..exceptions import JobTimeout, WorkerLost
 from ..execution.rescue import record_lost
+from ..execution.resilience import is_transient, retry_db_errors
 from ..execution.runner import record_cancelled, record_failed
 from ..manager import NOTIFY_CHANNEL, JobManager, notify, uses_psycopg3
 from ..models import Worker
 from ..registry import registry
 from .executor import Executor, Shared, from_epoch
-from .resilience import retry_db_errors
 from .sidecar import Sidecar, register
 
 logger = logging.getLogger("django_jobs.worker")
@@ -274,12 +274,16 @@ class WorkerProcess:
                     message = executor.conn.recv()
                     if message[0] == "idle":
                         executor.idle = True
+                    elif message[0] == "busy":
+                        executor.idle = False
                     elif message[0] == "batch":
                         _kind, processed, failed = message
                         self._count(processed, failed)
             except (EOFError, OSError):
                 pass
             if not executor.alive():
+                if executor.buried:
+                    continue  # killed and settled already (while stopping: not replaced)
                 if self.stopping and executor.process.exitcode == 0 and not executor.lease:
                     continue  # it finished its work and exited as asked
                 if executor.fenced:
@@ -306,19 +310,23 @@ class WorkerProcess:
         the running job was cancelled with ``terminate=True``."""
         from .executor import Slot
 
+        executor.kill()  # first: nothing may change in its slot while we read it
         job_id, lease = executor.job_id, executor.lease
         started_db = executor.slot.numbers[Slot.STARTED_DB]
-        executor.kill()
+        executor.bury()
         try:
             if lease is not None:
                 unsettled = Unsettled(lease, job_id, started_db, exc, terminated)
                 try:
                     self._settle(unsettled)
-                except Exception:  # noqa: BLE001 - the database is away: settled later
-                    logger.exception("Could not settle the batch of a stopped executor; "
-                                     "trying again at every round")
+                except Exception as error:  # noqa: BLE001
                     close_old_connections()
-                    self.unsettled.append(unsettled)
+                    if is_transient(error, self.db):  # the database is away: later
+                        logger.warning("Could not settle the batch of a stopped executor "
+                                       "(%s); trying again at every round", error)
+                        self.unsettled.append(unsettled)
+                    else:  # the worker's reconciliation takes the lease instead
+                        logger.exception("Could not settle the batch of a stopped executor")
         finally:
             # Only now: a fresh executor must find the handed-back jobs claimable.
             if not self.stopping:
@@ -370,8 +378,10 @@ class WorkerProcess:
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for executor in list(self.executors):
-            deadline = executor.slot.deadline
             job_id = executor.job_id
+            deadline = executor.slot.deadline
+            if executor.job_id != job_id:
+                continue  # a job ended and another began while we read: next round
             if job_id and deadline is not None and now >= deadline:
                 timeout = deadline - executor.slot.started
                 # Kill first: after a timeout the job's code must not run anywhere.
@@ -412,13 +422,15 @@ class WorkerProcess:
             self._reconcile()
 
     def _settle_pending(self) -> None:
-        while self.unsettled:
+        for unsettled in list(self.unsettled):
             try:
-                self._settle(self.unsettled[0])
-            except Exception:  # noqa: BLE001 - still away: next round
+                self._settle(unsettled)
+            except Exception as error:  # noqa: BLE001
                 close_old_connections()
-                return
-            self.unsettled.pop(0)
+                if is_transient(error, self.db):
+                    return  # still away: next round
+                logger.exception("Could not settle the batch of a stopped executor")
+            self.unsettled.remove(unsettled)  # settled, or left to reconciliation
 
     def _act_on_cancels(self) -> None:
         running = self._running()
@@ -428,7 +440,10 @@ class WorkerProcess:
         for pk, terminate in flagged:
             executor = running.get(pk)
             if executor is None or executor.job_id != pk:
-                continue  # not started yet: its executor checks before starting it
+                # Not started yet: its executor re-reads a batch held over a second
+                # before starting more of it; if it starts it first, the next round
+                # interrupts it.
+                continue
             if terminate:
                 self._lost_executor(executor, None, terminated=pk)
             elif executor.slot.numbers[executor.slot.CANCEL] != pk:
@@ -449,11 +464,17 @@ class WorkerProcess:
         known = self.shared.active_leases() | {u.lease for u in self.unsettled}
         orphans = sorted(lease for lease in held if lease not in known)
         for lease in orphans:
-            n = self.manager.objects.filter(worker_id=self.worker_id, lease=lease).hand_back_held()
+            # Each is a loss: it may have run (its outcome could not be written), and a
+            # job that keeps ending up here must not go round for ever (MAX_LOST).
+            n = 0
+            for job in self.manager.objects.held_by(self.worker_id).filter(lease=lease):
+                n += record_lost(job, WorkerLost(
+                    f"worker {self.worker_id} held the job but none of its executors ran it"
+                ))
             if n:
                 logger.warning(
-                    "Worker %s held %s job(s) no executor was running (lease %s); handed "
-                    "back", self.worker_id, n, lease, extra={"action": "jobs_reconciled"},
+                    "Worker %s held %s job(s) no executor was running (lease %s); back to "
+                    "pending", self.worker_id, n, lease, extra={"action": "jobs_reconciled"},
                 )
                 self._claimable_again()
 

@@ -28,8 +28,8 @@ from django.db import close_old_connections, connections
 
 from .. import __version__
 from ..conf import jobs_settings
+from ..execution.resilience import retry_db_errors
 from .executor import Shared, die_with_parent
-from .resilience import retry_db_errors
 
 logger = logging.getLogger("django_jobs.worker")
 _mp = multiprocessing.get_context("fork")
@@ -56,7 +56,10 @@ class Heartbeat:
         try:
             while not self.shared.sidecar_stop.value:
                 sent = time.monotonic()
-                self.beat(sent)
+                try:
+                    self.beat(sent)
+                except Exception:  # noqa: BLE001 - beat() logs; never let the thread die
+                    logger.exception("Heartbeat failed")
                 self._sleep_until(sent + self.interval)
         finally:
             connections.close_all()
@@ -75,8 +78,14 @@ class Heartbeat:
                 worker["base_failed"] + self.shared.failed.value,
             )
             if not alive:
-                logger.warning("Worker row %s was removed; registering it again", worker["id"])
+                # Removed (in the admin, say): other workers take its jobs for stalled
+                # and rescue them. Stop ours (the fence) before registering again.
+                logger.warning("Worker row %s was removed: stopping its running jobs and "
+                               "registering it again", worker["id"])
+                self.shared.beat_ok.value = 0.0
+                time.sleep(self.interval)
                 register_row(worker)
+                return
         except Exception as exc:  # noqa: BLE001 - the next beat tries again
             self.failures += 1
             if self.failures == 1 or self.failures % 10 == 0:
@@ -104,11 +113,12 @@ class Housekeeper:
     """Scheduler, rescue of dead workers' jobs, pruning: each on its own cadence, each
     failure logged and retried on the next round."""
 
-    def __init__(self, worker: dict, shared: Shared):
+    def __init__(self, worker: dict, shared: Shared, heartbeat: threading.Thread | None = None):
         from ..manager import JobManager
 
         self.worker = worker
         self.shared = shared
+        self.heartbeat = heartbeat
         self.manager = JobManager(worker["database"])
         now = time.monotonic()
         self.next_schedule = now
@@ -120,6 +130,10 @@ class Housekeeper:
 
         try:
             while not self.shared.sidecar_stop.value:
+                if self.heartbeat is not None and not self.heartbeat.is_alive():
+                    # The worker sees this process end and starts a new one.
+                    logger.error("The heartbeat thread of worker %s died", self.worker["id"])
+                    os._exit(1)
                 now = time.monotonic()
                 if self.worker["scheduler"] and now >= self.next_schedule:
                     self.next_schedule = now + scheduler.SCHEDULER_INTERVAL
@@ -197,7 +211,7 @@ def _sidecar_main(parent_pid: int, worker: dict, shared: Shared) -> None:
                                  name="django_jobs-heartbeat", daemon=True)
     heartbeat.start()
     try:
-        Housekeeper(worker, shared).run()
+        Housekeeper(worker, shared, heartbeat).run()
     finally:
         heartbeat.join(timeout=jobs_settings.HEARTBEAT_INTERVAL + 1)
         connections.close_all()

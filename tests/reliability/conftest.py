@@ -40,23 +40,27 @@ RESULTS: list[dict] = []
 
 @pytest.fixture
 def reliability_report():
-    """``reliability_report(what, seconds, jobs, faults, lost=, doubled=, note=)`` adds a
-    row to the results table printed at the end of the run (and written as Markdown to
-    ``JOBS_RELIABILITY_REPORT`` when set)."""
+    """``reliability_report(what, seconds, jobs, faults, lost=, doubled=, rerun=, note=)``
+    adds a row to the results table printed at the end of the run (and written as
+    Markdown to ``JOBS_RELIABILITY_REPORT`` when set). *doubled*: jobs that ran twice at
+    once, or ran again without a fault to explain it; *rerun*: jobs run again because a
+    fault interrupted them (a killed process, a failed query), as at-least-once delivery
+    allows."""
 
-    def add(what, seconds, jobs, faults, *, lost, doubled, note=""):
+    def add(what, seconds, jobs, faults, *, lost, doubled, rerun=0, note=""):
         RESULTS.append(dict(what=what, seconds=seconds, jobs=jobs, faults=faults, lost=lost,
-                            doubled=doubled, note=note))
+                            doubled=doubled, rerun=rerun, note=note))
 
     return add
 
 
 def results_table() -> str:
-    lines = ["| what ran | seconds | jobs | faults injected | lost | doubled | notes |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| what ran | seconds | jobs | faults injected | lost | doubled | re-run after "
+             "a fault | notes |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in RESULTS:
         lines.append(f"| {r['what']} | {r['seconds']:.0f} | {r['jobs']:,} | {r['faults']} | "
-                     f"{r['lost']} | {r['doubled']} | {r['note']} |")
+                     f"{r['lost']} | {r['doubled']} | {r['rerun']} | {r['note']} |")
     return "\n".join(lines)
 
 

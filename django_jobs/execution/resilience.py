@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
-logger = logging.getLogger("django_jobs.worker")
+logger = logging.getLogger("django_jobs.execution")
 
 # Messages of errors that go away by themselves: lock contention, deadlocks, and a
 # connection that was lost.
@@ -56,21 +56,43 @@ def drop_broken_connections() -> None:
             continue
         if conn.in_atomic_block:
             # A job left a transaction open: never carry it into the next job.
-            _close(conn)
+            discard(conn)
         elif conn.errors_occurred and not conn.is_usable():
-            _close(conn)
+            discard(conn)
 
 
-def _close(conn) -> None:
+def discard(conn) -> None:
+    """Close ``conn`` and forget its state, so that its next use opens a fresh one.
+
+    Django's own ``close()`` inside an atomic block only marks the block for rollback and
+    keeps the closed connection: every later query would fail. A worker has no atomic
+    block of its own to honour here (a job left one open, or was interrupted in one), so
+    the wrapper is reset as if it had never been opened.
+    """
     try:
         conn.close()
     except Exception:  # noqa: BLE001 - it is broken anyway: forget it
+        pass
+    if conn.in_atomic_block or conn.closed_in_transaction or conn.connection is not None:
+        try:
+            if conn.connection is not None:
+                conn._close()
+        except Exception:  # noqa: BLE001
+            pass
         conn.connection = None
+        conn.in_atomic_block = False
+        conn.savepoint_ids = []
+        conn.atomic_blocks = []
+        conn.needs_rollback = False
+        conn.closed_in_transaction = False
+        conn.commit_on_exit = True
+        conn.run_on_commit = []
 
 
-def is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException, using: str | None = None) -> bool:
     """Whether ``exc`` is an outage or lock contention that retrying rides out: the
-    connection is gone, or the error is a lock, deadlock or serialization failure."""
+    connection (``using``'s, or any of this thread's) is gone, or the error is a lock,
+    deadlock or serialization failure."""
     if not isinstance(exc, (OperationalError, InterfaceError)):
         return False
     message = str(exc).lower()
@@ -82,7 +104,9 @@ def is_transient(exc: BaseException) -> bool:
     args = getattr(cause, "args", ()) or exc.args
     if args and isinstance(args[0], int) and args[0] in TRANSIENT_MYSQL_CODES:
         return True
-    for conn in connections.all(initialized_only=True):
+    candidates = ([connections[using]] if using is not None
+                  else connections.all(initialized_only=True))
+    for conn in candidates:
         if conn.connection is None:
             return True
         try:
@@ -96,16 +120,17 @@ def is_transient(exc: BaseException) -> bool:
 def retry_db_errors(fn: Callable, *args: Any, what: str = "write",
                     stop: Callable[[], bool] | None = None,
                     on_wait: Callable[[], Any] | None = None,
-                    max_delay: float = 2.0) -> Any:
-    """``fn(*args)``, tried again with backoff while the database is unreachable or
-    busy. ``stop()`` true gives up (re-raising); ``on_wait()`` runs at every pause."""
+                    max_delay: float = 2.0, using: str | None = None) -> Any:
+    """``fn(*args)``, tried again with backoff while the database (``using``) is
+    unreachable or busy. ``stop()`` true gives up (re-raising); ``on_wait()`` runs at
+    every pause."""
     delay = 0.05
     failures = 0
     while True:
         try:
             result = fn(*args)
         except (OperationalError, InterfaceError) as exc:
-            if not is_transient(exc) or (stop is not None and stop()):
+            if not is_transient(exc, using) or (stop is not None and stop()):
                 raise
             failures += 1
             if failures == 1 or failures % 20 == 0:
@@ -113,8 +138,8 @@ def retry_db_errors(fn: Callable, *args: Any, what: str = "write",
                                what, str(exc).strip().splitlines()[0] if str(exc) else exc,
                                extra={"action": "db_retry"})
             for conn in connections.all(initialized_only=True):
-                if conn.errors_occurred or conn.connection is None:
-                    _close(conn)
+                if conn.errors_occurred or conn.connection is None or conn.in_atomic_block:
+                    discard(conn)
             if on_wait is not None:
                 on_wait()
             time.sleep(delay)
