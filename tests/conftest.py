@@ -66,14 +66,62 @@ class WorkerProcs:
         return proc.log.read()
 
     def stop_all(self):
+        """SIGKILL every process the test started and everything they started (worker
+        processes under a supervisor run in process groups of their own), and wait until
+        they are gone, so none keeps a connection to the test database open."""
+        doomed = set()
         for proc in self.procs:
+            doomed |= descendants(proc.pid)
             if proc.poll() is None:
+                doomed.add(proc.pid)
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                proc.wait(timeout=10)
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs:
+            proc.wait(timeout=10)
             proc.log.close()
+        deadline = time.monotonic() + 10
+        while any(_exists(pid) for pid in doomed) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process (from /proc)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        found[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    parents = _parents()
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _exists(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie holds no connection
+    except OSError:
+        return False
 
 
 @pytest.fixture

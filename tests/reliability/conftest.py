@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.conftest import ROOT, WorkerProcs
+from tests.conftest import ROOT, WorkerProcs, _parents
 
 HERE = Path(__file__).resolve().parent
 
@@ -76,20 +76,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 def children(pid: int) -> list[int]:
     """Process ids whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry))
-    return found
+    return [child for child, parent in _parents().items() if parent == pid]
 
 
 def alive(pid: int) -> bool:
