@@ -7,6 +7,7 @@ subprocesses on the test database.
 
 import math
 import os
+from contextlib import contextmanager
 import signal
 import threading
 import time
@@ -46,6 +47,44 @@ def running(proc):
     """The worker's loop runs: it heartbeated after registering."""
     row = worker_row(proc)
     return row is not None and row.last_heartbeat_at > row.started_at
+
+
+def waiting_on_a_lock() -> int:
+    """Sessions of the test database waiting for a row lock right now."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                           "'Lock' AND datname = current_database()")
+        else:
+            cursor.execute("SELECT count(*) FROM information_schema.innodb_trx "
+                           "WHERE trx_state = 'LOCK WAIT'")
+        return cursor.fetchone()[0]
+
+
+@contextmanager
+def in_open_transaction(work):
+    """Run ``work()`` in a transaction on another thread (its own connection) and keep
+    the transaction open, its locks held, until the block ends; yields what it returned."""
+    done, release, result = threading.Event(), threading.Event(), []
+
+    def hold():
+        try:
+            with transaction.atomic():
+                result.append(work())
+                done.set()
+                release.wait(30)
+                transaction.set_rollback(True)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert done.wait(10), "the transaction did not start"
+        yield result[0]
+    finally:
+        release.set()
+        holder.join()
 
 
 # -- 1. one lease per claim ------------------------------------------------------------
@@ -92,22 +131,8 @@ def test_a_blocked_scheduler_never_stops_the_heartbeat(workers):
     """The scheduler's enqueue waits on a queue row another transaction is inserting: the
     worker must keep heartbeating (and running jobs) while its housekeeping is stuck."""
     jobs.schedule_interval(tasks.scheduled_tick, interval=1, name="blocked", queue="jammed")
-    hold, release = threading.Event(), threading.Event()
-
-    def jam():
-        try:
-            with transaction.atomic():
-                Queue.objects.create(name="jammed")  # uncommitted: the worker's insert waits
-                hold.set()
-                release.wait(30)
-                transaction.set_rollback(True)
-        finally:
-            connection.close()
-
-    blocker = threading.Thread(target=jam)
-    blocker.start()
-    try:
-        assert hold.wait(10)
+    # An uncommitted queue row: the worker's insert of the same name waits on it.
+    with in_open_transaction(lambda: Queue.objects.create(name="jammed")):
         proc = workers.start("--concurrency", "1")
         wait_until(lambda: running(proc), timeout=30, message="worker running")
         # The scheduler fires the due schedule within a second or two and blocks; stay
@@ -116,12 +141,10 @@ def test_a_blocked_scheduler_never_stops_the_heartbeat(workers):
         while time.monotonic() < deadline:
             assert Worker.objects.alive().filter(pid=proc.pid).exists(), workers.output(proc)
             time.sleep(0.25)
+        assert waiting_on_a_lock() == 1  # the scheduler's insert, still blocked
         probe = jobs.enqueue(tasks.add, args=[1, 1])
         wait_until(lambda: status_of(probe) == JobStatus.COMPLETED, timeout=10,
                    message="a job run while housekeeping is blocked")
-    finally:
-        release.set()
-        blocker.join()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -439,28 +462,10 @@ def test_concurrent_claims_get_disjoint_jobs_without_waiting():
     for i in range(5):  # awaiting a retry: claimable too, in the same order
         job = jobs.enqueue(tasks.add, args=[i, 0])
         Job.objects.filter(pk=job.pk).update(status=JobStatus.RETRYING, priority=5)
-    got, release = threading.Event(), threading.Event()
-    first = []
-
-    def hold_a_claim():
-        try:
-            with transaction.atomic():
-                first.extend(Job.objects.claim("holder", 3))
-                got.set()
-                release.wait(20)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_a_claim)
-    holder.start()
-    try:
-        assert got.wait(10)
+    with in_open_transaction(lambda: Job.objects.claim("holder", 3)) as first:
         started = time.monotonic()
         second = Job.objects.claim("other", 3)
         took = time.monotonic() - started
-    finally:
-        release.set()
-        holder.join()
     assert len(first) == 3 and len(second) == 3
     assert not {j.pk for j in first} & {j.pk for j in second}
     assert took < 2, took

@@ -60,7 +60,7 @@ class Heartbeat:
                     self.beat(sent)
                 except Exception:  # noqa: BLE001 - beat() logs; never let the thread die
                     logger.exception("Heartbeat failed")
-                self._sleep_until(sent + self.interval)
+                _sleep_until(self.shared, sent + self.interval)
         finally:
             connections.close_all()
 
@@ -91,23 +91,12 @@ class Heartbeat:
             if self.failures == 1 or self.failures % 10 == 0:
                 logger.warning("Heartbeat of worker %s failed (%s); retrying",
                                worker["id"], exc, extra={"action": "heartbeat_failed"})
-            close_old_connections()
-            for conn in connections.all(initialized_only=True):
-                if conn.errors_occurred:
-                    conn.close()
+            _drop_errored_connections()
             return
         if self.failures:
             logger.info("Heartbeat of worker %s reaches the database again", worker["id"])
             self.failures = 0
         self.shared.beat_ok.value = sent
-
-    def _sleep_until(self, deadline: float) -> None:
-        while not self.shared.sidecar_stop.value:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.1))
-
 
 class Housekeeper:
     """Scheduler, rescue of dead workers' jobs, pruning: each on its own cadence, each
@@ -147,7 +136,7 @@ class Housekeeper:
                     self.guarded("prune finished jobs", self.prune)
                 wake = min(self.next_schedule if self.worker["scheduler"] else float("inf"),
                            self.next_rescue, self.next_prune)
-                self._sleep_until(wake)
+                _sleep_until(self.shared, wake)
         finally:
             connections.close_all()
 
@@ -157,10 +146,7 @@ class Housekeeper:
         except Exception:  # noqa: BLE001 - jobs keep flowing; the next round retries
             logger.exception("Worker %s could not %s; trying again later",
                              self.worker["id"], what)
-            close_old_connections()
-            for conn in connections.all(initialized_only=True):
-                if conn.errors_occurred:
-                    conn.close()
+            _drop_errored_connections()
 
     def prune(self) -> None:
         from ..models import Worker
@@ -173,12 +159,19 @@ class Housekeeper:
                             timedelta(seconds=retention), extra={"action": "jobs_pruned"})
         Worker.objects.using(self.worker["database"]).silent_for(FORGET_WORKERS_AFTER).delete()
 
-    def _sleep_until(self, deadline: float) -> None:
-        while not self.shared.sidecar_stop.value:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.1))
+def _sleep_until(shared: Shared, deadline: float) -> None:
+    while not shared.sidecar_stop.value:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.1))
+
+
+def _drop_errored_connections() -> None:
+    close_old_connections()
+    for conn in connections.all(initialized_only=True):
+        if conn.errors_occurred:
+            conn.close()
 
 
 def register_row(worker: dict) -> None:
