@@ -61,8 +61,8 @@ def run(n: int) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from django_jobs import jobs, manager
-    from django_jobs.bulk import row_document
+    from django_jobs import enqueue, jobs
+    from django_jobs.models.bulk import row_document
     from ours_app.tasks import noop
 
     call_command("migrate", verbosity=0)
@@ -110,12 +110,10 @@ def run(n: int) -> None:
     print(f"row lock + complete UPDATE:     {(time.perf_counter() - t) / done * 1e6:6.1f} "
           f"us/job ({done} jobs)")
 
-    job = jobs._build(noop, [], {"tag": 1}, priority=None, queue=None, scheduled_at=None,
-                      delay=None, max_retries=None, retry_delay=None, timeout=None,
-                      tags=None, metadata=None, backend="", options={})
-    manager._insert_postgresql(job, "default")
-    sql = manager._INSERT_SQL["default"]
-    params = ["default", row_document([job], connection, many=False),
+    job = enqueue.build_job(noop, [], {"tag": 1})
+    enqueue._insert_postgresql(job, "default")
+    sql = enqueue._INSERT_SQL["default"]
+    params = ["default", 0.0, row_document([job], connection, many=False),
               "django_jobs", "default"]
     connection.ensure_connection()
     variants = {

@@ -24,9 +24,9 @@ __all__ = [
     "register_task",
 ]
 
+from .enums import JobStatus, Priority
 from .exceptions import JobCancelled, PermanentError, Retry, TaskNotFound
 from .execution.context import current_job, progress
-from .enums import JobStatus, Priority
 
 _LAZY = {
     # These import models or django.tasks, which need the app registry ready.

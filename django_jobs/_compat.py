@@ -37,10 +37,10 @@ except ImportError:  # Django 5.2 with the django-tasks backport
     from django_tasks.backends.base import BaseTaskBackend  # type: ignore[no-redef]
     from django_tasks.base import Task, TaskError  # type: ignore[no-redef]
     from django_tasks.exceptions import (  # type: ignore[no-redef]
-        InvalidTaskError as InvalidTask,
+        InvalidTaskBackendError as InvalidTaskBackend,
     )
     from django_tasks.exceptions import (  # type: ignore[no-redef]
-        InvalidTaskBackendError as InvalidTaskBackend,
+        InvalidTaskError as InvalidTask,
     )
     from django_tasks.exceptions import (  # type: ignore[no-redef]
         TaskResultDoesNotExist,

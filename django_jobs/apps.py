@@ -12,7 +12,8 @@ class DjangoJobsConfig(AppConfig):
 
         from . import checks  # noqa: F401 - registers the system checks
         from .scheduler import sync_code_schedules_after_migrate
-        from .signal_handlers import job_pre_delete
+        from .signal_handlers import enqueue_on_complete, job_pre_delete
+        from .signals import batch_finished
 
         post_migrate.connect(
             sync_code_schedules_after_migrate, sender=self,
@@ -20,4 +21,8 @@ class DjangoJobsConfig(AppConfig):
         )
         pre_delete.connect(
             job_pre_delete, sender=self.get_model("Job"), dispatch_uid="django_jobs.job_pre_delete"
+        )
+        batch_finished.connect(
+            enqueue_on_complete, sender=self.get_model("Batch"),
+            dispatch_uid="django_jobs.enqueue_on_complete",
         )

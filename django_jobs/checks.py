@@ -168,8 +168,8 @@ def check_database_driver(app_configs=None, databases=None, **kwargs):
     from .conf import jobs_settings
 
     try:
-        from .manager import uses_psycopg3
         from .models import Job
+        from .wakeups import uses_psycopg3
 
         alias = jobs_settings.DATABASE or router.db_for_write(Job)
         conn = connections[alias]

@@ -79,3 +79,19 @@ class Priority(enum.IntEnum):
         if value >= cls.NORMAL:
             return "normal"
         return "low"
+
+
+class ScheduleKind(models.TextChoices):
+    # Standard 5-field cron expression, evaluated in the schedule's time zone.
+    CRON = "cron", "Cron"
+    # Every ``interval`` seconds.
+    INTERVAL = "interval", "Interval"
+    # Once, at ``run_at``.
+    ONCE = "once", "Once"
+
+
+class MisfirePolicy(models.TextChoices):
+    # After downtime, run once for all the due times that were missed.
+    RUN_ONCE = "run_once", "Run once"
+    # After downtime, skip what was missed and wait for the next due time.
+    SKIP = "skip", "Skip"

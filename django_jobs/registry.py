@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +18,8 @@ from django.utils.module_loading import autodiscover_modules, import_string
 
 from ._compat import DEFAULT_TASK_QUEUE_NAME, InvalidTask, Task, task_backends
 from .conf import finite, to_seconds
-from .exceptions import TaskNotFound
 from .enums import Priority
+from .exceptions import TaskNotFound
 
 BACKEND_PATH = "django_jobs.backend.JobsBackend"
 # Alias used by @job tasks when no TASKS entry points at JobsBackend.
@@ -45,9 +47,7 @@ def jobs_backend_alias() -> str:
         if backend == BACKEND_PATH:
             return alias
         try:
-            from .backend import JobsBackend
-
-            if issubclass(import_string(backend), JobsBackend):
+            if issubclass(import_string(backend), import_string(BACKEND_PATH)):
                 return alias
         except Exception:  # noqa: BLE001 - an unimportable backend is Django's to report
             continue
@@ -60,9 +60,8 @@ _internal_backend = None
 def internal_backend():
     global _internal_backend
     if _internal_backend is None:
-        from .backend import JobsBackend
-
-        _internal_backend = JobsBackend(INTERNAL_ALIAS, {"QUEUES": []})
+        # By path, as Django's task_backends: the backend sits above this module.
+        _internal_backend = import_string(BACKEND_PATH)(INTERNAL_ALIAS, {"QUEUES": []})
     return _internal_backend
 
 
@@ -233,9 +232,7 @@ class TaskRegistry:
         Django versions whose ``@task`` ignores the backend's ``task_class`` (6.0) hand
         the backend plain Tasks; they are registered under their dotted path on first use.
         """
-        from .backend import JobsBackend
-
-        if not isinstance(task.get_backend(), JobsBackend):
+        if not isinstance(task.get_backend(), import_string(BACKEND_PATH)):
             raise TaskNotFound(
                 f"{task.module_path} (a task of another backend; decorate it with @job or "
                 "point TASKS at django_jobs.backend.JobsBackend)"
@@ -334,3 +331,9 @@ def _accepts_progress_callback(func) -> bool:
 @functools.lru_cache(maxsize=1024)
 def _is_coroutine_function(func) -> bool:
     return inspect.iscoroutinefunction(func)
+
+
+def default_unique_key(task_name: str, args: list, kwargs: dict) -> str:
+    """``@job(unique=True)``: the task and its arguments identify the job."""
+    payload = json.dumps([task_name, args, kwargs], sort_keys=True, separators=(",", ":"))
+    return f"{task_name[:150]}:{hashlib.sha256(payload.encode()).hexdigest()}"

@@ -1,5 +1,5 @@
-"""Schedules: due times for cron, interval and one-time schedules, and firing each due time
-exactly once however many schedulers run.
+"""Schedules: defining them, and firing each due time exactly once however many
+schedulers run (the maths of due times lives in :mod:`django_jobs.schedules`).
 
 Every ``runworkers`` process runs :func:`run_due_schedules` about once a second. There is
 no leader: the database decides who fires what.
@@ -22,13 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, CroniterError, croniter
-from django.conf import settings
 from django.db import (
     IntegrityError,
     InterfaceError,
@@ -38,9 +34,27 @@ from django.db import (
     transaction,
 )
 
-from .conf import jobs_settings, to_seconds
-from .models import DbNow, Job, MisfirePolicy, Schedule, ScheduleKind
+from .conf import jobs_settings
+from .enqueue import enqueue_job
+from .enums import MisfirePolicy, ScheduleKind
+from .models import DbNow, Job, Schedule
 from .models.functions import db_now as database_now
+from .models.job import jobs_db
+from .schedules import (  # noqa: F401 - re-exported: the maths lived here
+    FiringPlan,
+    aware,
+    describe,
+    for_db,
+    format_seconds,
+    initial_next_run,
+    next_cron_time,
+    next_due_after,
+    plan_firing,
+    rearmed_next_run,
+    validate_cron,
+    validate_interval,
+    validate_timezone,
+)
 
 logger = logging.getLogger("django_jobs.scheduler")
 
@@ -51,201 +65,9 @@ MAX_FIRES_PER_RUN = 100
 # A schedule that could not be fired (unknown task, bad arguments) is retried by this
 # process after this many seconds; other processes, maybe with newer code, still try.
 RETRY_BROKEN_AFTER = 60.0
-
-CRON_ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-CRON_FIELDS = "minute hour day-of-month month day-of-week"
 # Fields whose change moves the schedule's next run; other fields keep next_run_at.
 TIMING_FIELDS = ("kind", "cron", "interval", "run_at", "timezone")
 EXTRA_OPTIONS = ("tags", "metadata", "description", "start_at")
-
-
-# -- validation ------------------------------------------------------------------------
-
-
-def validate_cron(expression: Any) -> str:
-    """The normalised 5-field cron expression; ``ValueError`` naming the problem.
-
-    An expression that can never match (``0 0 30 2 *``) is refused too.
-    """
-    if not isinstance(expression, str) or not expression.strip():
-        raise ValueError(f"Invalid cron expression {expression!r}: expected a non-empty string.")
-    text = " ".join(expression.split())
-    if text.startswith("@"):
-        if text.lower() not in CRON_ALIASES:
-            raise ValueError(
-                f"Invalid cron expression {expression!r}: unknown alias; use 5 fields "
-                f"({CRON_FIELDS}) or one of {', '.join(CRON_ALIASES)}."
-            )
-        text = text.lower()
-    elif len(text.split()) != 5:
-        raise ValueError(
-            f"Invalid cron expression {expression!r}: expected 5 fields ({CRON_FIELDS}), "
-            f"got {len(text.split())}."
-        )
-    if len(text) > 255:
-        raise ValueError(f"Invalid cron expression {expression!r}: longer than 255 characters.")
-    try:
-        croniter(text, datetime(2000, 1, 1)).get_next(datetime)
-    except CroniterBadDateError:
-        raise ValueError(
-            f"Invalid cron expression {expression!r}: it never matches a date."
-        ) from None
-    except (CroniterError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"Invalid cron expression {expression!r}: {exc}") from None
-    return text
-
-
-def validate_timezone(name: Any) -> ZoneInfo:
-    """The zone for an IANA name such as ``"Europe/Paris"``; ``ValueError`` naming it."""
-    if not isinstance(name, str) or not name.strip() or len(name) > 64:
-        raise ValueError(f"Unknown time zone {name!r}: expected an IANA name like 'Europe/Paris'.")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(
-            f"Unknown time zone {name!r}: expected an IANA name like 'Europe/Paris' or 'UTC'."
-        ) from None
-
-
-def validate_interval(value: Any) -> float:
-    """Seconds (> 0) from a number or a ``timedelta``."""
-    try:
-        seconds = to_seconds(value, "interval")
-    except TypeError:
-        raise ValueError(f"interval must be seconds or a timedelta, got {value!r}.") from None
-    if seconds is None or not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"interval must be positive, got {value!r}.")
-    return seconds
-
-
-def _aware(value: datetime) -> datetime:
-    # With USE_TZ the database hands back aware UTC datetimes; without it, naive UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _for_db(value: datetime | None) -> datetime | None:
-    if value is None or settings.USE_TZ:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-# -- due times -------------------------------------------------------------------------
-
-
-def next_cron_time(expression: str, tz: str | ZoneInfo, after: datetime) -> datetime:
-    """The first due time of ``expression`` strictly after ``after``, as an aware UTC
-    datetime, with the expression read as wall-clock time in ``tz``.
-
-    Daylight saving: a wall-clock time skipped by a spring-forward gap fires once, at the
-    instant the clocks jump to (02:30 -> 03:30 local); a wall-clock time that a fall-back
-    repeats fires once, at its first occurrence.
-    """
-    zone = tz if isinstance(tz, ZoneInfo) else validate_timezone(tz)
-    after = _aware(after).astimezone(UTC)
-    wall = after.astimezone(zone).replace(tzinfo=None)
-    it = croniter(expression, wall)
-    # Only a fall-back hour (wall times before `after`) or a gap (two wall times on one
-    # instant) make a step come back not later than `after`; a few thousand steps cover
-    # the longest such run of an every-minute expression many times over.
-    for _ in range(5000):
-        candidate_wall = it.get_next(datetime)
-        # fold=0 is the offset in force before a transition: a time in the gap lands after
-        # it, a repeated time on its first occurrence.
-        candidate = candidate_wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
-        if candidate > after:
-            return candidate
-    raise ValueError(f"Cron expression {expression!r} has no due time after {after}.")
-
-
-def _interval_delta(seconds: float) -> timedelta:
-    return timedelta(microseconds=max(1, round(seconds * 1_000_000)))
-
-
-def next_due_after(schedule: Schedule, after: datetime) -> datetime | None:
-    """The schedule's next tick strictly after ``after`` on its own grid.
-
-    Cron: the expression's next match. Interval: ``after + interval`` (callers pass a due
-    time, so the grid is kept). Once: nothing after its single run.
-    """
-    if schedule.kind == ScheduleKind.CRON:
-        return next_cron_time(schedule.cron, schedule.timezone, after)
-    if schedule.kind == ScheduleKind.INTERVAL:
-        return _aware(after) + _interval_delta(schedule.interval)
-    return None
-
-
-def _first_tick_after(schedule: Schedule, due: datetime, now: datetime) -> datetime | None:
-    """The first tick strictly after ``now``; interval ticks stay on ``due``'s grid."""
-    if schedule.kind == ScheduleKind.CRON:
-        return next_cron_time(schedule.cron, schedule.timezone, now)
-    if schedule.kind == ScheduleKind.INTERVAL:
-        step = _interval_delta(schedule.interval)
-        due = _aware(due)
-        if due > now:
-            return due
-        return due + step * ((now - due) // step + 1)
-    return None
-
-
-def initial_next_run(schedule: Schedule, now: datetime, start_at: datetime | None = None):
-    """When a new (or redefined) schedule first runs.
-
-    Cron: the next match after now. Interval: ``start_at``, else one interval from now.
-    Once: its ``run_at``.
-    """
-    if schedule.kind == ScheduleKind.CRON:
-        return next_cron_time(schedule.cron, schedule.timezone, now)
-    if schedule.kind == ScheduleKind.INTERVAL:
-        return _aware(start_at) if start_at is not None else now + _interval_delta(schedule.interval)
-    return _aware(schedule.run_at)
-
-
-def rearmed_next_run(schedule: Schedule, now: datetime) -> datetime | None:
-    """The next run of a schedule being enabled again: no catch-up for the time it was off.
-
-    A future ``next_run_at`` is kept. A one-time schedule keeps its pending run (which
-    then follows the misfire policy if its time has passed) and stays done once fired.
-    """
-    current = schedule.next_run_at
-    if schedule.kind == ScheduleKind.ONCE:
-        return current
-    if current is not None and _aware(current) > now:
-        return current
-    if current is None:
-        return initial_next_run(schedule, now)
-    return _first_tick_after(schedule, current, now)
-
-
-@dataclass(frozen=True)
-class FiringPlan:
-    due: datetime  # the due time being handled: the job's schedule_due_at
-    fire: bool  # enqueue a job for it
-    missed: bool  # late beyond the grace, or later ticks have passed too
-    next_run_at: datetime | None  # where the schedule moves to (None: a one-time schedule is done)
-
-
-def plan_firing(schedule: Schedule, now: datetime, grace: float | None = None) -> FiringPlan:
-    """What to do with a schedule whose ``next_run_at`` has come, at database time ``now``.
-
-    The due time is *missed* when a later tick has passed too, or when it is older than
-    ``MISFIRE_GRACE``. On time: fire it and move to the next tick. Missed with
-    ``run_once``: fire it once for all that was missed, then move to the first future
-    tick. Missed with ``skip``: fire nothing, move to the first future tick.
-    """
-    if grace is None:
-        grace = jobs_settings.MISFIRE_GRACE
-    now = _aware(now)
-    due = _aware(schedule.next_run_at)
-    later = next_due_after(schedule, due)
-    missed = (later is not None and later <= now) or (now - due).total_seconds() > grace
-    fire = not missed or schedule.misfire_policy != MisfirePolicy.SKIP
-    if schedule.kind == ScheduleKind.ONCE:
-        following = None
-    elif missed:
-        following = _first_tick_after(schedule, due, now)
-    else:
-        following = later
-    return FiringPlan(due=due, fire=fire, missed=missed, next_run_at=following)
 
 
 # -- the database clock ----------------------------------------------------------------
@@ -253,7 +75,7 @@ def plan_firing(schedule: Schedule, now: datetime, grace: float | None = None) -
 
 def db_now(using: str | None = None) -> datetime:
     """The database's current time (aware UTC): every scheduler shares this clock."""
-    return _aware(database_now(using or router.db_for_read(Schedule)))
+    return aware(database_now(using or router.db_for_read(Schedule)))
 
 
 # -- firing ----------------------------------------------------------------------------
@@ -262,16 +84,15 @@ def db_now(using: str | None = None) -> datetime:
 _broken: dict[int, float] = {}
 
 
-def run_due_schedules(manager=None, *, limit: int = MAX_FIRES_PER_RUN) -> list[Job]:
-    """Fire every schedule that is due now; returns the jobs this call enqueued.
+def run_due_schedules(manager=None, *, using: str | None = None,
+                      limit: int = MAX_FIRES_PER_RUN) -> list[Job]:
+    """Fire every schedule that is due now in the job database (``using``, or a
+    ``JobManager``'s); returns the jobs this call enqueued.
 
     Safe to call from any number of processes and hosts at once: each due time is
     enqueued exactly once (see the module docstring).
     """
-    from .manager import jobs as default_manager
-
-    manager = manager or default_manager
-    db = manager.db
+    db = manager.db if manager is not None else (using or jobs_db())
     now_mono = time.monotonic()
     for pk, until in list(_broken.items()):
         if until <= now_mono:
@@ -296,7 +117,7 @@ def run_due_schedules(manager=None, *, limit: int = MAX_FIRES_PER_RUN) -> list[J
                 schedule = candidates.first()
                 if schedule is None:
                     break
-                job = _fire(schedule, manager, db)
+                job = _fire(schedule, db)
         except (OperationalError, InterfaceError) as exc:
             # Lock contention or a database restart: the next run (in a second) retries.
             logger.warning("Scheduler could not fire due schedules: %s", exc,
@@ -318,15 +139,15 @@ def run_due_schedules(manager=None, *, limit: int = MAX_FIRES_PER_RUN) -> list[J
     return fired
 
 
-def _fire(schedule: Schedule, manager, db: str) -> Job | None:
+def _fire(schedule: Schedule, db: str) -> Job | None:
     """Handle one due schedule inside the caller's transaction."""
     plan = plan_firing(schedule, schedule.db_now)
     advanced = Schedule.objects.using(db).filter(
-        pk=schedule.pk, enabled=True, next_run_at=_for_db(plan.due)
-    ).update(next_run_at=_for_db(plan.next_run_at))
+        pk=schedule.pk, enabled=True, next_run_at=for_db(plan.due)
+    ).update(next_run_at=for_db(plan.next_run_at))
     if not advanced:
         return None  # another scheduler moved it off this due time first
-    schedule.next_run_at = _for_db(plan.next_run_at)
+    schedule.next_run_at = for_db(plan.next_run_at)
     if not plan.fire:
         logger.info(
             "Schedule %s missed its run at %s; skipped (misfire_policy=skip), next run %s",
@@ -336,13 +157,13 @@ def _fire(schedule: Schedule, manager, db: str) -> Job | None:
         return None
     try:
         with transaction.atomic(using=db):
-            job = manager.enqueue(
-                schedule.task_name, **schedule.job_options(),
-                schedule=schedule, schedule_due_at=_for_db(plan.due),
+            job = enqueue_job(
+                db, schedule.task_name, **schedule.job_options(),
+                schedule=schedule, schedule_due_at=for_db(plan.due),
             )
     except IntegrityError:
         if not Job.objects.using(db).filter(
-            schedule=schedule, schedule_due_at=_for_db(plan.due)
+            schedule=schedule, schedule_due_at=for_db(plan.due)
         ).exists():
             raise
         logger.info("Schedule %s already fired for %s", schedule.name, plan.due.isoformat(),
@@ -371,7 +192,7 @@ def _definition(
 ) -> tuple[dict[str, Any], datetime | None]:
     """Validated field values (and ``start_at``); raises before anything is written."""
     from .enums import Priority
-    from .manager import _check_json
+    from .jsonvalues import check_json
     from .registry import registry
 
     unknown = set(options) - set(EXTRA_OPTIONS)
@@ -393,7 +214,7 @@ def _definition(
             raise TypeError(f"at must be a datetime, got {run_at!r}.")
         if run_at.tzinfo is None or run_at.utcoffset() is None:
             raise ValueError("at must be an aware datetime (with a time zone), got a naive one.")
-        values["run_at"] = _for_db(run_at.astimezone(UTC))
+        values["run_at"] = for_db(run_at.astimezone(UTC))
     else:
         values["run_at"] = None
     start_at = options.get("start_at")
@@ -411,8 +232,8 @@ def _definition(
         kwargs = {}
     if not isinstance(kwargs, dict):
         raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}.")
-    values["args"] = _check_json(list(args), "args")
-    values["kwargs"] = _check_json(kwargs, "kwargs")
+    values["args"] = check_json(list(args), "args")
+    values["kwargs"] = check_json(kwargs, "kwargs")
     if queue is not None and (not isinstance(queue, str) or not queue.strip() or len(queue) > 255):
         raise ValueError(f"queue must be a non-empty name of at most 255 characters, got {queue!r}.")
     values["queue"] = queue or ""
@@ -428,7 +249,7 @@ def _definition(
         tags = options["tags"] or []
         values["tags"] = [str(t) for t in ([tags] if isinstance(tags, str) else tags)]
     if "metadata" in options:
-        metadata = _check_json(options["metadata"] or {}, "metadata")
+        metadata = check_json(options["metadata"] or {}, "metadata")
         if not isinstance(metadata, dict):
             raise TypeError("metadata must be a dict.")
         values["metadata"] = metadata
@@ -490,7 +311,7 @@ def _upsert(values: dict[str, Any], start_at: datetime | None, db: str) -> Sched
     now = db_now(db)
     if existing is None:
         schedule = Schedule(**values)
-        schedule.next_run_at = _for_db(initial_next_run(schedule, now, start_at))
+        schedule.next_run_at = for_db(initial_next_run(schedule, now, start_at))
         schedule.save(using=db, force_insert=True)
         logger.info("Schedule %s created (%s), next run %s", schedule.name,
                     schedule.describe(), _iso(schedule.next_run_at),
@@ -503,10 +324,10 @@ def _upsert(values: dict[str, Any], start_at: datetime | None, db: str) -> Sched
     for field in changed:
         setattr(existing, field, values[field])
     if any(field in TIMING_FIELDS for field in changed):
-        existing.next_run_at = _for_db(initial_next_run(existing, now, start_at))
+        existing.next_run_at = for_db(initial_next_run(existing, now, start_at))
         changed.append("next_run_at")
     elif existing.enabled and not was_enabled:
-        existing.next_run_at = _for_db(rearmed_next_run(existing, now))
+        existing.next_run_at = for_db(rearmed_next_run(existing, now))
         changed.append("next_run_at")
     existing.save(using=db, update_fields=[*changed, "updated_at"])
     logger.info("Schedule %s updated (%s), next run %s", existing.name, ", ".join(changed),
@@ -575,40 +396,6 @@ def sync_code_schedules_after_migrate(sender, *, using, apps=None, **kwargs) -> 
         sync_code_schedules(using=using)
     except Exception:  # noqa: BLE001 - never fail migrate; workers sync again at start
         logger.exception("Could not sync the schedules declared in code after migrate")
-
-
-# -- display ---------------------------------------------------------------------------
-
-
-def format_seconds(seconds: float) -> str:
-    """``90`` -> ``1m30s``; ``86400`` -> ``1d``; ``1.5`` -> ``1.5s``."""
-    if seconds != int(seconds):
-        return f"{seconds:g}s"
-    rest = int(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts) or "0s"
-
-
-def describe(schedule: Schedule) -> str:
-    """A short human-readable form: ``cron 0 9 * * * (Europe/Paris)``, ``every 5m``,
-    ``once at 2026-01-01 09:00 UTC``."""
-    if schedule.kind == ScheduleKind.CRON:
-        zone = "" if schedule.timezone == "UTC" else f" ({schedule.timezone})"
-        return f"cron {schedule.cron}{zone}"
-    if schedule.kind == ScheduleKind.INTERVAL:
-        return f"every {format_seconds(schedule.interval or 0)}"
-    if schedule.run_at is None:
-        return "once"
-    try:
-        zone, label = validate_timezone(schedule.timezone), schedule.timezone
-    except ValueError:
-        zone, label = UTC, "UTC"
-    when = _aware(schedule.run_at).astimezone(zone)
-    return f"once at {when:%Y-%m-%d %H:%M:%S} {label}"
 
 
 __all__ = [

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
+
 from django.db import transaction
+
+logger = logging.getLogger("django_jobs.workflows")
 
 
 def job_pre_delete(sender, instance, using, **kwargs) -> None:
@@ -12,7 +17,7 @@ def job_pre_delete(sender, instance, using, **kwargs) -> None:
     would never finish: treat the deletion as a cancellation of the job first.
     """
     from .enums import FINISHED_STATUSES, JobStatus
-    from .workflows import advance_batch, cancel_dependents
+    from .models.workflow import advance_batch, cancel_dependents
 
     if instance.status in FINISHED_STATUSES:
         return
@@ -23,3 +28,38 @@ def job_pre_delete(sender, instance, using, **kwargs) -> None:
             cancel_dependents([instance.pk], f"dependency {instance.pk} deleted", using)
         if instance.batch_id:
             advance_batch(instance.batch_id, JobStatus.CANCELLED, using)
+
+
+def enqueue_on_complete(sender, batch, using, **kwargs) -> None:
+    """``batch_finished`` receiver: enqueue the batch's ``on_complete`` task, in the
+    transaction that finished the batch, with the batch's options (queue, priority,
+    tags); it receives ``batch_id=`` if it accepts it. A callback that cannot be enqueued
+    is logged and never fails the job that finished the batch."""
+    from .manager import JobManager
+    from .models import Batch
+    from .registry import registry
+
+    kwargs_ = dict(batch.on_complete_kwargs or {})
+    options = {k: v for k, v in (batch.options or {}).items() if k in ("queue", "priority", "tags")}
+    try:
+        task = registry.get(batch.on_complete)
+        if _accepts(task.func, "batch_id"):
+            kwargs_.setdefault("batch_id", batch.pk)
+        # In a savepoint: a failed enqueue must not undo the finishing job's outcome.
+        with transaction.atomic(using=using):
+            job = JobManager(using).enqueue(
+                task, kwargs=kwargs_, metadata={"batch_id": batch.pk}, **options
+            )
+        Batch.objects.using(using).filter(pk=batch.pk).update(on_complete_job=job)
+        batch.on_complete_job = job
+    except Exception:  # noqa: BLE001 - never fail the job that finished the batch
+        logger.exception("Could not enqueue on_complete %s of batch %s",
+                         batch.on_complete, batch.pk)
+
+
+def _accepts(func, name: str) -> bool:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

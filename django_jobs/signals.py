@@ -15,6 +15,9 @@ job_failed = Signal()
 job_retrying = Signal()
 job_cancelled = Signal()
 job_dead_lettered = Signal()
+# Sent (sender=Batch, batch=, using=) in the transaction that finished the last job of a
+# batch, once per batch. django_jobs' own receiver enqueues the batch's on_complete task.
+batch_finished = Signal()
 
 
 def send(signal: Signal, job, **kwargs) -> None:
@@ -23,9 +26,7 @@ def send(signal: Signal, job, **kwargs) -> None:
         return  # the common case, once or twice per job
     import logging
 
-    from .models import Job
-
-    for receiver, result in signal.send_robust(sender=Job, job=job, **kwargs):
+    for receiver, result in signal.send_robust(sender=type(job), job=job, **kwargs):
         if isinstance(result, Exception):
             logging.getLogger("django_jobs.signals").error(
                 "Signal receiver %r failed for job %s",

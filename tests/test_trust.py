@@ -259,6 +259,15 @@ def test_cooperative_cancel_inside_a_query_is_recorded(workers):
     assert jobs.cancel(job.pk)
     wait_until(lambda: status_of(job) == JobStatus.CANCELLED, timeout=10,
                message="cancelled in the middle of its query")
+
+    def sleeping_queries():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                           "'SELECT pg_sleep%%' AND pid <> pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    # The interrupted query was stopped on the server too, not left running for 30 s.
+    wait_until(lambda: sleeping_queries() == 0, timeout=5, message="the query cancelled")
     after = jobs.enqueue(tasks.add, args=[2, 2])
     wait_until(lambda: status_of(after) == JobStatus.COMPLETED, timeout=10, message="next job")
     assert proc.poll() is None
@@ -390,7 +399,7 @@ def test_timestamps_come_from_one_clock_in_workers(workers):
     assert code == 0, out
     for job in Job.objects.all():
         assert_ordered(job)
-    from django_jobs.backend import result_from_job
+    from django_jobs.results import result_from_job
 
     for job in Job.objects.filter(status=JobStatus.COMPLETED):
         result = result_from_job(job)
@@ -409,7 +418,7 @@ def test_a_delay_is_counted_on_the_database_clock():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_non_json_result_fails_with_type_error():
-    from django_jobs.backend import result_from_job
+    from django_jobs.results import result_from_job
 
     job = jobs.enqueue(tasks.returns_unserializable)
     run_jobs()

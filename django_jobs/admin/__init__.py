@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..enums import MAX_PRIORITY, MIN_PRIORITY, JobStatus, Priority
-from ..manager import jobs
+from ..manager import JobManager, jobs
 from ..models import Batch, Job, Queue, Schedule, Worker
 
 STATUS_COLOURS = {
@@ -452,7 +452,8 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Run selected schedules now"), permissions=["change"])
     def run_now(self, request, queryset):
-        fired = [schedule.run_now() for schedule in queryset]
+        manager = JobManager(queryset.db)
+        fired = [manager.run_schedule_now(schedule.name) for schedule in queryset]
         self.message_user(request, ngettext("%d job enqueued.", "%d jobs enqueued.",
                                             len(fired)) % len(fired), messages.SUCCESS)
 

@@ -100,7 +100,7 @@ def rescue_stalled(db: str, older_than: float | timedelta | None = None, *,
         if len(batch) < chunk:
             break
     if rescued:
-        from ..manager import notify
+        from ..wakeups import notify
 
         notify(db, "*")
     return rescued

@@ -18,9 +18,10 @@ from django.db import connections
 
 from .. import signals
 from .._compat import TaskContext, task_finished, task_started
-from .._jsontext import has_nul
 from ..exceptions import JobCancelled, PermanentError, TaskNotFound
+from ..jsonvalues import has_nul
 from ..models import JobStatus
+from ..results import backend_for, result_from_job, send_django_signal
 from . import context
 from .policy import error_entry, retry_delay_for
 from .resilience import discard
@@ -48,32 +49,13 @@ def _normalize_result(value: Any) -> Any:
     return json.loads(text)
 
 
-def send_django_signal(signal, job) -> None:
-    """django.tasks signals, for jobs enqueued through a django.tasks backend."""
-    if not job.backend:
-        return
-    try:
-        from ..backend import JobsBackend, result_from_job
-
-        backend = JobsBackend.for_alias(job.backend)
-        result = result_from_job(job, backend)
-        for receiver, res in signal.send_robust(sender=type(backend), task_result=result):
-            if isinstance(res, Exception):
-                logger.error("django.tasks signal receiver %r failed", receiver,
-                             exc_info=(type(res), res, res.__traceback__))
-    except Exception:  # noqa: BLE001 - a signal never fails the job
-        logger.exception("Could not send %s for job %s", signal, job.pk)
-
-
 def _call(task, job, state) -> Any:
     args = list(job.args or [])
     kwargs = dict(job.kwargs or {})
     if task.accepts_progress_callback and "progress_callback" not in kwargs:
         kwargs["progress_callback"] = context.progress
     if task.takes_context:
-        from ..backend import JobsBackend, result_from_job
-
-        result = result_from_job(job, JobsBackend.for_alias(job.backend or None))
+        result = result_from_job(job, backend_for(job.backend or None))
         args.insert(0, TaskContext(task_result=result))
     if task.is_async:
         async def runner():
@@ -117,7 +99,25 @@ def reset_connections() -> None:
     interrupted inside ``atomic()`` leaves the block's state behind. The next query opens
     a fresh one."""
     for conn in connections.all(initialized_only=True):
+        _cancel_running_query(conn)
         discard(conn)
+
+
+def _cancel_running_query(conn) -> None:
+    """Ask PostgreSQL to stop the query the interrupted job left running: closing the
+    connection alone would not (the server notices a vanished client only when it next
+    talks to it), and the query could go on for minutes, holding its locks."""
+    raw = conn.connection
+    if raw is None or conn.vendor != "postgresql":
+        return
+    try:
+        cancel_safe = getattr(raw, "cancel_safe", None)  # psycopg 3.2+: bounded wait
+        if cancel_safe is not None:
+            cancel_safe(timeout=2.0)
+        else:
+            raw.cancel()
+    except Exception:  # noqa: BLE001 - best effort: the connection is dropped anyway
+        pass
 
 
 def execute(job, *, allow_retry: bool = True, write: Callable = _write_now) -> tuple[str, Any]:

@@ -6,11 +6,11 @@ from ..enums import (
     JobStatus,
     Priority,
 )
-from .functions import DbNow
 from .batch import Batch, BatchKind
+from .functions import DbNow
 from .job import Job, JobDependency, JobQuerySet
-from .schedule import MisfirePolicy, Schedule, ScheduleKind
 from .queue import Queue
+from .schedule import MisfirePolicy, Schedule, ScheduleKind
 from .worker import Worker
 
 __all__ = [

@@ -22,6 +22,9 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from .. import signals
+from .._compat import task_finished
+from ..conf import jobs_settings
 from ..enums import (
     CLAIMABLE_STATUSES,
     FINISHED_STATUSES,
@@ -31,16 +34,29 @@ from ..enums import (
     UNFINISHED_STATUSES,
     JobStatus,
 )
+from ..registry import registry
+from ..results import send_django_signal
+from ..wakeups import notify
+from .batch import Batch
 from .functions import DbNow, db_now
+from .queue import Queue
+from .schedule import Schedule
+from .worker import Worker
+from .workflow import advance_batch, job_finished, reopen_batches
 
 
 def new_lease() -> str:
     return uuid.uuid4().hex
 
 
+def jobs_db() -> str:
+    """The database alias of the job tables: ``DJANGO_JOBS["DATABASE"]``, else the
+    router's choice for jobs."""
+    return jobs_settings.DATABASE or router.db_for_write(Job)
+
+
 class JobQuerySet(models.QuerySet):
     """Domain queries over jobs; the admin, API, CLI and worker compose these."""
-
     def claimable(self) -> JobQuerySet:
         return self.filter(status__in=CLAIMABLE_STATUSES)
 
@@ -91,8 +107,6 @@ class JobQuerySet(models.QuerySet):
         return self.filter(status__in=(JobStatus.FAILED, JobStatus.CANCELLED))
 
     def dead_letter(self) -> JobQuerySet:
-        from ..conf import jobs_settings
-
         return self.failed().filter(queue=jobs_settings.DEAD_LETTER_QUEUE)
 
     def held_by(self, worker_id: str) -> JobQuerySet:
@@ -103,8 +117,6 @@ class JobQuerySet(models.QuerySet):
 
         Liveness-based: a job running for hours under a live worker is not stalled.
         """
-        from .worker import Worker
-
         alive = Worker.objects.alive(cutoff).values("id")
         return self.held().filter(Q(worker_id__isnull=True) | ~Q(worker_id__in=alive))
 
@@ -144,8 +156,6 @@ class JobQuerySet(models.QuerySet):
         return ids, flagged
 
     def _cancel(self, db: str, terminate: bool, reason: str) -> tuple[list[int], int]:
-        from ..workflows import job_finished
-
         with transaction.atomic(using=db):
             rows = list(
                 self.unfinished()
@@ -183,10 +193,6 @@ class JobQuerySet(models.QuerySet):
         retry budget; their error history is kept. A job of a batch leaves the batch's
         failed (or cancelled) count and counts again when it finishes. Workers are woken
         and ``job_enqueued`` is sent for each."""
-        from .. import signals
-        from ..manager import notify
-        from ..workflows import reopen_batches
-
         with transaction.atomic(using=self.db):
             rows = list(
                 self.retriable().order_by("pk").select_for_update()
@@ -245,9 +251,6 @@ class JobQuerySet(models.QuerySet):
         a foreign key to jobs, each chunk goes through Django's deletion collector
         instead, so its ``on_delete`` rules still apply.
         """
-        from .batch import Batch
-        from .schedule import Schedule
-
         db = self.db
         conn = connections[db]
         statuses = list(statuses)
@@ -326,7 +329,6 @@ class JobQuerySet(models.QuerySet):
         """
         if not done:
             return set()
-        from ..workflows import advance_batch
 
         db = self.db
         conn = connections[db]
@@ -413,8 +415,6 @@ class JobQuerySet(models.QuerySet):
         Every job a claim returns shares one lease, whichever queues it came from: the
         caller holds them as one batch, runs each or hands it back by that lease.
         """
-        from .queue import Queue
-
         if limit <= 0:
             return []
         lease = lease or new_lease()
@@ -449,8 +449,6 @@ class JobQuerySet(models.QuerySet):
         return claimed
 
     def _claim_limited(self, base, worker_id, limit, name, lim, lease) -> list[Job]:
-        from .queue import Queue
-
         with transaction.atomic(using=self.db):
             # Serialise claims on this queue across workers so the limit holds.
             Queue.objects.using(self.db).select_for_update().filter(name=name).first()
@@ -542,9 +540,6 @@ def _has_foreign_relations() -> bool:
     """Whether a model other than ours points at jobs (so a raw DELETE could break its
     foreign keys or skip its ``on_delete``). Hidden relations (``related_name="+"``)
     count too."""
-    from .batch import Batch
-    from .schedule import Schedule
-
     ours = {Job, JobDependency, Batch, Schedule}
     return any(
         field.related_model not in ours
@@ -555,13 +550,8 @@ def _has_foreign_relations() -> bool:
 
 def _signal_cancelled(db: str, ids: list[int]) -> None:
     """``job_cancelled`` (and django.tasks' ``task_finished``) for jobs just cancelled."""
-    from .. import signals
-    from .._compat import task_finished
-
     if not ids or not (signals.job_cancelled.has_listeners() or task_finished.has_listeners()):
         return
-    from ..execution.runner import send_django_signal
-
     for job in Job.objects.using(db).filter(id__in=ids):
         signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
         send_django_signal(task_finished, job)
@@ -620,7 +610,6 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
 
 class Job(models.Model):
     """One execution request of a registered task."""
-
     id = models.BigAutoField(primary_key=True)
     task_name = models.CharField(max_length=255, db_index=True)
     args = models.JSONField(default=list, blank=True)
@@ -749,8 +738,6 @@ class Job(models.Model):
 
     def get_task(self):
         """The registered task of this job (raises ``TaskNotFound``)."""
-        from ..registry import registry
-
         return registry.get(self.task_name)
 
     # -- state changes guarded by the lease ---------------------------------------------
@@ -772,7 +759,6 @@ class Job(models.Model):
         qs = qs if qs is not None else self._guarded()
         if not self.batch_id and qs.filter(has_dependents=False).update(**changes):
             return True
-        from ..workflows import job_finished
 
         db = qs.db
         with transaction.atomic(using=db):
@@ -834,8 +820,6 @@ class Job(models.Model):
         A job whose cancel was requested while it was held ends ``cancelled`` instead
         (with this failure in its errors), whatever ``retry_in`` says: a cancel is a cancel.
         """
-        from ..conf import jobs_settings
-
         worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
         errors = [*self.errors, error]
         common = dict(error=error, errors=errors, lease=None, worker_ids=worker_ids)
@@ -906,7 +890,6 @@ class Job(models.Model):
 
 class JobDependency(models.Model):
     """``job`` waits until ``depends_on`` completed."""
-
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
     depends_on = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
 

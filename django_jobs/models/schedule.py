@@ -1,24 +1,17 @@
 from __future__ import annotations
 
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import models, router, transaction
 from django.db.models import Q
 from django.utils import timezone as dj_timezone
 
+from .. import schedules
+from ..enums import MAX_PRIORITY, MIN_PRIORITY, MisfirePolicy, ScheduleKind
+from ..exceptions import TaskNotFound
+from ..registry import registry
+from .functions import DbNow, db_now
 
-class ScheduleKind(models.TextChoices):
-    # Standard 5-field cron expression, evaluated in the schedule's time zone.
-    CRON = "cron", "Cron"
-    # Every ``interval`` seconds.
-    INTERVAL = "interval", "Interval"
-    # Once, at ``run_at``.
-    ONCE = "once", "Once"
-
-
-class MisfirePolicy(models.TextChoices):
-    # After downtime, run once for all the due times that were missed.
-    RUN_ONCE = "run_once", "Run once"
-    # After downtime, skip what was missed and wait for the next due time.
-    SKIP = "skip", "Skip"
+__all__ = ["MisfirePolicy", "Schedule", "ScheduleKind", "ScheduleQuerySet"]
 
 
 class ScheduleQuerySet(models.QuerySet):
@@ -27,8 +20,6 @@ class ScheduleQuerySet(models.QuerySet):
 
     def due(self) -> ScheduleQuerySet:
         """Enabled schedules whose next run time has come (by the database clock)."""
-        from .functions import DbNow
-
         return self.enabled().filter(next_run_at__isnull=False, next_run_at__lte=DbNow())
 
     def disabled(self) -> ScheduleQuerySet:
@@ -115,15 +106,11 @@ class Schedule(models.Model):
 
     def describe(self) -> str:
         """Human-readable timing: ``cron 0 9 * * * (Europe/Paris)``, ``every 5m``, ..."""
-        from ..scheduler import describe
-
-        return describe(self)
+        return schedules.describe(self)
 
     def next_due_after(self, after):
         """The next due time strictly after ``after`` (aware UTC; None for one-time)."""
-        from ..scheduler import next_due_after
-
-        return next_due_after(self, after)
+        return schedules.next_due_after(self, after)
 
     def job_options(self) -> dict:
         """The ``enqueue()`` arguments of a job fired by this schedule."""
@@ -138,13 +125,10 @@ class Schedule(models.Model):
 
     def clean(self) -> None:
         """Model validation (admin forms): cron, time zone and interval are checked."""
-        from django.core.exceptions import ValidationError
-
-        from ..scheduler import validate_cron, validate_interval, validate_timezone
-
         errors = {}
-        for field, check in (("timezone", validate_timezone), ("cron", validate_cron),
-                             ("interval", validate_interval)):
+        for field, check in (("timezone", schedules.validate_timezone),
+                             ("cron", schedules.validate_cron),
+                             ("interval", schedules.validate_interval)):
             if field != "timezone" and self.kind != field:
                 continue
             try:
@@ -159,13 +143,8 @@ class Schedule(models.Model):
         if not isinstance(self.kwargs, dict):
             errors["kwargs"] = "kwargs must be a JSON object."
         if self.priority is not None:
-            from ..enums import MAX_PRIORITY, MIN_PRIORITY
-
             if not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
                 errors["priority"] = f"Priority must be in [{MIN_PRIORITY}, {MAX_PRIORITY}]."
-        from ..exceptions import TaskNotFound
-        from ..registry import registry
-
         try:
             registry.get(self.task_name)
         except TaskNotFound as exc:
@@ -181,10 +160,6 @@ class Schedule(models.Model):
         ``next_run_at`` moves to the first due time from now: the time it was disabled is
         not caught up. A one-time schedule that already fired stays done.
         """
-        from django.db import router, transaction
-
-        from ..scheduler import _for_db, db_now, rearmed_next_run
-
         db = self._state.db or router.db_for_write(Schedule)
         with transaction.atomic(using=db):
             row = Schedule.objects.using(db).select_for_update().get(pk=self.pk)
@@ -192,7 +167,8 @@ class Schedule(models.Model):
                 self.enabled, self.next_run_at = True, row.next_run_at
                 return 0
             self.enabled = row.enabled = True
-            self.next_run_at = _for_db(rearmed_next_run(row, db_now(db)))
+            now = schedules.aware(db_now(db))
+            self.next_run_at = schedules.for_db(schedules.rearmed_next_run(row, now))
             self.save(using=db, update_fields=["enabled", "next_run_at", "updated_at"])
         return 1
 
@@ -202,12 +178,9 @@ class Schedule(models.Model):
         For forms that save a new or edited schedule directly (the admin, the API):
         cron -> next match after now, interval -> one interval from now, once -> run_at.
         """
-        from django.db import router
-
-        from ..scheduler import _for_db, db_now, initial_next_run
-
         db = self._state.db or router.db_for_write(Schedule)
-        self.next_run_at = _for_db(initial_next_run(self, db_now(db)))
+        now = schedules.aware(db_now(db))
+        self.next_run_at = schedules.for_db(schedules.initial_next_run(self, now))
         if self.pk is not None:
             self.save(using=db, update_fields=["next_run_at", "updated_at"])
 
@@ -218,25 +191,8 @@ class Schedule(models.Model):
         self.enabled = False
         return updated
 
-    def run_now(self, manager=None):
-        """Enqueue one job of this schedule now; ``next_run_at`` is left as it is.
-
-        The job is linked to the schedule (``job.schedule``) without a due time.
-        """
-        from django.db import transaction
-
-        from ..manager import JobManager
-
-        manager = manager or JobManager(self._state.db)
-        with transaction.atomic(using=manager.db):
-            job = manager.enqueue(self.task_name, **self.job_options(), schedule=self)
-            self.record_run(job)
-        return job
-
     def record_run(self, job) -> None:
         """Note that ``job`` was fired by this schedule (last run, last job, run count)."""
-        from .functions import DbNow
-
         db = job._state.db or self._state.db
         Schedule.objects.using(db).filter(pk=self.pk).update(
             last_run_at=DbNow(), last_job=job, run_count=models.F("run_count") + 1

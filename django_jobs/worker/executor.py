@@ -521,7 +521,7 @@ class ExecutorLoop:
             self.notify()
 
     def notify(self) -> None:
-        from ..manager import notify
+        from ..wakeups import notify
 
         try:
             notify(self.db, "*")

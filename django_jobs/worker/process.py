@@ -25,9 +25,10 @@ from ..exceptions import JobTimeout, WorkerLost
 from ..execution.rescue import record_lost
 from ..execution.resilience import is_transient, retry_db_errors
 from ..execution.runner import record_cancelled, record_failed
-from ..manager import NOTIFY_CHANNEL, JobManager, notify, uses_psycopg3
+from ..manager import JobManager
 from ..models import Worker
 from ..registry import registry
+from ..wakeups import NOTIFY_CHANNEL, notify, uses_psycopg3
 from .executor import Executor, Shared, from_epoch
 from .sidecar import Sidecar, register
 
@@ -617,7 +618,7 @@ class WorkerProcess:
 
 def _preload() -> None:
     """Import what executors use before forking them, once, instead of in each one."""
-    from .. import backend, workflows  # noqa: F401
+    from .. import backend, signal_handlers  # noqa: F401
     from ..execution import rescue, runner  # noqa: F401
 
 

@@ -20,7 +20,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from django_jobs import JobStatus, jobs
-from django_jobs.bulk import copy_jobs, insert_jobs
+from django_jobs.models.bulk import copy_jobs, insert_jobs
 from django_jobs.execution.rescue import MAX_LOST
 from django_jobs.models import Job, Worker
 from tests.conftest import wait_until

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connections, models
 
-from .models import Job
+from .job import Job
 
 
 @functools.cache

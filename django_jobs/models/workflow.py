@@ -1,21 +1,23 @@
-"""What a job reaching a final state does to the jobs around it.
+"""What a job reaching a final state does to the jobs around it: workflow bookkeeping.
 
 Called inside the transaction that finished the job, so a dependant is released (or
-cancelled) and a batch advanced atomically with the job's own outcome.
+cancelled) and a batch advanced atomically with the job's own outcome. What a finished
+batch triggers afterwards (enqueueing its ``on_complete``) is the ``batch_finished``
+signal's receiver's business.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import logging
 
+from django.apps import apps
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .enums import JobStatus
+from .. import signals
+from ..enums import JobStatus
+from ..wakeups import notify
 
 logger = logging.getLogger("django_jobs.workflows")
 
@@ -24,12 +26,6 @@ OUTCOME_FIELD = {
     JobStatus.FAILED: "failed",
     JobStatus.CANCELLED: "cancelled",
 }
-
-
-def default_unique_key(task_name: str, args: list, kwargs: dict) -> str:
-    """``@job(unique=True)``: the task and its arguments identify the job."""
-    payload = json.dumps([task_name, args, kwargs], sort_keys=True, separators=(",", ":"))
-    return f"{task_name[:150]}:{hashlib.sha256(payload.encode()).hexdigest()}"
 
 
 def job_finished(job_id: int, outcome: str, *, batch_id: int | None, has_dependents: bool,
@@ -46,7 +42,7 @@ def job_finished(job_id: int, outcome: str, *, batch_id: int | None, has_depende
 
 def release_dependents(job_id: int, db: str) -> list[int]:
     """Waiting jobs whose dependencies are now all completed become pending."""
-    from .models import Job, JobDependency
+    Job, JobDependency = _models()
 
     waiting = list(
         Job.objects.using(db)
@@ -68,8 +64,6 @@ def release_dependents(job_id: int, db: str) -> list[int]:
         Job.objects.using(db).filter(pk__in=ready, status=JobStatus.WAITING).update(
             status=JobStatus.PENDING
         )
-        from .manager import notify
-
         for queue in set(Job.objects.using(db).filter(pk__in=ready).values_list("queue", flat=True)):
             notify(db, queue)
     return ready
@@ -77,7 +71,8 @@ def release_dependents(job_id: int, db: str) -> list[int]:
 
 def cancel_dependents(job_ids: list[int], reason: str, db: str) -> list[int]:
     """Cancel every job waiting on ``job_ids``, transitively, recording ``reason``."""
-    from .models import DbNow, Job, JobDependency
+    from .functions import DbNow
+    Job, JobDependency = _models()
 
     cancelled: list[int] = []
     frontier = list(job_ids)
@@ -113,13 +108,12 @@ def cancel_dependents(job_ids: list[int], reason: str, db: str) -> list[int]:
 
 
 def _signal_cancelled_on_commit(ids: list[int], reason: str, db: str) -> None:
-    from . import signals
 
     if not signals.job_cancelled.has_listeners():
         return
 
     def send():
-        from .models import Job
+        Job, _ = _models()
 
         for job in Job.objects.using(db).filter(pk__in=ids):
             signals.send(signals.job_cancelled, job, reason=reason)
@@ -132,7 +126,7 @@ def reopen_batches(jobs: list[tuple[int, str]], db: str) -> None:
     to pending (``retry()``): each leaves its batch's count, and the batch is unfinished
     again until it finishes once more. Its ``on_complete`` ran already and does not run
     again."""
-    from .models import Batch
+    from .batch import Batch
 
     counts: dict[int, dict[str, int]] = {}
     for batch_id, status in jobs:
@@ -147,7 +141,7 @@ def reopen_batches(jobs: list[tuple[int, str]], db: str) -> None:
 def advance_batch(batch_id: int, outcome: str, db: str, count: int = 1) -> None:
     """Count ``count`` finished jobs; the last one to finish enqueues ``on_complete``
     (once). The worker's batched completion counts a whole flush in one call."""
-    from .models import Batch
+    from .batch import Batch
 
     field = OUTCOME_FIELD[outcome]
     Batch.objects.using(db).filter(pk=batch_id).update(**{field: F(field) + count})
@@ -162,47 +156,22 @@ def advance_batch(batch_id: int, outcome: str, db: str, count: int = 1) -> None:
 
 
 def finish_batch(batch, db: str) -> None:
-    from .models import Batch
+    """Mark ``batch`` finished (once) and, if it has an ``on_complete`` task that was never
+    enqueued, send ``batch_finished`` in the finishing transaction: its receiver (wired in
+    ``AppConfig.ready()``) enqueues the callback, so that a rolled-back outcome enqueues
+    nothing and the models need not know the manager."""
+    from .batch import Batch
 
     batch.finished_at = timezone.now()
-    updates = ["finished_at"]
-    if batch.on_complete and not batch.on_complete_enqueued:
-        from .manager import JobManager
-
-        kwargs = dict(batch.on_complete_kwargs or {})
-        options = {k: v for k, v in (batch.options or {}).items()
-                   if k in ("queue", "priority", "tags")}
-        try:
-            task = jobs_registry_get(batch.on_complete)
-            if _accepts(task.func, "batch_id"):
-                kwargs.setdefault("batch_id", batch.pk)
-            # In a savepoint: a callback that cannot be enqueued must not undo the
-            # outcome of the job that finished the batch.
-            with transaction.atomic(using=db):
-                job = JobManager(db).enqueue(
-                    task, kwargs=kwargs, metadata={"batch_id": batch.pk}, **options
-                )
-            batch.on_complete_job = job
-            updates.append("on_complete_job")
-        except Exception:  # noqa: BLE001 - never fail the job that finished the batch
-            logger.exception("Could not enqueue on_complete %s of batch %s",
-                             batch.on_complete, batch.pk)
-        batch.on_complete_enqueued = True
-        updates.append("on_complete_enqueued")
-    Batch.objects.using(db).filter(pk=batch.pk, finished_at__isnull=True).update(
-        **{name: getattr(batch, name) for name in updates}
+    fire = bool(batch.on_complete) and not batch.on_complete_enqueued
+    updated = Batch.objects.using(db).filter(pk=batch.pk, finished_at__isnull=True).update(
+        finished_at=batch.finished_at, on_complete_enqueued=batch.on_complete_enqueued or fire,
     )
+    if updated and fire:
+        batch.on_complete_enqueued = True
+        signals.batch_finished.send(sender=Batch, batch=batch, using=db)
 
 
-def jobs_registry_get(name: str):
-    from .registry import registry
-
-    return registry.get(name)
-
-
-def _accepts(func, name: str) -> bool:
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+def _models():
+    # job.py imports this module: the models are looked up in the app registry.
+    return apps.get_model("django_jobs", "Job"), apps.get_model("django_jobs", "JobDependency")
