@@ -32,164 +32,53 @@ Trust rules kept here:
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
-from multiprocessing.sharedctypes import RawArray, RawValue
 
-from django.conf import settings
 from django.db import close_old_connections, connections
-from django.utils import timezone
 
-from ..enums import JobStatus
-from ..execution.resilience import discard, drop_broken_connections, retry_db_errors
+from ..conf import jobs_settings
+from ..enums import HELD_STATUSES, JobStatus
+from ..execution.context import interrupt_current
+from ..execution.resilience import drop_broken_connections, retry_db_errors
+from ..execution.runner import (
+    completed_signals,
+    execute,
+    record_cancelled,
+    record_completed,
+    started_at,
+)
+from ..models import Job, Queue
+from ..wakeups import notify
+from .keeper import BatchKeeper
+from .protocol import (
+    BATCH,
+    BUSY,
+    CANCEL_SIGNAL,
+    IDLE,
+    STOP,
+    WAKE,
+    Shared,
+    Slot,
+    die_with_parent,
+    to_epoch,
+)
 
 logger = logging.getLogger("django_jobs.worker")
-
-_mp = multiprocessing.get_context("fork")
-CANCEL_SIGNAL = signal.SIGUSR1
 
 # Claim enough jobs for about this much work at a time (measured per executor).
 BATCH_SECONDS = 0.05
 # Successes wait at most this long before they are written (between two jobs).
 FLUSH_SECONDS = 0.05
-# A job running this long releases its batch: the successes before it are written and
-# the jobs after it handed back for other executors.
-HANDOFF_SECONDS = 0.25
-# How often the keeper thread looks at the running job.
-KEEPER_TICK = 0.05
 # A batch held this long is re-read before its next job starts: jobs cancelled or
 # rescued meanwhile are not started.
 REVALIDATE_SECONDS = 1.0
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            PR_SET_PDEATHSIG = 1  # noqa: N806
-            libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        except OSError:  # pragma: no cover - no libc: the parent check below still works
-            pass
-
-
-def to_epoch(value: datetime) -> float:
-    """Seconds since the epoch of a datetime from the database (naive = UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
-
-
-def from_epoch(seconds: float) -> datetime:
-    value = datetime.fromtimestamp(seconds, tz=UTC)
-    return value if settings.USE_TZ else timezone.make_naive(value, UTC)
-
-
-class Slot:
-    """Numbers an executor shares with its worker (lock-free; each written by one side).
-
-    ``job``: the running job (0 = none); ``started``/``deadline``: its start and hard
-    deadline on the monotonic clock (0 = none); ``started_db``: its ``started_at`` on
-    the database clock (epoch seconds); ``cancel``: the job the worker asks to
-    interrupt; ``seq``: the last lease number the slot's executors used; ``active``: the
-    lease number of the batch the executor holds (0 = none); ``fenced``: the executor
-    stopped itself because the heartbeat went stale.
-    """
-
-    JOB, STARTED, STARTED_DB, DEADLINE, CANCEL, SEQ, ACTIVE, FENCED = range(8)
-
-    def __init__(self):
-        self.numbers = RawArray(ctypes.c_double, 8)
-
-    @property
-    def job_id(self) -> int | None:
-        value = int(self.numbers[self.JOB])
-        return value or None
-
-    @property
-    def started(self) -> float:
-        return self.numbers[self.STARTED]
-
-    @property
-    def deadline(self) -> float | None:
-        return self.numbers[self.DEADLINE] or None
-
-    @property
-    def active(self) -> int:
-        return int(self.numbers[self.ACTIVE])
-
-
-class Shared:
-    """What a worker shares with its executors and its sidecar: the stop flag, the job
-    budget, the executors' slots, the time of the last successful heartbeat and the
-    worker's counts."""
-
-    def __init__(self, max_jobs: int | None, concurrency: int, nonce: str,
-                 heartbeat_interval: float, worker_timeout: float):
-        self.stop = RawValue(ctypes.c_bool, False)
-        self.budget = _mp.Value(ctypes.c_longlong, max_jobs) if max_jobs is not None else None
-        self.nonce = nonce  # 16 hex digits, new for every worker process
-        self.slots = [Slot() for _ in range(concurrency)]
-        # time.monotonic() (one clock for every process of this host) just before the
-        # last heartbeat that reached the database was sent.
-        self.beat_ok = RawValue(ctypes.c_double, time.monotonic())
-        self.processed = RawValue(ctypes.c_longlong, 0)
-        self.failed = RawValue(ctypes.c_longlong, 0)
-        self.sidecar_stop = RawValue(ctypes.c_bool, False)
-        # Past this age of the last heartbeat, no job starts and the worker stops running
-        # ones: other workers take ours for dead at WORKER_TIMEOUT (by the database
-        # clock, counted from the heartbeat's write, which is later than its send). A
-        # healthy heartbeat's age peaks at one interval plus its round trip, and
-        # WORKER_TIMEOUT >= 2 intervals (check E011): half an interval is left either
-        # side.
-        self.fence = worker_timeout - heartbeat_interval / 2
-        # Should the worker itself be stuck, each executor stops its own job here.
-        self.last_fence = worker_timeout - heartbeat_interval / 4
-
-    # -- leases ----------------------------------------------------------------------------
-
-    def lease(self, index: int, seq: int) -> str:
-        """The lease of batch ``seq`` of slot ``index``: 32 characters, unique."""
-        return f"{self.nonce}{index:03x}{seq:013x}"
-
-    def active_leases(self) -> set[str]:
-        return {self.lease(i, slot.active) for i, slot in enumerate(self.slots) if slot.active}
-
-    # -- the heartbeat -------------------------------------------------------------------
-
-    def beat_age(self) -> float:
-        return time.monotonic() - self.beat_ok.value
-
-    def gate_open(self) -> bool:
-        """Whether a job may start: the worker's heartbeat is fresh."""
-        return self.beat_age() < self.fence
-
-    # -- the job budget (--max-jobs) -----------------------------------------------------
-
-    def take(self, n: int) -> int:
-        if self.budget is None:
-            return n
-        with self.budget.get_lock():
-            n = max(0, min(n, self.budget.value))
-            self.budget.value -= n
-            return n
-
-    def give_back(self, n: int) -> None:
-        if self.budget is not None and n > 0:
-            with self.budget.get_lock():
-                self.budget.value += n
-
-    @property
-    def exhausted(self) -> bool:
-        return self.budget is not None and self.budget.value <= 0
 
 
 class BatchSizer:
@@ -212,12 +101,10 @@ class BatchSizer:
         return max(1, min(self.maximum, int(BATCH_SECONDS / max(self.average, 1e-6))))
 
 
-class ExecutorLoop:
+class ExecutorLoop(BatchKeeper):
     """The body of an executor process."""
 
     def __init__(self, conn, index: int, shared: Shared, claim: dict):
-        from ..conf import jobs_settings
-
         self.conn = conn
         self.index = index
         self.shared = shared
@@ -246,24 +133,24 @@ class ExecutorLoop:
             threading.Thread(target=target, name=f"django_jobs-{name}", daemon=True).start()
         while not self.shared.stop.value:
             if not self.shared.gate_open():
-                if self.idle(timeout=0.1) == "stop":
+                if self.idle(timeout=0.1) == STOP:
                     break
                 continue
             if self.announced_idle:
                 # Claiming without having been woken (after a pause): the worker must not
                 # take this executor for idle meanwhile (--burst, --max-jobs).
-                self.send(("busy",))
+                self.send((BUSY,))
                 self.announced_idle = False
             try:
                 claimed = self.claim()
             except Exception:  # noqa: BLE001 - a database outage: wait, then try again
                 logger.exception("Executor could not claim jobs; retrying in 1s")
                 close_old_connections()
-                if self.idle(timeout=1.0) == "stop":
+                if self.idle(timeout=1.0) == STOP:
                     break
                 continue
             if not claimed:
-                if self.idle() == "stop":
+                if self.idle() == STOP:
                     break
                 continue
             try:
@@ -274,16 +161,16 @@ class ExecutorLoop:
                 close_old_connections()
             with self.lock:
                 processed, failed = self.counts
-            self.send(("batch", processed, failed))
+            self.send((BATCH, processed, failed))
             # Wake-ups sent while we were busy are stale: we claim again anyway.
-            if self.drain_messages() == "stop":
+            if self.drain_messages() == STOP:
                 break
 
     def idle(self, timeout: float | None = None) -> str | None:
         """Tell the worker we found nothing; block until it wakes or stops us (or for
         ``timeout`` seconds)."""
         if not self.announced_idle:
-            self.send(("idle",))
+            self.send((IDLE,))
             self.announced_idle = True
         while True:
             if timeout is not None and not self.conn.poll(timeout):
@@ -291,20 +178,20 @@ class ExecutorLoop:
             try:
                 message = self.conn.recv()
             except (EOFError, OSError):
-                return "stop"
-            if message[0] == "stop":
-                return "stop"
-            if message[0] == "wake":
+                return STOP
+            if message[0] == STOP:
+                return STOP
+            if message[0] == WAKE:
                 self.announced_idle = False
-                return "wake"
+                return WAKE
 
     def drain_messages(self) -> str | None:
         try:
             while self.conn.poll():
-                if self.conn.recv()[0] == "stop":
-                    return "stop"
+                if self.conn.recv()[0] == STOP:
+                    return STOP
         except (EOFError, OSError):
-            return "stop"
+            return STOP
         return None
 
     def send(self, message) -> None:
@@ -316,8 +203,6 @@ class ExecutorLoop:
     # -- claiming --------------------------------------------------------------------------
 
     def claim(self) -> list:
-        from ..models import Job, Queue
-
         wanted = self.shared.take(self.sizer.size())
         if wanted == 0:
             return []
@@ -390,8 +275,6 @@ class ExecutorLoop:
                 self.slot.numbers[Slot.ACTIVE] = 0
 
     def run_one(self, job) -> None:
-        from ..execution.runner import execute, started_at
-
         numbers = self.slot.numbers
         drop_broken_connections()
         started = time.monotonic()
@@ -456,9 +339,6 @@ class ExecutorLoop:
     def write_completions(self, done: list) -> None:
         """Write successes in one statement; jobs the batched UPDATE did not take (a
         dependant appeared, or the lease was lost) are recorded one by one."""
-        from ..execution.runner import completed_signals, record_completed
-        from ..models import Job
-
         written = self.write(Job.objects.using(self.db).complete_many, done)
         processed = 0
         for job, result in done:
@@ -477,10 +357,6 @@ class ExecutorLoop:
     def revalidate(self) -> None:
         """Drop the unstarted jobs that are no longer ours (rescued meanwhile) and end
         the ones cancelled since the claim."""
-        from ..enums import HELD_STATUSES
-        from ..execution.runner import record_cancelled
-        from ..models import Job
-
         with self.lock:
             rest = list(self.pending)
         if not rest:
@@ -507,8 +383,6 @@ class ExecutorLoop:
 
     def hand_back(self, rest: list) -> None:
         """Unstarted jobs back to pending (their claim is not an attempt)."""
-        from ..models import Job
-
         if not rest:
             return
         held = Job.objects.using(self.db).filter(pk__in=[j.pk for j in rest],
@@ -521,65 +395,12 @@ class ExecutorLoop:
             self.notify()
 
     def notify(self) -> None:
-        from ..wakeups import notify
-
         try:
             notify(self.db, "*")
         except Exception:  # noqa: BLE001 - workers poll anyway
             pass
 
-    # -- the keeper thread ---------------------------------------------------------------
-
-    def keep(self) -> None:
-        """While a job runs long, hand back the jobs after it and write the successes
-        before it, so that it holds nothing but itself."""
-        while True:
-            time.sleep(KEEPER_TICK)
-            with self.lock:
-                if (self.current is None
-                        or time.monotonic() - self.current_since < HANDOFF_SECONDS
-                        or not (self.pending or self.buffer)):
-                    continue
-            try:
-                self.release()
-            except BaseException:  # noqa: BLE001 - never let the keeper die
-                logger.exception("Could not release the batch of a long job")
-            finally:
-                # Rarely needed: no second connection per executor kept open.
-                for conn in connections.all(initialized_only=True):
-                    discard(conn)
-
-    def release(self) -> None:
-        with self.write_lock:
-            with self.lock:
-                done, self.buffer = self.buffer, []
-                rest = list(self.pending)
-                self.pending.clear()
-            try:
-                self.hand_back(rest)
-            except BaseException:
-                with self.lock:  # still ours to run (or to hand back at the end)
-                    self.pending.extendleft(reversed(rest))
-                raise
-            finally:
-                if done:
-                    self.write_completions(done)
-
-    def watch(self) -> None:
-        """The fence's last line, on a thread that never touches the database (so no
-        hung connection can keep it from acting): the worker stops a running job when its
-        heartbeat grows stale; should the worker itself be stuck, the executor stops
-        itself just before other workers may rescue the job."""
-        while True:
-            time.sleep(0.1)
-            if self.slot.numbers[Slot.JOB] and self.shared.beat_age() >= self.shared.last_fence:
-                self.slot.numbers[Slot.FENCED] = 1
-                os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _interrupt_if_targeted(slot: Slot):
-    from ..execution.context import interrupt_current
-
     def handler(signum, frame):
         numbers = slot.numbers
         # Only the job the worker meant: the signal may arrive after it finished.
@@ -606,78 +427,3 @@ def _executor_main(conn, parent_pid: int, index: int, shared: Shared, claim: dic
         connections.close_all()
 
 
-class Executor:
-    """The worker's handle on one executor process."""
-
-    def __init__(self, index: int, shared: Shared, claim: dict):
-        self.index = index
-        self.shared = shared
-        self.slot = shared.slots[index]
-        numbers = self.slot.numbers
-        for i in (Slot.JOB, Slot.STARTED, Slot.STARTED_DB, Slot.DEADLINE, Slot.CANCEL,
-                  Slot.ACTIVE, Slot.FENCED):
-            numbers[i] = 0  # SEQ goes on: leases are never reused
-        self.idle = False
-        self.buried = False
-        # Connections must not cross a fork: the child opens its own.
-        connections.close_all()
-        self.conn, child_conn = _mp.Pipe()
-        self.process = _mp.Process(
-            target=_executor_main,
-            args=(child_conn, os.getpid(), index, shared, claim),
-            daemon=True, name=f"django_jobs-executor-{index}",
-        )
-        self.process.start()
-        child_conn.close()
-
-    @property
-    def job_id(self) -> int | None:
-        return self.slot.job_id
-
-    @property
-    def lease(self) -> str | None:
-        """The lease of the batch this executor holds, if any."""
-        active = self.slot.active
-        return self.shared.lease(self.index, active) if active else None
-
-    @property
-    def fenced(self) -> bool:
-        return bool(self.slot.numbers[Slot.FENCED])
-
-    def wake(self) -> None:
-        self.idle = False
-        self._send(("wake",))
-
-    def request_stop(self) -> None:
-        self._send(("stop",))
-
-    def _send(self, message) -> None:
-        try:
-            self.conn.send(message)
-        except (BrokenPipeError, OSError):
-            pass  # it died: the worker sees its sentinel
-
-    def interrupt(self, job_id: int) -> None:
-        """Ask the running job ``job_id`` to stop (cooperative cancel)."""
-        self.slot.numbers[Slot.CANCEL] = job_id
-        try:
-            os.kill(self.process.pid, CANCEL_SIGNAL)
-        except ProcessLookupError:
-            pass
-
-    def alive(self) -> bool:
-        return self.process.is_alive()
-
-    def bury(self) -> None:
-        """After ``kill()``, once what it held was read: it holds nothing any more."""
-        numbers = self.slot.numbers
-        for i in (Slot.JOB, Slot.DEADLINE, Slot.CANCEL, Slot.ACTIVE):
-            numbers[i] = 0
-        self.buried = True
-        self.idle = True
-
-    def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=5)
-        self.conn.close()

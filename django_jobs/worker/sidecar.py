@@ -29,7 +29,7 @@ from django.db import close_old_connections, connections
 from .. import __version__
 from ..conf import jobs_settings
 from ..execution.resilience import retry_db_errors
-from .executor import Shared, die_with_parent
+from .protocol import Shared, die_with_parent
 
 logger = logging.getLogger("django_jobs.worker")
 _mp = multiprocessing.get_context("fork")

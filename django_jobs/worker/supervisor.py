@@ -10,7 +10,7 @@ import time
 
 from django.db import connections
 
-from .executor import die_with_parent
+from .protocol import die_with_parent
 
 logger = logging.getLogger("django_jobs.worker")
 _mp = multiprocessing.get_context("fork")

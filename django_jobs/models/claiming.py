@@ -1,0 +1,217 @@
+"""Claiming due jobs: one lease per claim, skipping locked rows, paused queues and queues
+at their concurrency limit (part of ``JobQuerySet``)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from contextlib import nullcontext
+from json import loads as _json_loads
+from typing import TYPE_CHECKING
+
+from django.db import DatabaseError, connections, models, transaction
+from django.db.models import F
+from django.db.models.base import ModelState
+
+from ..enums import CLAIMABLE_STATUSES, JobStatus
+from .functions import DbNow
+from .queue import Queue
+
+if TYPE_CHECKING:
+    from .job import Job
+
+
+def new_lease() -> str:
+    return uuid.uuid4().hex
+
+
+class JobClaiming(models.QuerySet):
+    # -- claiming ---------------------------------------------------------------------
+
+    def claim(
+        self,
+        worker_id: str,
+        limit: int = 1,
+        *,
+        queues: Iterable[str] | None = None,
+        exclude_queues: Iterable[str] | None = None,
+        config=None,
+        lease: str | None = None,
+    ) -> list[Job]:
+        """Atomically take up to ``limit`` due jobs for ``worker_id``, under ONE lease.
+
+        Highest priority first, then ``scheduled_at``, then id; paused queues and queues
+        at their concurrency limit are skipped. Claimed jobs are ``running`` with the
+        lease token (``lease``, or a new one), one attempt more, and ``started_at`` set
+        from the database clock. ``config`` is a recent ``Queue.objects.claim_config()``
+        (read now when not given).
+
+        Every job a claim returns shares one lease, whichever queues it came from: the
+        caller holds them as one batch, runs each or hands it back by that lease.
+        """
+        if limit <= 0:
+            return []
+        lease = lease or new_lease()
+        db = self.db
+        conf = config if config is not None else Queue.objects.using(db).claim_config()
+        base = self.filter(scheduled_at__lte=DbNow()).for_queues(queues)
+        base = base.excluding_queues(exclude_queues)
+        if conf.paused:
+            base = base.exclude(queue__in=conf.paused)
+        limited = {name: lim for name, lim in conf.limits.items() if name not in conf.paused}
+        if queues:
+            limited = {n: lim for n, lim in limited.items() if n in set(queues)}
+        claimed: list[Job] = []
+        if limited:
+            claimed += self._claim_ids(base.exclude(queue__in=list(limited)), worker_id,
+                                       limit, lease)
+            for name, lim in limited.items():
+                if len(claimed) >= limit:
+                    break
+                try:
+                    claimed += self._claim_limited(base, worker_id, limit - len(claimed),
+                                                   name, lim, lease)
+                except DatabaseError:
+                    if not claimed:
+                        raise
+                    break  # what was claimed (and committed) so far is the caller's
+        else:
+            claimed = self._claim_ids(base, worker_id, limit, lease)
+        replied = time.monotonic()
+        for job in claimed:
+            job._claimed_mono = replied
+        return claimed
+
+    def _claim_limited(self, base, worker_id, limit, name, lim, lease) -> list[Job]:
+        with transaction.atomic(using=self.db):
+            # Serialise claims on this queue across workers so the limit holds.
+            Queue.objects.using(self.db).select_for_update().filter(name=name).first()
+            running = self.model._default_manager.using(self.db).held().filter(queue=name).count()
+            free = min(limit, lim - running)
+            if free <= 0:
+                return []
+            return self._claim_ids(base.filter(queue=name), worker_id, free, lease,
+                                   atomic=False)
+
+    def _claim_ids(self, candidates, worker_id, limit, lease, atomic=True) -> list[Job]:
+        db = self.db
+        conn = connections[db]
+        if conn.vendor == "postgresql":
+            return self._claim_postgresql(candidates, worker_id, limit, lease)
+        ctx = transaction.atomic(using=db) if atomic else nullcontext()
+        with ctx:
+            ids = []
+            for query in claim_candidates(candidates, limit, conn):
+                if conn.features.has_select_for_update_skip_locked:
+                    query = query.select_for_update(skip_locked=True)
+                ids += list(query)
+            if len(ids) > limit:
+                # MySQL: one ordered read per claimable status; the best of both win
+                # (the others stay locked only until this short transaction ends).
+                ids = [row[0] for row in sorted(ids, key=lambda r: (-r[1], r[2], r[0]))[:limit]]
+            else:
+                ids = [row[0] for row in ids]
+            if not ids:
+                return []
+            # The status condition makes the claim safe where rows cannot be locked
+            # (SQLite): only one conditional UPDATE can move a row out of pending.
+            self.model._default_manager.using(db).filter(id__in=ids, status__in=CLAIMABLE_STATUSES).update(
+                status=JobStatus.RUNNING,
+                worker_id=worker_id,
+                lease=lease,
+                attempts=F("attempts") + 1,
+                started_at=DbNow(),
+            )
+            return list(
+                self.model._default_manager.using(db).filter(id__in=ids, lease=lease).in_claim_order()
+            )
+
+    def _claim_postgresql(self, candidates, worker_id, limit, lease) -> list[Job]:
+        """One statement: lock up to ``limit`` due rows (skipping locked ones), mark them
+        running and return them. A single round trip and a single commit, whatever
+        ``limit``; the inner SELECT is the one the partial claim index serves."""
+        db = self.db
+        conn = connections[db]
+        [inner] = claim_candidates(candidates, limit, conn, columns=("id",))
+        qn = conn.ops.quote_name
+        table = qn(self.model._meta.db_table)
+        columns = ", ".join(qn(f.column) for f in self.model._meta.concrete_fields)
+        inner_sql, inner_params = inner.query.get_compiler(using=db).as_sql()
+        # FOR UPDATE goes after LIMIT on PostgreSQL. Added here rather than with
+        # select_for_update(), which Django only compiles inside atomic(): the statement is
+        # its own transaction, and BEGIN/COMMIT would be two more round trips per claim.
+        sql = (
+            f"UPDATE {table} SET status = %s, worker_id = %s, lease = %s, "
+            "attempts = attempts + 1, started_at = CLOCK_TIMESTAMP() "
+            f"WHERE id = ANY(ARRAY({inner_sql} FOR UPDATE SKIP LOCKED)) RETURNING {columns}"
+        )
+        params = [JobStatus.RUNNING, worker_id, lease, *inner_params]
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            claimed = jobs_from_rows(self.model, db, cursor.fetchall())
+        claimed.sort(key=lambda j: (-j.priority, j.scheduled_at, j.pk))
+        return claimed
+
+
+def claim_candidates(candidates, limit: int, conn, columns=("id", "priority", "scheduled_at")):
+    """The ordered, limited reads a claim locks its rows with (without the lock clause).
+
+    PostgreSQL and SQLite: one read over both claimable statuses, which their partial
+    claim index serves in order. MySQL/MariaDB have no partial indexes: their claim index
+    starts with ``status``, and ``status IN (pending, retrying)`` would make them sort
+    every due row (a filesort), locking ALL of them before the LIMIT, so that concurrent
+    claimers find nothing to take. One read per status walks the index in claim order
+    and locks only the rows it returns.
+    """
+    if conn.vendor == "mysql":
+        reads = [candidates.filter(status=status) for status in CLAIMABLE_STATUSES]
+    else:
+        reads = [candidates.filter(status__in=CLAIMABLE_STATUSES)]
+    return [read.in_claim_order().values_list(*columns)[:limit] for read in reads]
+
+
+def jobs_from_rows(Job, db: str, rows) -> list[Job]:  # noqa: N803 - the model class
+    """Job instances from rows of every concrete column in model order (what the claim
+    RETURNs), built the cheap way: a worker builds thousands per second, and
+    ``Model.__init__`` plus ``json.loads`` of every empty list/dict cost more than the
+    no-op job they describe. Equivalent to ``Model.from_db`` for this model (no deferred
+    fields, no post_init receivers)."""
+
+    conn = connections[db]
+    fields = Job._meta.concrete_fields
+    names = [f.attname for f in fields]
+    json_columns = {i for i, f in enumerate(fields) if isinstance(f, models.JSONField)}
+    converters = [
+        (i, _load_json if i in json_columns else f.from_db_value)
+        for i, f in enumerate(fields) if hasattr(f, "from_db_value")
+    ]
+    cheap = not models.signals.post_init.has_listeners(Job)
+    jobs = []
+    for row in rows:
+        values = list(row)
+        for i, convert in converters:
+            values[i] = convert(values[i], None, conn)
+        if not cheap:
+            jobs.append(Job.from_db(db, names, values))
+            continue
+        job = Job.__new__(Job)
+        job.__dict__.update(zip(names, values))
+        state = job._state = ModelState()
+        state.adding = False
+        state.db = db
+        jobs.append(job)
+    return jobs
+
+
+def _load_json(value, expression, connection):
+    # JSONField.from_db_value without its generality: the common empty values directly.
+    if value is None:
+        return None
+    if value == "[]":
+        return []
+    if value == "{}":
+        return {}
+    if isinstance(value, str):
+        return _json_loads(value)
+    return value

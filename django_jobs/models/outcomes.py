@@ -1,0 +1,409 @@
+"""How jobs end, or leave a worker: guarded state changes (a job's own, on ``Job``), and
+the same over many jobs (on ``JobQuerySet``): cancel, retry, hand back, batched
+completion, pruning. Every write that ends a held job is guarded by its lease, and a
+job whose cancel was requested while it was held always ends cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from json import dumps as _json_dumps
+from typing import Any
+
+from django.conf import settings
+from django.db import OperationalError, connections, models, router, transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from .. import signals
+from .._compat import task_finished
+from ..conf import jobs_settings
+from ..enums import HELD_STATUSES, JobStatus
+from ..results import send_django_signal
+from ..wakeups import notify
+from .functions import DbNow, db_now
+from .workflow import advance_batch, job_finished, reopen_batches
+
+
+class JobOutcomes(models.QuerySet):
+    """State changes over many jobs (part of ``JobQuerySet``)."""
+
+    # -- verbs over many jobs: admin bulk actions and the manager's single-job verbs
+    # both land here, so each state change exists once.
+
+    def cancel(self, *, terminate: bool = False, reason: str = "cancelled") -> tuple[list[int], int]:
+        """Cancel at once what no worker holds; flag held jobs for their worker.
+
+        Returns (ids cancelled now, number of running jobs flagged). Every unfinished row
+        is locked first, so a job moving between held and pending meanwhile (handed
+        back, rescued) is seen in exactly one of the two states: a flag is never set on
+        a job that just left its worker, and a job never escapes both.
+        """
+        db = self.db
+        for attempt in range(5):
+            try:
+                ids, flagged = self._cancel(db, terminate, reason)
+                break
+            except OperationalError as exc:
+                # A worker's batched completion locks rows in its own order: PostgreSQL
+                # and MySQL break such a deadlock by aborting one side; try again.
+                if "deadlock" not in str(exc).lower() or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        _signal_cancelled(self.model, db, ids)
+        return ids, flagged
+
+    def _cancel(self, db: str, terminate: bool, reason: str) -> tuple[list[int], int]:
+        with transaction.atomic(using=db):
+            rows = list(
+                self.unfinished()
+                .order_by("pk")
+                .select_for_update()
+                .values_list("id", "status", "batch_id", "has_dependents")
+            )
+            now_ids = [r for r in rows if r[1] not in HELD_STATUSES]
+            held_ids = [r[0] for r in rows if r[1] in HELD_STATUSES]
+            ids = [r[0] for r in now_ids]
+            if ids:
+                self.model._default_manager.using(db).filter(id__in=ids).cancellable().update(
+                    status=JobStatus.CANCELLED,
+                    finished_at=DbNow(),
+                    cancel_reason=reason,
+                    worker_id=None,
+                    lease=None,
+                    unique_active=None,
+                )
+            # Batches in one order (as the workers' writes), so no deadlock between them.
+            for pk, _status, batch_id, has_dependents in sorted(
+                    now_ids, key=lambda r: (r[2] or 0, r[0])):
+                if batch_id or has_dependents:
+                    job_finished(pk, JobStatus.CANCELLED, batch_id=batch_id,
+                                 has_dependents=has_dependents, db=db)
+            flagged = 0
+            if held_ids:
+                flagged = self.model._default_manager.using(db).filter(id__in=held_ids).held().update(
+                    cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
+                )
+        return ids, flagged
+
+    def retry_now(self) -> int:
+        """Failed or cancelled jobs back to pending in their original queue, with a fresh
+        retry budget; their error history is kept. A job of a batch leaves the batch's
+        failed (or cancelled) count and counts again when it finishes. Workers are woken
+        and ``job_enqueued`` is sent for each."""
+        with transaction.atomic(using=self.db):
+            rows = list(
+                self.retriable().order_by("pk").select_for_update()
+                .values_list("id", "original_queue", "queue", "status", "batch_id")
+            )
+            if not rows:
+                return 0
+            ids = [row[0] for row in rows]
+            n = self.model._default_manager.using(self.db).filter(id__in=ids)._retry_rows()
+            reopen_batches([(batch_id, status) for *_, status, batch_id in rows if batch_id],
+                           self.db)
+            for queue in {orig or queue for _, orig, queue, _, _ in rows}:
+                notify(self.db, queue)
+        if signals.job_enqueued.has_listeners():
+            for job in self.model._default_manager.using(self.db).filter(id__in=ids):
+                signals.send(signals.job_enqueued, job)
+        return n
+
+    def _retry_rows(self) -> int:
+        return self.retriable().update(
+            status=JobStatus.PENDING,
+            queue=Case(When(original_queue="", then=F("queue")), default=F("original_queue")),
+            original_queue="",
+            retry_count=0,
+            scheduled_at=DbNow(),
+            started_at=None,
+            finished_at=None,
+            worker_id=None,
+            lease=None,
+            progress=0.0,
+            progress_message="",
+            cancel_requested=False,
+            terminate_requested=False,
+            cancel_reason="",
+            # Unfinished again: it holds its unique key again (IntegrityError if another
+            # unfinished job took the key meanwhile).
+            unique_active=F("unique_key"),
+        )
+
+    def requeue(self) -> int:
+        """Delayed or retrying jobs: make them due now."""
+        return self.claimable().update(scheduled_at=DbNow(), status=JobStatus.PENDING)
+
+    # -- leaving a worker: handed back, rescued, failed with a retry ----------------------
+
+    def hand_back_held(self, *, started: bool = True) -> int:
+        """Give held jobs back to pending (a stopping worker, a killed executor's batch,
+        jobs its worker no longer runs): not a failure. ``started=False`` for jobs that
+        never began, so their claim does not count as an attempt.
+
+        A job whose cancel was requested while it was held ends ``cancelled`` instead:
+        a cancel that returned True is never lost. Returns how many went back to pending.
+        """
+        changes = dict(status=JobStatus.PENDING, lease=None, worker_id=None, started_at=None)
+        if not started:
+            changes["attempts"] = Case(
+                When(attempts__gt=0, then=F("attempts") - 1), default=Value(0)
+            )
+        # The flag is part of the UPDATE's condition: a cancel committed before it keeps
+        # the row out (and cancel_flagged() below finishes it); one committed after it
+        # finds the job pending and cancels it at once.
+        n = self.held().filter(cancel_requested=False).update(**changes)
+        self.cancel_flagged()
+        return n
+
+    def cancel_flagged(self, reason: str = "cancelled") -> list[int]:
+        """Held jobs whose cancel was requested end ``cancelled`` now (their worker let
+        go of them before acting on the flag). Returns their ids."""
+        db = self.db
+        cancelled = []
+        for job in self.held().filter(cancel_requested=True).order_by("pk"):
+            if job.set_cancelled_while_running(reason):
+                cancelled.append(job.pk)
+        _signal_cancelled(self.model, db, cancelled)
+        return cancelled
+
+    # -- batched outcomes (the worker's executors) ---------------------------------------
+
+    def complete_many(self, done: list) -> set[int]:
+        """Record many successes at once: ``done`` is a list of ``(job, result)`` pairs of
+        held jobs (``job.started_at`` set by the executor). One statement on PostgreSQL,
+        one transaction elsewhere; each row still guarded by its lease. Batches reached by
+        these jobs advance once per batch, in the same transaction.
+
+        Returns the ids written. A job that is missing lost its lease, or gained a
+        dependant since it was claimed: the caller records it alone (``set_completed``
+        takes the locked path that releases dependants).
+        """
+        if not done:
+            return set()
+
+        db = self.db
+        conn = connections[db]
+        # One statement needs no transaction of its own; batch counters must move with it.
+        together = conn.vendor != "postgresql" or any(job.batch_id for job, _ in done)
+        finished_at: dict[int, datetime] = {}
+        with transaction.atomic(using=db) if together else nullcontext():
+            if conn.vendor == "postgresql":
+                written = []
+                for pk, batch_id, finished in self._complete_many_postgresql(done):
+                    written.append((pk, batch_id))
+                    finished_at[pk] = finished
+            else:
+                now = db_now(db)
+                written = []
+                for job, result in done:
+                    finished = max(now, job.started_at) if job.started_at else now
+                    if job._guarded().filter(has_dependents=False).update(
+                            **job.completion_changes(result, finished)):
+                        written.append((job.pk, job.batch_id))
+                        finished_at[job.pk] = finished
+            batches: dict[int, int] = {}
+            for _pk, batch_id in written:
+                if batch_id:
+                    batches[batch_id] = batches.get(batch_id, 0) + 1
+            for batch_id in sorted(batches):  # one lock order: no deadlock between flushes
+                advance_batch(batch_id, JobStatus.COMPLETED, db, count=batches[batch_id])
+        for job, result in done:
+            if job.pk in finished_at:
+                for key, value in job.completion_changes(result, finished_at[job.pk]).items():
+                    setattr(job, key, value)
+        return set(finished_at)
+
+    def _complete_many_postgresql(self, done) -> list[tuple[int, int | None, datetime]]:
+        conn = connections[self.db]
+        table = conn.ops.quote_name(self.model._meta.db_table)
+        rows = [
+            {"id": job.pk, "lease": job.lease, "result": result,
+             "started_at": job.started_at.isoformat() if job.started_at else None}
+            for job, result in done
+        ]
+        # finished_at from the database clock, never before started_at (which the
+        # executor derived from the claim's database time).
+        sql = (
+            f"UPDATE {table} AS j SET status = %s, result = x.result, "
+            "started_at = COALESCE(x.started_at, j.started_at), "
+            "finished_at = GREATEST(CLOCK_TIMESTAMP(), COALESCE(x.started_at, j.started_at)), "
+            "progress = 1.0, lease = NULL, unique_active = NULL, "
+            "worker_ids = j.worker_ids || jsonb_build_array(j.worker_id) "
+            "FROM jsonb_to_recordset(%s::jsonb) "
+            "AS x(id bigint, lease varchar, result jsonb, started_at timestamptz) "
+            "WHERE j.id = x.id AND j.lease = x.lease AND j.status IN (%s, %s) "
+            "AND NOT j.has_dependents RETURNING j.id, j.batch_id, j.finished_at"
+        )
+        params = [JobStatus.COMPLETED, _json_dumps(rows), *HELD_STATUSES]
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if not settings.USE_TZ:  # naive already with Django's adapters; never aware
+            rows = [(pk, b, timezone.make_naive(f, UTC) if timezone.is_aware(f) else f)
+                    for pk, b, f in rows]
+        return rows
+
+
+def _signal_cancelled(job_model, db: str, ids: list[int]) -> None:
+    """``job_cancelled`` (and django.tasks' ``task_finished``) for jobs just cancelled."""
+    if not ids or not (signals.job_cancelled.has_listeners() or task_finished.has_listeners()):
+        return
+    for job in job_model._default_manager.using(db).filter(id__in=ids):
+        signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
+        send_django_signal(task_finished, job)
+
+
+class JobTransitions(models.Model):
+    """A held job's own state changes, each guarded by its lease (mixed into ``Job``)."""
+
+    class Meta:
+        abstract = True
+
+    def _guarded(self):
+        return type(self)._default_manager.using(self._state.db or router.db_for_write(type(self))).filter(
+            pk=self.pk, lease=self.lease, status__in=HELD_STATUSES
+        )
+
+    def _finish(self, changes: dict, outcome: str, qs=None) -> bool:
+        """Apply ``changes`` that end the job, then advance its workflow, atomically.
+
+        A job nobody depends on and outside any batch finishes in one UPDATE. The
+        ``has_dependents=False`` condition is read by that UPDATE itself: a dependant
+        enqueued since this job was claimed sets the flag under the row lock, so it can
+        never be missed. ``qs``: the guarded row with more conditions.
+        """
+        changes = {**changes, "unique_active": None}
+        qs = qs if qs is not None else self._guarded()
+        if not self.batch_id and qs.filter(has_dependents=False).update(**changes):
+            return True
+
+        db = qs.db
+        with transaction.atomic(using=db):
+            row = qs.select_for_update().values_list("has_dependents", "batch_id").first()
+            if row is None:
+                return False  # the lease was lost
+            qs.update(**changes)
+            job_finished(self.pk, outcome, batch_id=row[1], has_dependents=row[0], db=db)
+        return True
+
+    def _finished_at(self):
+        """When an outcome is written: the database's clock, never before ``started_at``
+        (which the executor derives from the claim's database time)."""
+        if self.started_at is None:
+            return DbNow()
+        return Greatest(DbNow(), Value(self.started_at, output_field=models.DateTimeField()))
+
+    def completion_changes(self, result: Any, finished_at: datetime) -> dict[str, Any]:
+        """What recording this job's success writes, alone (``set_completed``) or with
+        others (``JobQuerySet.complete_many``, whose PostgreSQL statement writes the same
+        columns). ``finished_at`` is a value read from the database clock, so the
+        instance (and the TaskResult sent with task_finished) carries what is stored."""
+        return dict(
+            status=JobStatus.COMPLETED,
+            result=result,
+            finished_at=finished_at,
+            started_at=self.started_at,
+            progress=1.0,
+            lease=None,
+            unique_active=None,
+            worker_ids=[*self.worker_ids, self.worker_id],
+        )
+
+    def set_completed(self, result: Any) -> bool:
+        """Record success; False if this worker no longer holds the lease."""
+        now = db_now(self._guarded().db)
+        finished = max(now, self.started_at) if self.started_at else now
+        changes = self.completion_changes(result, finished)
+        done = self._finish(changes, JobStatus.COMPLETED)
+        if done:
+            for key, value in changes.items():
+                setattr(self, key, value)
+        return done
+
+    def set_failed(
+        self,
+        error: dict,
+        *,
+        retry_in: float | None,
+        retry_status: str = JobStatus.RETRYING,
+        count_retry: bool = True,
+        keep_place: bool = False,
+    ) -> bool:
+        """Record a failed attempt: retry after ``retry_in`` seconds, or fail for good
+        (``retry_in=None``) and move to the dead-letter queue. ``keep_place``: a job
+        going back at once keeps its ``scheduled_at``, and so its place in the queue (a
+        lost job is not sent behind everything enqueued since it was first due).
+
+        A job whose cancel was requested while it was held ends ``cancelled`` instead
+        (with this failure in its errors), whatever ``retry_in`` says: a cancel is a cancel.
+        """
+        worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
+        errors = [*self.errors, error]
+        common = dict(error=error, errors=errors, lease=None, worker_ids=worker_ids)
+        if self.started_at is not None:
+            common["started_at"] = self.started_at
+        if retry_in is not None:
+            changes = dict(
+                status=retry_status,
+                retry_count=F("retry_count") + (1 if count_retry else 0),
+                worker_id=None,
+                **common,
+            )
+            if not (keep_place and retry_in == 0):
+                changes["scheduled_at"] = DbNow(retry_in)
+            # The flag is read by the UPDATE itself: a cancel committed before it keeps
+            # the job from going back to the queue; one committed after it finds the job
+            # waiting for its retry and cancels it at once.
+            done = bool(self._guarded().filter(cancel_requested=False).update(**changes))
+        else:
+            dlq = jobs_settings.DEAD_LETTER_QUEUE
+            changes = dict(
+                status=JobStatus.FAILED,
+                finished_at=self._finished_at(),
+                original_queue=self.queue if self.queue != dlq else self.original_queue,
+                queue=dlq,
+                **common,
+            )
+            done = self._finish(changes, JobStatus.FAILED,
+                                qs=self._guarded().filter(cancel_requested=False))
+        if not done and self._guarded().filter(cancel_requested=True).exists():
+            return self.set_cancelled_while_running("cancelled", extra=common)
+        if done:
+            self.refresh_from_db()
+        return done
+
+    def set_cancelled_while_running(self, reason: str, extra: dict | None = None) -> bool:
+        """Record that the held job stopped (or never started) because it was cancelled.
+        The reason given to ``cancel()`` is kept; ``reason`` only fills it when none was
+        recorded. ``extra``: more columns to write (the error of a last failed attempt)."""
+        worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
+        changes = dict(
+            status=JobStatus.CANCELLED,
+            finished_at=self._finished_at(),
+            cancel_reason=Case(
+                When(cancel_reason="", then=Value(reason)),
+                default=F("cancel_reason"),
+                output_field=models.TextField(),
+            ),
+            lease=None,
+            worker_ids=worker_ids,
+        )
+        changes.update(extra or {})
+        if self.started_at is not None:
+            changes["started_at"] = self.started_at
+        done = self._finish(changes, JobStatus.CANCELLED)
+        if done:
+            self.refresh_from_db()
+        return done
+
+    def set_progress(self, fraction: float, message: str, details: dict) -> bool | None:
+        """Write progress; returns whether a cancel was requested (None: lease lost)."""
+        qs = self._guarded()
+        n = qs.update(progress=fraction, progress_message=message, progress_details=details)
+        if not n:
+            return None
+        return qs.filter(cancel_requested=True).exists()
