@@ -26,7 +26,8 @@ VENV = BENCH / ".venv"
 VENV_PY = VENV / "bin" / "python"
 PYTHONS = ["/root/.pyenv/versions/3.12.1/bin/python", "python3.12", "python3"]
 REQUIREMENTS = [
-    "-e", f"{REPO}[postgres]",
+    "-e",
+    f"{REPO}[postgres]",
     "Django>=6.1,<6.2",
     "django-tasks-db",
     "procrastinate",
@@ -57,8 +58,9 @@ def bootstrap() -> None:
     wanted = hashlib.sha256(json.dumps(REQUIREMENTS).encode()).hexdigest()
     if "--reinstall" in sys.argv or not stamp.exists() or stamp.read_text() != wanted:
         print("bench: installing into bench/.venv ...", flush=True)
-        subprocess.run([str(VENV_PY), "-m", "pip", "install", "-q", "--upgrade", "pip"],
-                       check=False)
+        subprocess.run(
+            [str(VENV_PY), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=False
+        )
         subprocess.run([str(VENV_PY), "-m", "pip", "install", "-q", *REQUIREMENTS], check=True)
         stamp.write_text(wanted)
     argv = [a for a in sys.argv[1:] if a != "--reinstall"]
@@ -70,52 +72,120 @@ def csv(value: str) -> list[str]:
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes: 5,000-job drain, 30 s sustained, 200 latency samples")
-    p.add_argument("--jobs", type=str, default=None,
-                   help="drain size(s), comma-separated (default 100000; --quick 5000)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes: 5,000-job drain, 30 s sustained, 200 latency samples",
+    )
+    p.add_argument(
+        "--jobs",
+        type=str,
+        default=None,
+        help="drain size(s), comma-separated (default 100000; --quick 5000)",
+    )
     p.add_argument("--processes", type=int, default=2, help="worker processes per system")
-    p.add_argument("--ours-concurrency", type=int, default=4,
-                   help="runworkers --concurrency (default 4, the documented default)")
-    p.add_argument("--only", type=csv, default=ALL_SYSTEMS,
-                   help=f"systems, comma-separated: {','.join(ALL_SYSTEMS)}")
-    p.add_argument("--workloads", type=csv, default=ALL_WORKLOADS,
-                   help=f"workloads, comma-separated: {','.join(ALL_WORKLOADS)}")
-    p.add_argument("--sustained-seconds", type=float, default=None,
-                   help="sustained duration (default 300; --quick 30)")
-    p.add_argument("--sustained-backlog", type=int, default=10_000,
-                   help="the producer tops the backlog up to this many jobs, 4 times a "
-                        "second, 1,000 per enqueue call (default 10000)")
-    p.add_argument("--ours-producer", choices=["enqueue_batch", "rows"], default="enqueue_batch",
-                   help="how the sustained producer enqueues our jobs: jobs.enqueue_batch "
-                        "(a Batch per call, the public API; default) or rows (copies of one "
-                        "enqueue()'d row, no Batch: isolates the batch bookkeeping)")
-    p.add_argument("--enqueue-single", type=int, default=None,
-                   help="enqueue() calls timed (default 10000; --quick 2000)")
-    p.add_argument("--enqueue-batch", type=int, default=None,
-                   help="jobs in the timed batch enqueue (default 100000; --quick 20000)")
-    p.add_argument("--latency-samples", type=int, default=None,
-                   help="pickup-latency samples (default 1000; --quick 200)")
-    p.add_argument("--latency-spacing", type=float, default=0.05,
-                   help="seconds between latency jobs, plus up to as much random jitter")
-    p.add_argument("--log-sample-rate", type=float, default=0.05,
-                   help="share of statements logged to time the claim query (sustained)")
-    p.add_argument("--engine-ref", default=None,
-                   help="benchmark django_jobs as of this git commit/ref (exported to "
-                        "bench/results/.engine/) instead of the working tree")
-    p.add_argument("--wait-idle", type=float, default=300,
-                   help="before each measurement, wait up to this many seconds for other "
-                        "processes to leave the CPUs idle (default 300)")
-    p.add_argument("--idle-threshold", type=float, default=0.15,
-                   help="CPU share used by others that counts as idle (default 0.15)")
-    p.add_argument("--server-autovacuum", choices=["on", "as-is"], default="on",
-                   help="on (default): if the PostgreSQL server has autovacuum off, turn "
-                        "it on for the run (ALTER SYSTEM, reload) and restore it after; "
-                        "as-is: measure with the server's own setting")
-    p.add_argument("--keep-databases", action="store_true",
-                   help="leave the bench_* databases for inspection")
+    p.add_argument(
+        "--ours-concurrency",
+        type=int,
+        default=4,
+        help="runworkers --concurrency (default 4, the documented default)",
+    )
+    p.add_argument(
+        "--only",
+        type=csv,
+        default=ALL_SYSTEMS,
+        help=f"systems, comma-separated: {','.join(ALL_SYSTEMS)}",
+    )
+    p.add_argument(
+        "--workloads",
+        type=csv,
+        default=ALL_WORKLOADS,
+        help=f"workloads, comma-separated: {','.join(ALL_WORKLOADS)}",
+    )
+    p.add_argument(
+        "--sustained-seconds",
+        type=float,
+        default=None,
+        help="sustained duration (default 300; --quick 30)",
+    )
+    p.add_argument(
+        "--sustained-backlog",
+        type=int,
+        default=10_000,
+        help="the producer tops the backlog up to this many jobs, 4 times a "
+        "second, 1,000 per enqueue call (default 10000)",
+    )
+    p.add_argument(
+        "--ours-producer",
+        choices=["enqueue_batch", "rows"],
+        default="enqueue_batch",
+        help="how the sustained producer enqueues our jobs: jobs.enqueue_batch "
+        "(a Batch per call, the public API; default) or rows (copies of one "
+        "enqueue()'d row, no Batch: isolates the batch bookkeeping)",
+    )
+    p.add_argument(
+        "--enqueue-single",
+        type=int,
+        default=None,
+        help="enqueue() calls timed (default 10000; --quick 2000)",
+    )
+    p.add_argument(
+        "--enqueue-batch",
+        type=int,
+        default=None,
+        help="jobs in the timed batch enqueue (default 100000; --quick 20000)",
+    )
+    p.add_argument(
+        "--latency-samples",
+        type=int,
+        default=None,
+        help="pickup-latency samples (default 1000; --quick 200)",
+    )
+    p.add_argument(
+        "--latency-spacing",
+        type=float,
+        default=0.05,
+        help="seconds between latency jobs, plus up to as much random jitter",
+    )
+    p.add_argument(
+        "--log-sample-rate",
+        type=float,
+        default=0.05,
+        help="share of statements logged to time the claim query (sustained)",
+    )
+    p.add_argument(
+        "--engine-ref",
+        default=None,
+        help="benchmark django_jobs as of this git commit/ref (exported to "
+        "bench/results/.engine/) instead of the working tree",
+    )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=300,
+        help="before each measurement, wait up to this many seconds for other "
+        "processes to leave the CPUs idle (default 300)",
+    )
+    p.add_argument(
+        "--idle-threshold",
+        type=float,
+        default=0.15,
+        help="CPU share used by others that counts as idle (default 0.15)",
+    )
+    p.add_argument(
+        "--server-autovacuum",
+        choices=["on", "as-is"],
+        default="on",
+        help="on (default): if the PostgreSQL server has autovacuum off, turn "
+        "it on for the run (ALTER SYSTEM, reload) and restore it after; "
+        "as-is: measure with the server's own setting",
+    )
+    p.add_argument(
+        "--keep-databases", action="store_true", help="leave the bench_* databases for inspection"
+    )
     p.add_argument("--reinstall", action="store_true", help="reinstall bench/.venv packages")
     a = p.parse_args()
     q = a.quick
@@ -132,13 +202,18 @@ def parse_args() -> argparse.Namespace:
 
 def export_engine(ref: str) -> tuple[Path, str]:
     """``django_jobs/`` as of ``ref``, exported once per commit; (its parent dir, sha)."""
-    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref], check=True,
-                         capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", ref],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     target = BENCH / "results" / ".engine" / sha
     if not (target / "django_jobs").exists():
         target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha, "django_jobs"],
-                                 check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", sha, "django_jobs"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target, sha
 
@@ -174,17 +249,35 @@ def environment(engine_sha: str | None) -> dict:
         "command": "python3 bench/run.py " + " ".join(sys.argv[1:]),
         "git_commit": engine_sha or sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD"),
         # Engine code benchmarked from the working tree with uncommitted changes?
-        "git_dirty": False if engine_sha else bool(sh(
-            "git", "-C", str(REPO), "status", "--porcelain", "--", "django_jobs")),
+        "git_dirty": False
+        if engine_sha
+        else bool(sh("git", "-C", str(REPO), "status", "--porcelain", "--", "django_jobs")),
         "engine_source": f"git archive {engine_sha}" if engine_sha else "working tree",
-        "machine": {"cpus": os.cpu_count(), "memory": mem, "platform": platform.platform(),
-                    "loadavg_at_start": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory": mem,
+            "platform": platform.platform(),
+            "loadavg_at_start": os.getloadavg(),
+        },
         "python": platform.python_version(),
         "postgresql": pg.server_version(),
         "redis": sh("redis-server", "--version").split(" v=")[-1].split(" ")[0],
-        "packages": {name: v(name) for name in [
-            "django", "django-jobs", "django-tasks-db", "procrastinate", "pgqueuer",
-            "celery", "kombu", "redis", "psycopg", "asyncpg", "uvloop"]},
+        "packages": {
+            name: v(name)
+            for name in [
+                "django",
+                "django-jobs",
+                "django-tasks-db",
+                "procrastinate",
+                "pgqueuer",
+                "celery",
+                "kombu",
+                "redis",
+                "psycopg",
+                "asyncpg",
+                "uvloop",
+            ]
+        },
     }
 
 
@@ -208,17 +301,24 @@ def main() -> None:
     run_dir = BENCH / "results" / stamp
     ctx = workloads.Context(args, run_dir)
     env = environment(engine_sha)
-    results: dict = {"environment": env,
-                     "settings": {k: v for k, v in vars(args).items()},
-                     "systems": {k: {"label": systems[k].label, "config": systems[k].config}
-                                 for k in order},
-                     "results": {k: {} for k in order}}
-    print(f"bench: commit {env['git_commit']}{' (engine modified)' if env['git_dirty'] else ''}"
-          f", {env['machine']['cpus']} CPUs, PostgreSQL {env['postgresql']}, "
-          f"{args.processes} worker processes per system; results in {run_dir}", flush=True)
+    results: dict = {
+        "environment": env,
+        "settings": dict(vars(args).items()),
+        "systems": {k: {"label": systems[k].label, "config": systems[k].config} for k in order},
+        "results": {k: {} for k in order},
+    }
+    print(
+        f"bench: commit {env['git_commit']}{' (engine modified)' if env['git_dirty'] else ''}"
+        f", {env['machine']['cpus']} CPUs, PostgreSQL {env['postgresql']}, "
+        f"{args.processes} worker processes per system; results in {run_dir}",
+        flush=True,
+    )
     if not pg.pg_stat_statements_available():
-        print("bench: pg_stat_statements is not preloaded; claim-query times come from a "
-              f"{args.log_sample_rate:.0%} sample of the server's statement log", flush=True)
+        print(
+            "bench: pg_stat_statements is not preloaded; claim-query times come from a "
+            f"{args.log_sample_rate:.0%} sample of the server's statement log",
+            flush=True,
+        )
 
     def save() -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,10 +345,16 @@ def main() -> None:
             during = server_settings.enter_context(pg.autovacuum_on())
             env["autovacuum"]["during_run"] = during
         if autovacuum != "on":
-            print(f"bench: the server's autovacuum is {autovacuum} ({source}); during this "
-                  f"run: {env['autovacuum']['during_run']}"
-                  + (" (turned on with ALTER SYSTEM, restored after)"
-                     if env["autovacuum"]["during_run"] == "on" else ""), flush=True)
+            print(
+                f"bench: the server's autovacuum is {autovacuum} ({source}); during this "
+                f"run: {env['autovacuum']['during_run']}"
+                + (
+                    " (turned on with ALTER SYSTEM, restored after)"
+                    if env["autovacuum"]["during_run"] == "on"
+                    else ""
+                ),
+                flush=True,
+            )
         for workload, n in plan:
             for key in order:
                 system = systems[key]
@@ -260,16 +366,18 @@ def main() -> None:
                         out = workloads.sustained(ctx, system, args.sustained_seconds)
                         results["results"][key]["sustained"] = out
                     elif workload == "enqueue":
-                        out = workloads.enqueue(ctx, system, args.enqueue_single,
-                                                args.enqueue_batch)
+                        out = workloads.enqueue(
+                            ctx, system, args.enqueue_single, args.enqueue_batch
+                        )
                         results["results"][key]["enqueue"] = out
                     elif workload == "latency":
                         out = workloads.latency(ctx, system, args.latency_samples)
                         results["results"][key]["latency"] = out
-                except Exception as exc:  # one failing peer must not lose the others
+                except Exception as exc:  # noqa: BLE001 - one failing peer must not lose the others
                     workloads.say(f"{key}: {workload} FAILED: {exc!r}")
                     results["results"][key].setdefault("errors", []).append(
-                        f"{workload}{'' if n is None else ' ' + str(n)}: {exc!r}")
+                        f"{workload}{'' if n is None else ' ' + str(n)}: {exc!r}"
+                    )
                 save()
     finally:
         server_settings.close()
@@ -284,9 +392,11 @@ def main() -> None:
 
     labels = {k: systems[k].label for k in order}
     print()
-    print(f"django_jobs benchmark - {env['date']} - commit {env['git_commit']} - "
-          f"{env['machine']['cpus']} CPUs, {env['machine']['memory']} - "
-          f"{args.processes} worker processes each")
+    print(
+        f"django_jobs benchmark - {env['date']} - commit {env['git_commit']} - "
+        f"{env['machine']['cpus']} CPUs, {env['machine']['memory']} - "
+        f"{args.processes} worker processes each"
+    )
     print(report.render(results["results"], order, labels, args.drain_sizes))
     for key in order:
         for err in results["results"][key].get("errors", []):

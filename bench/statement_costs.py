@@ -37,8 +37,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20000)
     args = parser.parse_args()
     sys.path[:0] = [str(BENCH), str(BENCH / "djproject")]
-    os.environ.update(BENCH_DJANGO_SYSTEM="ours", BENCH_DB_NAME=DB,
-                      DJANGO_SETTINGS_MODULE="benchsite.settings")
+    os.environ.update(
+        BENCH_DJANGO_SYSTEM="ours", BENCH_DB_NAME=DB, DJANGO_SETTINGS_MODULE="benchsite.settings"
+    )
     import psycopg
 
     admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True)
@@ -60,10 +61,10 @@ def run(n: int) -> None:
     django.setup()
     from django.core.management import call_command
     from django.db import connection
+    from ours_app.tasks import noop
 
     from django_jobs import enqueue, jobs
     from django_jobs.models.bulk import row_document
-    from ours_app.tasks import noop
 
     call_command("migrate", verbosity=0)
     first = jobs.enqueue(noop)
@@ -74,19 +75,26 @@ def run(n: int) -> None:
 
     def refill():
         raw.execute(f"TRUNCATE {table} CASCADE")
-        raw.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM jcopy_seed, "
-                    f"generate_series(1, {n})")
+        raw.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM jcopy_seed, generate_series(1, {n})"
+        )
         raw.execute(f"VACUUM ANALYZE {table}")
 
     raw.execute(f"CREATE TABLE jcopy_seed AS SELECT * FROM {table} WHERE id = %s", [first.pk])
-    due = ("SELECT id FROM django_jobs_job WHERE status IN ('pending', 'retrying') "
-           "AND scheduled_at <= now() ORDER BY priority DESC, scheduled_at, id "
-           "LIMIT 1000 FOR UPDATE SKIP LOCKED")
-    complete = ("UPDATE django_jobs_job SET status = 'completed', finished_at = now(), "
-                "lease = NULL, attempts = attempts + 1 WHERE id = ANY(%s)")
-    claim = ("UPDATE django_jobs_job SET status = 'running', worker_id = 'w', lease = %s, "
-             "attempts = attempts + 1, started_at = clock_timestamp() "
-             f"WHERE id = ANY(ARRAY({due})) RETURNING id")
+    due = (
+        "SELECT id FROM django_jobs_job WHERE status IN ('pending', 'retrying') "
+        "AND scheduled_at <= now() ORDER BY priority DESC, scheduled_at, id "
+        "LIMIT 1000 FOR UPDATE SKIP LOCKED"
+    )
+    complete = (
+        "UPDATE django_jobs_job SET status = 'completed', finished_at = now(), "
+        "lease = NULL, attempts = attempts + 1 WHERE id = ANY(%s)"
+    )
+    claim = (
+        "UPDATE django_jobs_job SET status = 'running', worker_id = 'w', lease = %s, "
+        "attempts = attempts + 1, started_at = clock_timestamp() "
+        f"WHERE id = ANY(ARRAY({due})) RETURNING id"
+    )
     tx = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB}")
 
     refill()
@@ -97,8 +105,10 @@ def run(n: int) -> None:
         tx.commit()
         done += len(ids)
     tx.rollback()  # the last, empty claim
-    print(f"claim UPDATE + complete UPDATE: {(time.perf_counter() - t) / done * 1e6:6.1f} "
-          f"us/job ({done} jobs, 1,000 per statement)")
+    print(
+        f"claim UPDATE + complete UPDATE: {(time.perf_counter() - t) / done * 1e6:6.1f} "
+        f"us/job ({done} jobs, 1,000 per statement)"
+    )
 
     refill()
     done, t = 0, time.perf_counter()
@@ -107,22 +117,25 @@ def run(n: int) -> None:
         tx.commit()
         done += len(ids)
     tx.rollback()
-    print(f"row lock + complete UPDATE:     {(time.perf_counter() - t) / done * 1e6:6.1f} "
-          f"us/job ({done} jobs)")
+    print(
+        f"row lock + complete UPDATE:     {(time.perf_counter() - t) / done * 1e6:6.1f} "
+        f"us/job ({done} jobs)"
+    )
 
     job = enqueue.build_job(noop, [], {"tag": 1})
     enqueue._insert_postgresql(job, "default")
     sql = enqueue._INSERT_SQL["default"]
-    params = ["default", 0.0, row_document([job], connection, many=False),
-              "django_jobs", "default"]
+    params = ["default", 0.0, row_document([job], connection, many=False), "django_jobs", "default"]
     connection.ensure_connection()
     variants = {
         # The same statement in autocommit, three ways, and the whole public call.
         "enqueue statement, Django cursor ": lambda: connection.cursor().execute(sql, params),
         "same, psycopg on Django's conn.  ": lambda: psycopg.ClientCursor(
-            connection.connection).execute(sql, params),
-        "same, prepared, Django's conn.   ": lambda: psycopg.Cursor(
-            connection.connection).execute(sql, params, prepare=True),
+            connection.connection
+        ).execute(sql, params),
+        "same, prepared, Django's conn.   ": lambda: psycopg.Cursor(connection.connection).execute(
+            sql, params, prepare=True
+        ),
         "same, not prepared, own conn.    ": lambda: raw.execute(sql, params, prepare=False),
         "same, prepared, own conn.        ": lambda: raw.execute(sql, params, prepare=True),
         "jobs.enqueue(noop), whole call   ": lambda: jobs.enqueue(noop),
@@ -136,25 +149,34 @@ def run(n: int) -> None:
                 call()
             times[label].append((time.perf_counter() - t) / 200)
     for label, seconds in times.items():
-        print(f"{label}: {sorted(seconds)[3] * 1e3:.3f} ms/call (autocommit, median of "
-              "7 interleaved rounds of 200)")
+        print(
+            f"{label}: {sorted(seconds)[3] * 1e3:.3f} ms/call (autocommit, median of "
+            "7 interleaved rounds of 200)"
+        )
 
     rows = 100_000
     raw.execute("CREATE TABLE jcopy_nofk (LIKE django_jobs_job INCLUDING ALL)")
-    batch = raw.execute("INSERT INTO django_jobs_batch (kind, task_name, total, enqueued, "
-                        "completed, failed, cancelled, on_complete, on_complete_kwargs, "
-                        "created_at) VALUES ('batch', '', 0, 0, 0, 0, 0, '', '{}', now()) "
-                        "RETURNING id").fetchone()[0]
+    batch = raw.execute(
+        "INSERT INTO django_jobs_batch (kind, task_name, total, enqueued, "
+        "completed, failed, cancelled, on_complete, on_complete_kwargs, "
+        "created_at) VALUES ('batch', '', 0, 0, 0, 0, 0, '', '{}', now()) "
+        "RETURNING id"
+    ).fetchone()[0]
     select_cols = cols.replace('"batch_id"', "%s")
     for target in ("jcopy_nofk", table):
         t0 = time.perf_counter()
-        tx.execute(f"INSERT INTO {target} ({cols}) SELECT {select_cols} "
-                   f"FROM jcopy_seed, generate_series(1, {rows})", [batch])
+        tx.execute(
+            f"INSERT INTO {target} ({cols}) SELECT {select_cols} "
+            f"FROM jcopy_seed, generate_series(1, {rows})",
+            [batch],
+        )
         t1 = time.perf_counter()
         tx.commit()
         t2 = time.perf_counter()
-        print(f"insert {rows:,} rows into {target:15}: {(t1 - t0) / rows * 1e6:5.1f} us/row, "
-              f"commit {(t2 - t1) / rows * 1e6:5.1f} us/row")
+        print(
+            f"insert {rows:,} rows into {target:15}: {(t1 - t0) / rows * 1e6:5.1f} us/row, "
+            f"commit {(t2 - t1) / rows * 1e6:5.1f} us/row"
+        )
     tx.close()
     raw.close()
 

@@ -55,12 +55,12 @@ except ImportError:  # Django 5.2 with the django-tasks backport
     TASKS_MODULE = "django_tasks"
 
 __all__ = [
-    "BaseTaskBackend",
     "DEFAULT_TASK_BACKEND_ALIAS",
     "DEFAULT_TASK_QUEUE_NAME",
+    "TASKS_MODULE",
+    "BaseTaskBackend",
     "InvalidTask",
     "InvalidTaskBackend",
-    "TASKS_MODULE",
     "Task",
     "TaskContext",
     "TaskError",

@@ -16,13 +16,15 @@ class DjangoJobsConfig(AppConfig):
         from .signals import batch_finished
 
         post_migrate.connect(
-            sync_code_schedules_after_migrate, sender=self,
+            sync_code_schedules_after_migrate,
+            sender=self,
             dispatch_uid="django_jobs.sync_code_schedules",
         )
         pre_delete.connect(
             job_pre_delete, sender=self.get_model("Job"), dispatch_uid="django_jobs.job_pre_delete"
         )
         batch_finished.connect(
-            enqueue_on_complete, sender=self.get_model("Batch"),
+            enqueue_on_complete,
+            sender=self.get_model("Batch"),
             dispatch_uid="django_jobs.enqueue_on_complete",
         )

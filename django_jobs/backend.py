@@ -49,7 +49,9 @@ class JobsBackend(BaseTaskBackend):
         from .manager import jobs
 
         self.validate_task(task)
-        job = jobs.enqueue(task, args=list(args), kwargs=dict(kwargs), **self._enqueue_options(task))
+        job = jobs.enqueue(
+            task, args=list(args), kwargs=dict(kwargs), **self._enqueue_options(task)
+        )
         return result_from_job(job, self, task)
 
     async def aenqueue(self, task, args, kwargs) -> TaskResult:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -38,9 +37,23 @@ from .wakeups import NOTIFY_CHANNEL, notify, uses_psycopg3
 DEFAULT_TASK_PRIORITY = 0  # Django's default for tasks declared without a priority
 
 
-def build_job(task, args, kwargs, *, priority=None, queue=None, scheduled_at=None, delay=None,
-              max_retries=None, retry_delay=None, timeout=None, tags=None, metadata=None,
-              backend="", options=None) -> Job:
+def build_job(
+    task,
+    args,
+    kwargs,
+    *,
+    priority=None,
+    queue=None,
+    scheduled_at=None,
+    delay=None,
+    max_retries=None,
+    retry_delay=None,
+    timeout=None,
+    tags=None,
+    metadata=None,
+    backend="",
+    options=None,
+) -> Job:
     """A validated, unsaved job: the options given, else the task's, else the settings.
     Raises ``TaskNotFound``, ``TypeError`` or ``ValueError``; writes nothing."""
     options = options or {}
@@ -80,7 +93,9 @@ def build_job(task, args, kwargs, *, priority=None, queue=None, scheduled_at=Non
         if queue == DEFAULT_TASK_QUEUE_NAME:
             queue = jobs_settings.DEFAULT_QUEUE or DEFAULT_TASK_QUEUE_NAME
     if not isinstance(queue, str) or not queue.strip() or len(queue) > 255:
-        raise ValueError(f"queue must be a non-empty name of at most 255 characters, got {queue!r}.")
+        raise ValueError(
+            f"queue must be a non-empty name of at most 255 characters, got {queue!r}."
+        )
     if priority is None:
         priority = task.priority
         if priority == DEFAULT_TASK_PRIORITY:  # likewise: the DEFAULT_PRIORITY setting
@@ -110,17 +125,29 @@ def build_job(task, args, kwargs, *, priority=None, queue=None, scheduled_at=Non
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout!r}.")
     backoff = options.get("retry_backoff")
-    backoff = finite(backoff if backoff is not None else (
-        task.retry_backoff or defaults["retry_backoff"]), "retry_backoff")
+    backoff = finite(
+        backoff if backoff is not None else (task.retry_backoff or defaults["retry_backoff"]),
+        "retry_backoff",
+    )
     if backoff < 1:
         raise ValueError(f"retry_backoff must be >= 1, got {backoff!r}.")
     jitter = options.get("retry_jitter")
-    jitter = bool(jitter if jitter is not None else (
-        task.retry_jitter if task.retry_jitter is not None else defaults["retry_jitter"]))
+    jitter = bool(
+        jitter
+        if jitter is not None
+        else (task.retry_jitter if task.retry_jitter is not None else defaults["retry_jitter"])
+    )
     cap = options.get("max_retry_delay")
-    cap = to_seconds(cap if cap is not None else (
-        task.max_retry_delay if task.max_retry_delay is not None else defaults["max_retry_delay"]),
-        "max_retry_delay")
+    cap = to_seconds(
+        cap
+        if cap is not None
+        else (
+            task.max_retry_delay
+            if task.max_retry_delay is not None
+            else defaults["max_retry_delay"]
+        ),
+        "max_retry_delay",
+    )
     if tags is None:
         tags = list(task.tags)
     elif isinstance(tags, str):
@@ -153,7 +180,6 @@ def build_job(task, args, kwargs, *, priority=None, queue=None, scheduled_at=Non
     return job
 
 
-
 def job_pk(job_or_id: Any) -> int:
     """The integer id of a Job, an int or its string form (Job.DoesNotExist otherwise)."""
     if isinstance(job_or_id, Job):
@@ -165,8 +191,6 @@ def job_pk(job_or_id: Any) -> int:
     if value <= 0 or value > 2**63 - 1:
         raise Job.DoesNotExist(f"No job with id {job_or_id!r}.")
     return value
-
-
 
 
 def enqueue_job(
@@ -196,9 +220,20 @@ def enqueue_job(
     """Write one job into database ``db``, in the caller's transaction (``JobManager.enqueue``
     documents the arguments); returns it, or the unfinished job holding its unique key."""
     job = build_job(
-        task, args, kwargs, priority=priority, queue=queue, scheduled_at=scheduled_at,
-        delay=delay, max_retries=max_retries, retry_delay=retry_delay, timeout=timeout,
-        tags=tags, metadata=metadata, backend=backend, options=options,
+        task,
+        args,
+        kwargs,
+        priority=priority,
+        queue=queue,
+        scheduled_at=scheduled_at,
+        delay=delay,
+        max_retries=max_retries,
+        retry_delay=retry_delay,
+        timeout=timeout,
+        tags=tags,
+        metadata=metadata,
+        backend=backend,
+        options=options,
     )
     if schedule is not None:
         # (schedule, due time) is unique: a second scheduler firing the same due time
@@ -216,8 +251,12 @@ def enqueue_job(
     if batch is not None:
         job.batch = batch
         job.chain_index = chain_index
-    if (not dep_ids and unique_key is None and schedule is None
-            and connections[db].vendor == "postgresql"):
+    if (
+        not dep_ids
+        and unique_key is None
+        and schedule is None
+        and connections[db].vendor == "postgresql"
+    ):
         # The common case in one statement (queue row, job row, NOTIFY): one round
         # trip, one commit in autocommit.
         _insert_postgresql(job, db)
@@ -242,7 +281,6 @@ def enqueue_job(
     return job
 
 
-
 _INSERT_SQL: dict[str, str] = {}  # per database alias
 
 
@@ -260,7 +298,8 @@ def _insert_postgresql(job: Job, db: str) -> None:
         fields = _fields()
         columns = ", ".join(qn(f.column) for f in fields)
         values = ", ".join(
-            "n.t" if f.attname == "created_at"
+            "n.t"
+            if f.attname == "created_at"
             else f"COALESCE(r.{qn(f.column)}, n.t + %s * INTERVAL '1 second')"
             if f.attname == "scheduled_at"
             else f"r.{qn(f.column)}"
@@ -280,8 +319,13 @@ def _insert_postgresql(job: Job, db: str) -> None:
             "FROM j"
         )
         _INSERT_SQL[conn.alias] = sql
-    params = [job.queue, job._delay, row_document([job], conn, many=False),
-              NOTIFY_CHANNEL, job.queue]
+    params = [
+        job.queue,
+        job._delay,
+        row_document([job], conn, many=False),
+        NOTIFY_CHANNEL,
+        job.queue,
+    ]
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         job.pk, job.created_at, job.scheduled_at, _ = cursor.fetchone()
@@ -289,7 +333,7 @@ def _insert_postgresql(job: Job, db: str) -> None:
         for name in ("created_at", "scheduled_at"):
             value = getattr(job, name)
             if timezone.is_aware(value):
-                setattr(job, name, timezone.make_naive(value, dt_timezone.utc))
+                setattr(job, name, timezone.make_naive(value, UTC))
     job._state.adding = False
     job._state.db = db
 
@@ -302,8 +346,6 @@ def _stamp(job: Job, now: datetime) -> None:
         job.scheduled_at = now + timedelta(seconds=job._delay)
     if job.status == JobStatus.CANCELLED:
         job.finished_at = now
-
-
 
 
 def _insert(job: Job, dep_ids: list[int], unique_key: str | None, db: str) -> Job:
@@ -324,11 +366,13 @@ def _insert(job: Job, dep_ids: list[int], unique_key: str | None, db: str) -> Jo
             notify(db, job.queue)
     return job
 
+
 def _apply_dependencies(job: Job, dep_ids: list[int], db: str) -> None:
     """Set the new job's status from its dependencies, which stay locked until commit
     so none of them can finish unseen in between."""
     rows = dict(
-        Job.objects.using(db).filter(pk__in=dep_ids)
+        Job.objects.using(db)
+        .filter(pk__in=dep_ids)
         .order_by("pk")
         .select_for_update()
         .values_list("pk", "status")
@@ -336,8 +380,9 @@ def _apply_dependencies(job: Job, dep_ids: list[int], db: str) -> None:
     missing = sorted(set(dep_ids) - set(rows))
     if missing:
         raise ValueError(f"depends_on: no job with id {', '.join(map(str, missing))}.")
-    broken = [(pk, st) for pk, st in sorted(rows.items())
-              if st in (JobStatus.FAILED, JobStatus.CANCELLED)]
+    broken = [
+        (pk, st) for pk, st in sorted(rows.items()) if st in (JobStatus.FAILED, JobStatus.CANCELLED)
+    ]
     if broken:
         pk, status = broken[0]
         job.status = JobStatus.CANCELLED
@@ -347,6 +392,7 @@ def _apply_dependencies(job: Job, dep_ids: list[int], db: str) -> None:
         job.status = JobStatus.PENDING
     else:
         job.status = JobStatus.WAITING
+
 
 def _link_dependencies(job: Job, dep_ids: list[int], db: str) -> None:
 
@@ -358,6 +404,7 @@ def _link_dependencies(job: Job, dep_ids: list[int], db: str) -> None:
         from .models.workflow import advance_batch
 
         advance_batch(job.batch_id, JobStatus.CANCELLED, db)
+
 
 def _insert_unique(job: Job, db: str) -> Job | None:
     """Insert, or return the unfinished job that already holds the unique key."""
@@ -376,9 +423,14 @@ def _insert_unique(job: Job, db: str) -> Job | None:
     raise IntegrityError(f"Could not enqueue unique job {job.unique_key!r}.")
 
 
-
-def enqueue_many(db: str, task: JobTask | str, items: Iterable[Any], batch_size: int = 1000,
-                 on_complete: JobTask | str | None = None, **options: Any) -> Batch:
+def enqueue_many(
+    db: str,
+    task: JobTask | str,
+    items: Iterable[Any],
+    batch_size: int = 1000,
+    on_complete: JobTask | str | None = None,
+    **options: Any,
+) -> Batch:
     """``JobManager.enqueue_batch`` into database ``db``: one bulk write per ``batch_size``
     items (one ``COPY`` on PostgreSQL), in one transaction."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -389,9 +441,20 @@ def enqueue_many(db: str, task: JobTask | str, items: Iterable[Any], batch_size:
         options.pop(name, None)
     task = registry.get(task)
     complete_name = registry.get(on_complete).name if on_complete is not None else ""
-    known = {name: options.pop(name, None) for name in (
-        "priority", "queue", "scheduled_at", "delay", "max_retries", "retry_delay",
-        "timeout", "tags", "metadata")}
+    known = {
+        name: options.pop(name, None)
+        for name in (
+            "priority",
+            "queue",
+            "scheduled_at",
+            "delay",
+            "max_retries",
+            "retry_delay",
+            "timeout",
+            "tags",
+            "metadata",
+        )
+    }
     template = build_job(task, [], {}, backend="", options=options, **known)
     # Each item as its (args, kwargs) JSON text: validated here, before anything is
     # written, and all PostgreSQL's COPY needs.
@@ -405,14 +468,20 @@ def enqueue_many(db: str, task: JobTask | str, items: Iterable[Any], batch_size:
             raise TypeError(
                 f"items[{n}] must be a kwargs dict or an (args, kwargs) pair, got {item!r}."
             )
-        payloads.append((json_text(list(args), f"items[{n}] args") if args else "[]",
-                         json_text(dict(kwargs), f"items[{n}] kwargs") if kwargs else "{}"))
+        payloads.append(
+            (
+                json_text(list(args), f"items[{n}] args") if args else "[]",
+                json_text(dict(kwargs), f"items[{n}] kwargs") if kwargs else "{}",
+            )
+        )
     with transaction.atomic(using=db):
         batch = Batch.objects.using(db).create(
-            kind=BatchKind.BATCH, task_name=task.name, total=len(payloads),
-            enqueued=len(payloads), on_complete=complete_name,
-            options={"queue": template.queue, "priority": template.priority,
-                     "tags": template.tags},
+            kind=BatchKind.BATCH,
+            task_name=task.name,
+            total=len(payloads),
+            enqueued=len(payloads),
+            on_complete=complete_name,
+            options={"queue": template.queue, "priority": template.priority, "tags": template.tags},
         )
         ensure_queue(template.queue, db)
         _stamp(template, db_now(db))
@@ -423,13 +492,13 @@ def enqueue_many(db: str, task: JobTask | str, items: Iterable[Any], batch_size:
         else:
             for start in range(0, len(payloads), batch_size):
                 chunk = []
-                for args_text, kwargs_text in payloads[start:start + batch_size]:
+                for args_text, kwargs_text in payloads[start : start + batch_size]:
                     job = copy.copy(template)
                     job.args, job.kwargs = json.loads(args_text), json.loads(kwargs_text)
                     chunk.append(job)
                 insert_jobs(chunk, db)
         if not payloads:
-                    finish_batch(batch, db)
+            finish_batch(batch, db)
         notify(db, template.queue)
     if signals.job_enqueued.has_listeners():
         for job in Job.objects.using(db).filter(batch_id=batch.pk):
@@ -439,7 +508,6 @@ def enqueue_many(db: str, task: JobTask | str, items: Iterable[Any], batch_size:
             run_eager(db, job)
     batch.refresh_from_db()
     return batch
-
 
 
 def enqueue_chain(db: str, steps: Iterable[Any], **options: Any) -> Batch:
@@ -461,19 +529,26 @@ def enqueue_chain(db: str, steps: Iterable[Any], **options: Any) -> Batch:
         options.pop(name, None)
     with transaction.atomic(using=db):
         chain = Batch.objects.using(db).create(
-            kind=BatchKind.CHAIN, total=len(parsed), enqueued=len(parsed),
+            kind=BatchKind.CHAIN,
+            total=len(parsed),
+            enqueued=len(parsed),
             task_name=parsed[0][0].name,
         )
         previous = None
         for index, (task, args, kwargs) in enumerate(parsed):
             job = enqueue_job(
-                        db,             task, args, kwargs, batch=chain, chain_index=index,
-                depends_on=[previous] if previous is not None else None, **options,
+                db,
+                task,
+                args,
+                kwargs,
+                batch=chain,
+                chain_index=index,
+                depends_on=[previous] if previous is not None else None,
+                **options,
             )
             previous = job
     chain.refresh_from_db()  # EAGER mode ran the steps already
     return chain
-
 
 
 def ensure_queue(name: str, db: str) -> None:
@@ -481,15 +556,22 @@ def ensure_queue(name: str, db: str) -> None:
     # Queue row deleted meanwhile (admin, tests) comes back on the next enqueue.
     Queue.objects.using(db).bulk_create([Queue(name=name)], ignore_conflicts=True)
 
+
 def run_eager(db: str, job: Job) -> None:
     """EAGER mode: run the job now, in this process, without retries."""
     lease = new_lease()
-    updated = Job.objects.using(db).filter(pk=job.pk, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, worker_id="eager", lease=lease, attempts=1,
-        started_at=DbNow(),
+    updated = (
+        Job.objects.using(db)
+        .filter(pk=job.pk, status=JobStatus.PENDING)
+        .update(
+            status=JobStatus.RUNNING,
+            worker_id="eager",
+            lease=lease,
+            attempts=1,
+            started_at=DbNow(),
+        )
     )
     if not updated:
         return
     job.refresh_from_db()
     run_job(job, allow_retry=False)
-

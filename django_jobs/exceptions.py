@@ -44,4 +44,3 @@ class JobTimeout(TimeoutError):
 
 class WorkerLost(ConnectionError):
     """The worker running the job died or stopped heartbeating (transient)."""
-

@@ -27,6 +27,7 @@ from .wakeups import notify
 
 logger = logging.getLogger("django_jobs")
 
+
 class JobManager:
     """The default instance is ``django_jobs.jobs``."""
 
@@ -73,11 +74,27 @@ class JobManager:
         not JSON-serializable and ``ValueError`` for bad options; nothing is written then.
         """
         return enqueue_job(
-            self.db, task, args, kwargs, priority=priority, queue=queue,
-            scheduled_at=scheduled_at, delay=delay, max_retries=max_retries,
-            retry_delay=retry_delay, timeout=timeout, tags=tags, metadata=metadata,
-            depends_on=depends_on, unique_key=unique_key, backend=backend, schedule=schedule,
-            schedule_due_at=schedule_due_at, batch=batch, chain_index=chain_index, **options,
+            self.db,
+            task,
+            args,
+            kwargs,
+            priority=priority,
+            queue=queue,
+            scheduled_at=scheduled_at,
+            delay=delay,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            tags=tags,
+            metadata=metadata,
+            depends_on=depends_on,
+            unique_key=unique_key,
+            backend=backend,
+            schedule=schedule,
+            schedule_due_at=schedule_due_at,
+            batch=batch,
+            chain_index=chain_index,
+            **options,
         )
 
     def enqueue_on_commit(self, task, args=None, kwargs=None, **options: Any) -> None:
@@ -87,17 +104,27 @@ class JobManager:
         """
         # Build (and drop) the job now: the same validation as enqueue, without a write.
         extra = dict(options)
-        known = {name: extra.pop(name, None) for name in (
-            "priority", "queue", "scheduled_at", "delay", "max_retries", "retry_delay",
-            "timeout", "tags", "metadata", "backend")}
+        known = {
+            name: extra.pop(name, None)
+            for name in (
+                "priority",
+                "queue",
+                "scheduled_at",
+                "delay",
+                "max_retries",
+                "retry_delay",
+                "timeout",
+                "tags",
+                "metadata",
+                "backend",
+            )
+        }
         for internal in ("schedule", "schedule_due_at", "batch", "chain_index"):
             extra.pop(internal, None)
         extra.pop("depends_on", None)
         extra.pop("unique_key", None)
         build_job(task, args, kwargs, **known, options=extra)
-        transaction.on_commit(
-            lambda: self.enqueue(task, args, kwargs, **options), using=self.db
-        )
+        transaction.on_commit(lambda: self.enqueue(task, args, kwargs, **options), using=self.db)
 
     def enqueue_batch(
         self,
@@ -153,7 +180,9 @@ class JobManager:
             if status in FINISHED_STATUSES:
                 return self.get_job(pk)
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"Job {pk} is not finished after {timeout} seconds (status {status}).")
+                raise TimeoutError(
+                    f"Job {pk} is not finished after {timeout} seconds (status {status})."
+                )
             time.sleep(poll_interval)
 
     def get_failed_jobs(self, queue: str | None = None):
@@ -264,46 +293,103 @@ class JobManager:
     # the Schedule model. Invalid input raises (ValueError, TypeError, TaskNotFound) and
     # writes nothing; an existing name is updated (idempotent at start-up).
 
-    def schedule(self, task, cron: str, name: str | None = None, args=None, kwargs=None,
-                 timezone: str = "UTC", queue: str | None = None, priority=None,
-                 misfire_policy: str = "run_once", enabled: bool = True, **options: Any):
+    def schedule(
+        self,
+        task,
+        cron: str,
+        name: str | None = None,
+        args=None,
+        kwargs=None,
+        timezone: str = "UTC",
+        queue: str | None = None,
+        priority=None,
+        misfire_policy: str = "run_once",
+        enabled: bool = True,
+        **options: Any,
+    ):
         """Run ``task`` on a 5-field cron expression read in ``timezone``; returns the
         ``Schedule``. ``name`` defaults to the task name. Options: ``tags``, ``metadata``,
         ``description``."""
         from .scheduler import upsert_schedule
 
         return upsert_schedule(
-            task=task, kind="cron", cron=cron, name=name, args=args, kwargs=kwargs,
-            timezone=timezone, queue=queue, priority=priority, misfire_policy=misfire_policy,
-            enabled=enabled, using=self.db, **options,
+            task=task,
+            kind="cron",
+            cron=cron,
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            timezone=timezone,
+            queue=queue,
+            priority=priority,
+            misfire_policy=misfire_policy,
+            enabled=enabled,
+            using=self.db,
+            **options,
         )
 
-    def schedule_interval(self, task, interval: float | timedelta, name: str | None = None,
-                          args=None, kwargs=None, queue: str | None = None, priority=None,
-                          misfire_policy: str = "run_once", enabled: bool = True,
-                          **options: Any):
+    def schedule_interval(
+        self,
+        task,
+        interval: float | timedelta,
+        name: str | None = None,
+        args=None,
+        kwargs=None,
+        queue: str | None = None,
+        priority=None,
+        misfire_policy: str = "run_once",
+        enabled: bool = True,
+        **options: Any,
+    ):
         """Run ``task`` every ``interval`` (seconds or timedelta), first one interval from
         now (or at ``start_at=``). Options: ``start_at``, ``tags``, ``metadata``,
         ``description``, ``timezone``."""
         from .scheduler import upsert_schedule
 
         return upsert_schedule(
-            task=task, kind="interval", interval=interval, name=name, args=args,
-            kwargs=kwargs, queue=queue, priority=priority, misfire_policy=misfire_policy,
-            enabled=enabled, using=self.db, **options,
+            task=task,
+            kind="interval",
+            interval=interval,
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            queue=queue,
+            priority=priority,
+            misfire_policy=misfire_policy,
+            enabled=enabled,
+            using=self.db,
+            **options,
         )
 
-    def schedule_once(self, task, at: datetime, name: str | None = None, args=None,
-                      kwargs=None, queue: str | None = None, priority=None,
-                      misfire_policy: str = "run_once", enabled: bool = True,
-                      **options: Any):
+    def schedule_once(
+        self,
+        task,
+        at: datetime,
+        name: str | None = None,
+        args=None,
+        kwargs=None,
+        queue: str | None = None,
+        priority=None,
+        misfire_policy: str = "run_once",
+        enabled: bool = True,
+        **options: Any,
+    ):
         """Run ``task`` once at ``at`` (an aware datetime)."""
         from .scheduler import upsert_schedule
 
         return upsert_schedule(
-            task=task, kind="once", run_at=at, name=name, args=args, kwargs=kwargs,
-            queue=queue, priority=priority, misfire_policy=misfire_policy, enabled=enabled,
-            using=self.db, **options,
+            task=task,
+            kind="once",
+            run_at=at,
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            queue=queue,
+            priority=priority,
+            misfire_policy=misfire_policy,
+            enabled=enabled,
+            using=self.db,
+            **options,
         )
 
     def unschedule(self, name: str) -> bool:

@@ -279,8 +279,16 @@ _TASK_OPTIONS = {
 }
 
 
-def _make_task(func: Callable, *, name=None, queue=None, priority=None, backend=None,
-               takes_context=False, **options: Any) -> JobTask:
+def _make_task(
+    func: Callable,
+    *,
+    name=None,
+    queue=None,
+    priority=None,
+    backend=None,
+    takes_context=False,
+    **options: Any,
+) -> JobTask:
     unknown = set(options) - _TASK_OPTIONS
     if unknown:
         raise TypeError(f"Unknown @job option(s): {', '.join(sorted(unknown))}.")

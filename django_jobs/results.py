@@ -51,9 +51,11 @@ def _task_for(job: Job, backend) -> JobTask:
         queue_name=job.original_queue or job.queue,
         # enqueue() stores scheduled_at = run_after, or exactly created_at without one: a
         # run_after already past at enqueue time (using(run_after=now())) is kept too.
-        run_after=job.scheduled_at if job.scheduled_at and job.scheduled_at != job.created_at else None,
+        run_after=job.scheduled_at
+        if job.scheduled_at and job.scheduled_at != job.created_at
+        else None,
         takes_context=takes_context,
-        **{f: None for f in _EXTRA_FIELDS},
+        **dict.fromkeys(_EXTRA_FIELDS),
     )
     values.update(extra)
     for key in ("retry_on", "dont_retry_on", "tags"):
@@ -66,9 +68,20 @@ def _task_for(job: Job, backend) -> JobTask:
 
 
 _EXTRA_FIELDS = (
-    "job_name", "max_retries", "retry_delay", "retry_backoff", "retry_jitter",
-    "max_retry_delay", "timeout", "retry_on", "dont_retry_on", "tags", "description",
-    "unique", "cron", "interval",
+    "job_name",
+    "max_retries",
+    "retry_delay",
+    "retry_backoff",
+    "retry_jitter",
+    "max_retry_delay",
+    "timeout",
+    "retry_on",
+    "dont_retry_on",
+    "tags",
+    "description",
+    "unique",
+    "cron",
+    "interval",
 )
 
 
@@ -130,7 +143,10 @@ def send_django_signal(signal, job: Job) -> None:
         result = result_from_job(job, backend)
         for receiver, res in signal.send_robust(sender=type(backend), task_result=result):
             if isinstance(res, Exception):
-                logger.error("django.tasks signal receiver %r failed", receiver,
-                             exc_info=(type(res), res, res.__traceback__))
-    except Exception:  # noqa: BLE001 - a signal never fails the job
+                logger.error(
+                    "django.tasks signal receiver %r failed",
+                    receiver,
+                    exc_info=(type(res), res, res.__traceback__),
+                )
+    except Exception:  # a signal never fails the job
         logger.exception("Could not send %s for job %s", signal, job.pk)

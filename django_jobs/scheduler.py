@@ -84,8 +84,9 @@ def db_now(using: str | None = None) -> datetime:
 _broken: dict[int, float] = {}
 
 
-def run_due_schedules(manager=None, *, using: str | None = None,
-                      limit: int = MAX_FIRES_PER_RUN) -> list[Job]:
+def run_due_schedules(
+    manager=None, *, using: str | None = None, limit: int = MAX_FIRES_PER_RUN
+) -> list[Job]:
     """Fire every schedule that is due now in the job database (``using``, or a
     ``JobManager``'s); returns the jobs this call enqueued.
 
@@ -120,15 +121,18 @@ def run_due_schedules(manager=None, *, using: str | None = None,
                 job = _fire(schedule, db)
         except (OperationalError, InterfaceError) as exc:
             # Lock contention or a database restart: the next run (in a second) retries.
-            logger.warning("Scheduler could not fire due schedules: %s", exc,
-                           extra={"action": "scheduler_error"})
+            logger.warning(
+                "Scheduler could not fire due schedules: %s",
+                exc,
+                extra={"action": "scheduler_error"},
+            )
             break
-        except Exception:  # noqa: BLE001 - one broken schedule must not stop the others
+        except Exception:  # one broken schedule must not stop the others
             logger.exception(
                 "Schedule %s could not be fired; retrying in %ss",
-                schedule.name if schedule else "?", RETRY_BROKEN_AFTER,
-                extra={"action": "schedule_error",
-                       "schedule": schedule.name if schedule else None},
+                schedule.name if schedule else "?",
+                RETRY_BROKEN_AFTER,
+                extra={"action": "schedule_error", "schedule": schedule.name if schedule else None},
             )
             if schedule is None:
                 break
@@ -142,38 +146,55 @@ def run_due_schedules(manager=None, *, using: str | None = None,
 def _fire(schedule: Schedule, db: str) -> Job | None:
     """Handle one due schedule inside the caller's transaction."""
     plan = plan_firing(schedule, schedule.db_now)
-    advanced = Schedule.objects.using(db).filter(
-        pk=schedule.pk, enabled=True, next_run_at=for_db(plan.due)
-    ).update(next_run_at=for_db(plan.next_run_at))
+    advanced = (
+        Schedule.objects.using(db)
+        .filter(pk=schedule.pk, enabled=True, next_run_at=for_db(plan.due))
+        .update(next_run_at=for_db(plan.next_run_at))
+    )
     if not advanced:
         return None  # another scheduler moved it off this due time first
     schedule.next_run_at = for_db(plan.next_run_at)
     if not plan.fire:
         logger.info(
             "Schedule %s missed its run at %s; skipped (misfire_policy=skip), next run %s",
-            schedule.name, plan.due.isoformat(), _iso(plan.next_run_at),
+            schedule.name,
+            plan.due.isoformat(),
+            _iso(plan.next_run_at),
             extra={"action": "schedule_skipped", "schedule": schedule.name},
         )
         return None
     try:
         with transaction.atomic(using=db):
             job = enqueue_job(
-                db, schedule.task_name, **schedule.job_options(),
-                schedule=schedule, schedule_due_at=for_db(plan.due),
+                db,
+                schedule.task_name,
+                **schedule.job_options(),
+                schedule=schedule,
+                schedule_due_at=for_db(plan.due),
             )
     except IntegrityError:
-        if not Job.objects.using(db).filter(
-            schedule=schedule, schedule_due_at=for_db(plan.due)
-        ).exists():
+        if (
+            not Job.objects.using(db)
+            .filter(schedule=schedule, schedule_due_at=for_db(plan.due))
+            .exists()
+        ):
             raise
-        logger.info("Schedule %s already fired for %s", schedule.name, plan.due.isoformat(),
-                    extra={"action": "schedule_already_fired", "schedule": schedule.name})
+        logger.info(
+            "Schedule %s already fired for %s",
+            schedule.name,
+            plan.due.isoformat(),
+            extra={"action": "schedule_already_fired", "schedule": schedule.name},
+        )
         return None
     schedule.record_run(job)
     logger.info(
         "Schedule %s fired for %s%s: job %s (%s), next run %s",
-        schedule.name, plan.due.isoformat(), " (missed, run once)" if plan.missed else "",
-        job.pk, schedule.task_name, _iso(plan.next_run_at),
+        schedule.name,
+        plan.due.isoformat(),
+        " (missed, run once)" if plan.missed else "",
+        job.pk,
+        schedule.task_name,
+        _iso(plan.next_run_at),
         extra={"action": "schedule_fired", "schedule": schedule.name, "job_id": job.pk},
     )
     return job
@@ -187,8 +208,21 @@ def _iso(value: datetime | None) -> str:
 
 
 def _definition(
-    *, task, kind, name, cron, interval, run_at, timezone, args, kwargs, queue, priority,
-    misfire_policy, enabled, options,
+    *,
+    task,
+    kind,
+    name,
+    cron,
+    interval,
+    run_at,
+    timezone,
+    args,
+    kwargs,
+    queue,
+    priority,
+    misfire_policy,
+    enabled,
+    options,
 ) -> tuple[dict[str, Any], datetime | None]:
     """Validated field values (and ``start_at``); raises before anything is written."""
     from .enums import Priority
@@ -202,8 +236,9 @@ def _definition(
     if name is None:
         name = task_obj.name
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
-        raise ValueError(f"Schedule name must be a non-empty string of at most 255 characters, "
-                         f"got {name!r}.")
+        raise ValueError(
+            f"Schedule name must be a non-empty string of at most 255 characters, got {name!r}."
+        )
     values: dict[str, Any] = {"name": name, "task_name": task_obj.name, "kind": kind}
     validate_timezone(timezone)
     values["timezone"] = timezone
@@ -235,13 +270,17 @@ def _definition(
     values["args"] = check_json(list(args), "args")
     values["kwargs"] = check_json(kwargs, "kwargs")
     if queue is not None and (not isinstance(queue, str) or not queue.strip() or len(queue) > 255):
-        raise ValueError(f"queue must be a non-empty name of at most 255 characters, got {queue!r}.")
+        raise ValueError(
+            f"queue must be a non-empty name of at most 255 characters, got {queue!r}."
+        )
     values["queue"] = queue or ""
     values["priority"] = None if priority is None else int(Priority.coerce(priority))
     if misfire_policy is not None:
         if misfire_policy not in MisfirePolicy.values:
-            raise ValueError(f"misfire_policy must be one of {', '.join(MisfirePolicy.values)}, "
-                             f"got {misfire_policy!r}.")
+            raise ValueError(
+                f"misfire_policy must be one of {', '.join(MisfirePolicy.values)}, "
+                f"got {misfire_policy!r}."
+            )
         values["misfire_policy"] = str(misfire_policy)
     if enabled is not None:
         values["enabled"] = bool(enabled)
@@ -287,9 +326,20 @@ def upsert_schedule(
     that, so a schedule disabled in the admin stays disabled across deploys.
     """
     values, start_at = _definition(
-        task=task, kind=kind, name=name, cron=cron, interval=interval, run_at=run_at,
-        timezone=timezone, args=args, kwargs=kwargs, queue=queue, priority=priority,
-        misfire_policy=misfire_policy, enabled=enabled, options=options,
+        task=task,
+        kind=kind,
+        name=name,
+        cron=cron,
+        interval=interval,
+        run_at=run_at,
+        timezone=timezone,
+        args=args,
+        kwargs=kwargs,
+        queue=queue,
+        priority=priority,
+        misfire_policy=misfire_policy,
+        enabled=enabled,
+        options=options,
     )
     values["source"] = source
     db = using or router.db_for_write(Schedule)
@@ -313,9 +363,13 @@ def _upsert(values: dict[str, Any], start_at: datetime | None, db: str) -> Sched
         schedule = Schedule(**values)
         schedule.next_run_at = for_db(initial_next_run(schedule, now, start_at))
         schedule.save(using=db, force_insert=True)
-        logger.info("Schedule %s created (%s), next run %s", schedule.name,
-                    schedule.describe(), _iso(schedule.next_run_at),
-                    extra={"action": "schedule_created", "schedule": schedule.name})
+        logger.info(
+            "Schedule %s created (%s), next run %s",
+            schedule.name,
+            schedule.describe(),
+            _iso(schedule.next_run_at),
+            extra={"action": "schedule_created", "schedule": schedule.name},
+        )
         return schedule
     changed = [field for field, value in values.items() if getattr(existing, field) != value]
     if not changed:
@@ -330,9 +384,13 @@ def _upsert(values: dict[str, Any], start_at: datetime | None, db: str) -> Sched
         existing.next_run_at = for_db(rearmed_next_run(existing, now))
         changed.append("next_run_at")
     existing.save(using=db, update_fields=[*changed, "updated_at"])
-    logger.info("Schedule %s updated (%s), next run %s", existing.name, ", ".join(changed),
-                _iso(existing.next_run_at),
-                extra={"action": "schedule_updated", "schedule": existing.name})
+    logger.info(
+        "Schedule %s updated (%s), next run %s",
+        existing.name,
+        ", ".join(changed),
+        _iso(existing.next_run_at),
+        extra={"action": "schedule_updated", "schedule": existing.name},
+    )
     return existing
 
 
@@ -357,24 +415,42 @@ def sync_code_schedules(using: str | None = None) -> list[Schedule]:
             continue
         names.add(task.name)
         if cron and interval is not None:
-            logger.error("Task %s declares both cron= and interval=; its schedule is not "
-                         "synced.", task.name, extra={"action": "schedule_invalid"})
+            logger.error(
+                "Task %s declares both cron= and interval=; its schedule is not synced.",
+                task.name,
+                extra={"action": "schedule_invalid"},
+            )
             continue
         try:
-            declared.append(upsert_schedule(
-                task=task, name=task.name, using=db, source="code",
-                kind=ScheduleKind.CRON if cron else ScheduleKind.INTERVAL,
-                cron=cron or "", interval=interval, misfire_policy=None, enabled=None,
-            ))
+            declared.append(
+                upsert_schedule(
+                    task=task,
+                    name=task.name,
+                    using=db,
+                    source="code",
+                    kind=ScheduleKind.CRON if cron else ScheduleKind.INTERVAL,
+                    cron=cron or "",
+                    interval=interval,
+                    misfire_policy=None,
+                    enabled=None,
+                )
+            )
         except (ValueError, TypeError) as exc:
-            logger.error("Schedule of task %s is invalid and was not synced: %s", task.name,
-                         exc, extra={"action": "schedule_invalid"})
+            logger.error(
+                "Schedule of task %s is invalid and was not synced: %s",
+                task.name,
+                exc,
+                extra={"action": "schedule_invalid"},
+            )
     stale = Schedule.objects.using(db).filter(source="code").exclude(name__in=names)
-    removed = [name for name in stale.values_list("name", flat=True)]
+    removed = list(stale.values_list("name", flat=True))
     if removed:
         stale.delete()
-        logger.info("Removed schedule(s) no longer declared in code: %s", ", ".join(removed),
-                    extra={"action": "schedule_removed"})
+        logger.info(
+            "Removed schedule(s) no longer declared in code: %s",
+            ", ".join(removed),
+            extra={"action": "schedule_removed"},
+        )
     return declared
 
 
@@ -394,7 +470,7 @@ def sync_code_schedules_after_migrate(sender, *, using, apps=None, **kwargs) -> 
     try:
         registry.autodiscover()
         sync_code_schedules(using=using)
-    except Exception:  # noqa: BLE001 - never fail migrate; workers sync again at start
+    except Exception:  # never fail migrate; workers sync again at start
         logger.exception("Could not sync the schedules declared in code after migrate")
 
 

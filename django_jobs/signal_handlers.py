@@ -52,9 +52,10 @@ def enqueue_on_complete(sender, batch, using, **kwargs) -> None:
             )
         Batch.objects.using(using).filter(pk=batch.pk).update(on_complete_job=job)
         batch.on_complete_job = job
-    except Exception:  # noqa: BLE001 - never fail the job that finished the batch
-        logger.exception("Could not enqueue on_complete %s of batch %s",
-                         batch.on_complete, batch.pk)
+    except Exception:  # never fail the job that finished the batch
+        logger.exception(
+            "Could not enqueue on_complete %s of batch %s", batch.on_complete, batch.pk
+        )
 
 
 def _accepts(func, name: str) -> bool:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Django's command-line utility for the django_jobs example project.
 
-    python example_project/manage.py demo       # migrate, enqueue demo jobs, workers + server
+python example_project/manage.py demo       # migrate, enqueue demo jobs, workers + server
 """
 
 import os

@@ -39,10 +39,13 @@ class WorkerProcs:
         return env
 
     def start(self, *args, env=None):
-        log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "w+")
+        log = open(self.tmp_path / f"worker-{len(self.procs)}.log", "w+")  # noqa: SIM115 - closed by stop_all
         proc = subprocess.Popen(
             [sys.executable, "-m", "django", "runworkers", *args],
-            env=self.env(env), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env(env),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         proc.log = log
@@ -103,7 +106,7 @@ def _parents() -> dict[int, int]:
         except OSError:
             continue
         # pid (comm) state ppid ...: comm may hold spaces and parentheses.
-        found[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        found[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
     return found
 
 

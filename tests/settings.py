@@ -17,8 +17,11 @@ if os.environ.get("JOBS_TEST_DB_NAME"):
 if _db["ENGINE"].endswith("sqlite3"):
     # Worker subprocesses share the file with the test process: wait for locks, take the
     # write lock at BEGIN so claims never deadlock, and use WAL for concurrent readers.
-    _db["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE",
-                      "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    _db["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     if os.environ.get("JOBS_TEST_SQLITE_DEFERRED"):
         # Worker subprocesses of the lock-contention test: SQLite's default BEGIN.
         del _db["OPTIONS"]["transaction_mode"]
@@ -53,15 +56,19 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 ROOT_URLCONF = "tests.urls"
-TEMPLATES = [{
-    "BACKEND": "django.template.backends.django.DjangoTemplates",
-    "APP_DIRS": True,
-    "OPTIONS": {"context_processors": [
-        "django.template.context_processors.request",
-        "django.contrib.auth.context_processors.auth",
-        "django.contrib.messages.context_processors.messages",
-    ]},
-}]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TASKS = {

@@ -63,9 +63,7 @@ def test_no_import_circle():
 
 
 def test_the_circle_finder_finds_circles():
-    assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
-        ["a", "b", "c"]
-    ]
+    assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_layer_contracts_are_kept():

@@ -65,8 +65,9 @@ def test_batched_completion_leaves_a_job_that_gained_a_dependant_to_the_locked_p
 
 
 def test_batched_completion_counts_each_batch_job_once_and_finishes_the_batch():
-    batch = jobs.enqueue_batch(tasks.add, items=[{"a": i, "b": i} for i in range(4)],
-                               on_complete=tasks.noop)
+    batch = jobs.enqueue_batch(
+        tasks.add, items=[{"a": i, "b": i} for i in range(4)], on_complete=tasks.noop
+    )
     claimed = _claim_all("w1", 10)
     assert len(claimed) == 4
     assert Job.objects.complete_many([(j, 0) for j in claimed[:3]]) == {j.pk for j in claimed[:3]}
@@ -93,19 +94,24 @@ def test_a_result_the_database_cannot_store_fails_the_job_and_never_blocks_it():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("breaker, error", [
-    (tasks.crash_interpreter, "ExecutorCrashed"),  # os._exit() in the job
-    (tasks.spin_forever, "JobTimeout"),  # killed at its 1 s timeout
-])
+@pytest.mark.parametrize(
+    "breaker, error",
+    [
+        (tasks.crash_interpreter, "ExecutorCrashed"),  # os._exit() in the job
+        (tasks.spin_forever, "JobTimeout"),  # killed at its 1 s timeout
+    ],
+)
 def test_an_executor_lost_in_the_middle_of_its_batch_loses_no_job(workers, breaker, error):
     # Fast jobs make the executor claim dozens at once, so the breaker lands inside a
     # claimed batch with siblings before it (run, perhaps not yet written) and after it
     # (never started).
-    siblings = [jobs.enqueue(tasks.record_label, args=[f"job-{i}"], queue="default")
-                for i in range(30)]
+    siblings = [
+        jobs.enqueue(tasks.record_label, args=[f"job-{i}"], queue="default") for i in range(30)
+    ]
     broken = jobs.enqueue(breaker, args=["breaker"])
-    siblings += [jobs.enqueue(tasks.record_label, args=[f"job-{i}"], queue="default")
-                 for i in range(30, 60)]
+    siblings += [
+        jobs.enqueue(tasks.record_label, args=[f"job-{i}"], queue="default") for i in range(30, 60)
+    ]
     code, out = workers.run("--burst", "--concurrency", "1", timeout=120)
     assert code == 0, out
 

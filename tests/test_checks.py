@@ -60,8 +60,7 @@ def test_a_full_good_configuration_passes(settings):
     "value",
     [
         {},
-        {"DEFAULT_TIMEOUT": None, "RETENTION": None, "MAX_PAYLOAD_BYTES": None,
-         "DATABASE": None},
+        {"DEFAULT_TIMEOUT": None, "RETENTION": None, "MAX_PAYLOAD_BYTES": None, "DATABASE": None},
         {"HEARTBEAT_INTERVAL": 5, "WORKER_TIMEOUT": 10},  # exactly twice is enough
         {"DEFAULT_PRIORITY": -100},
         {"DEFAULT_RETRY_DELAY": 0, "MAX_RETRY_DELAY": timedelta(hours=1)},
@@ -188,7 +187,7 @@ def test_check_command_passes():
 
 def test_check_command_fails_on_a_bad_value(settings):
     settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "DEFAULT_MAX_RETRIES": -3}
-    with pytest.raises(SystemCheckError, match="django_jobs.E004"):
+    with pytest.raises(SystemCheckError, match=r"django_jobs\.E004"):
         call_command("check", verbosity=0)
 
 

@@ -25,10 +25,14 @@ def test_plain_task_of_our_backend_is_adopted_and_runs():
 def test_plain_task_of_another_backend_is_refused(settings):
     settings.TASKS = {
         "default": {"BACKEND": "django_jobs.backend.JobsBackend", "QUEUES": []},
-        "immediate": {"BACKEND": settings.TASKS["default"]["BACKEND"].replace(
-            "django_jobs.backend.JobsBackend",
-            "django.tasks.backends.immediate.ImmediateBackend"
-            if _has_django_tasks() else "django_tasks.backends.immediate.ImmediateBackend")},
+        "immediate": {
+            "BACKEND": settings.TASKS["default"]["BACKEND"].replace(
+                "django_jobs.backend.JobsBackend",
+                "django.tasks.backends.immediate.ImmediateBackend"
+                if _has_django_tasks()
+                else "django_tasks.backends.immediate.ImmediateBackend",
+            )
+        },
     }
     plain = Task(func=tasks.add.func, backend="immediate", queue_name="default")
     with pytest.raises(TaskNotFound, match="another backend"):

@@ -139,7 +139,7 @@ import os
 import pickle
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
@@ -266,7 +266,7 @@ def test_async_task_validation_follows_flag():
     b = backend()
     b.validate_task(ct.noop_async)
     with mock.patch.object(JobsBackend, "supports_async_task", False):
-        with pytest.raises(InvalidTask, match="(?i)Backend does not support async tasks"):
+        with pytest.raises(InvalidTask, match=r"(?i)Backend does not support async tasks"):
             b.validate_task(ct.noop_async)
         b.validate_task(ct.noop)
 
@@ -274,8 +274,9 @@ def test_async_task_validation_follows_flag():
 def test_backend_check():
     assert list(backend().check()) == []
     # Django's check framework runs the backend's check (check_tasks): no error of ours.
-    ours = [m for m in checks.run_checks()
-            if m.is_serious() and str(m.id).startswith("django_jobs.")]
+    ours = [
+        m for m in checks.run_checks() if m.is_serious() and str(m.id).startswith("django_jobs.")
+    ]
     assert ours == []
     apps = ["django.contrib.auth", "django.contrib.contenttypes"]
     with mock.patch("django_jobs.backend._installed_apps", return_value=apps):
@@ -329,9 +330,10 @@ def test_using_returns_modified_copies():
 def test_using_unknown_backend():
     with pytest.raises(InvalidTaskBackend, match="The connection 'unknown' doesn't exist"):
         ct.noop.using(backend="unknown")
-    with override_settings(TASKS={**tasks_setting(default=[]),
-                                  "missing": {"BACKEND": "does.not.exist"}}):
-        with pytest.raises(InvalidTaskBackend, match="Could not find backend 'does.not.exist'"):
+    with override_settings(
+        TASKS={**tasks_setting(default=[]), "missing": {"BACKEND": "does.not.exist"}}
+    ):
+        with pytest.raises(InvalidTaskBackend, match=r"Could not find backend 'does\.not\.exist'"):
             ct.noop.using(backend="missing")
 
 
@@ -350,8 +352,9 @@ def test_get_backend_per_alias():
 def test_task_of_another_backend_moved_here():
     # A plain django Task declared for another backend, moved with using(backend=...).
     immediate = f"{TASKS_MODULE}.backends.immediate.ImmediateBackend"
-    with override_settings(TASKS={**tasks_setting(default=[]),
-                                  "immediate": {"BACKEND": immediate, "QUEUES": []}}):
+    with override_settings(
+        TASKS={**tasks_setting(default=[]), "immediate": {"BACKEND": immediate, "QUEUES": []}}
+    ):
         elsewhere = Task(func=ct.meaning_of_life.func, backend="immediate")
         assert elsewhere.enqueue().return_value == 42  # runs in the ImmediateBackend
         result = elsewhere.using(backend="default").enqueue()
@@ -479,8 +482,9 @@ def test_get_result_round_trip():
         assert sync(backend().aget_result)(result.id) == result
         assert t.get_result(result.id) == result
         assert sync(t.aget_result)(result.id) == result
-    later = ct.noop.using(run_after=timezone.now() + timedelta(hours=1), priority=7,
-                          queue_name="round-trip")
+    later = ct.noop.using(
+        run_after=timezone.now() + timedelta(hours=1), priority=7, queue_name="round-trip"
+    )
     result = later.enqueue()
     fetched = backend().get_result(result.id)
     assert fetched == result
@@ -503,8 +507,19 @@ def test_refresh_without_changes_keeps_result():
 
 @pytest.mark.parametrize(
     "result_id",
-    ["<next id>", "abc", "", " ", "-1", "0", "1.5", "99999999999999999999999", "None",
-     str(uuid.uuid4()), uuid.uuid4().hex],
+    [
+        "<next id>",
+        "abc",
+        "",
+        " ",
+        "-1",
+        "0",
+        "1.5",
+        "99999999999999999999999",
+        "None",
+        str(uuid.uuid4()),
+        uuid.uuid4().hex,
+    ],
 )
 def test_missing_result_ids(result_id):
     existing = ct.noop.enqueue()  # the table is not empty
@@ -530,8 +545,12 @@ def test_get_result_of_another_task_mismatch():
 
 
 def test_non_json_arguments_rejected():
-    for args, kwargs in [((datetime.now(),), {}), ((), {"when": object()}),  # noqa: DTZ005
-                         ((b"bytes",), {}), (({1, 2},), {})]:
+    for args, kwargs in [
+        ((datetime.now(UTC),), {}),
+        ((), {"when": object()}),
+        ((b"bytes",), {}),
+        (({1, 2},), {}),
+    ]:
         with pytest.raises(TypeError):
             ct.noop.enqueue(*args, **kwargs)
         with pytest.raises(TypeError):
@@ -554,8 +573,10 @@ def test_arguments_are_json_normalised(workers):
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL
     # The task received lists, exactly what the result reports.
-    assert result.return_value == {"args": [[1, 2], [3, [4]]],
-                                   "kwargs": {"nested": {"t": [5, 6]}, "n": None}}
+    assert result.return_value == {
+        "args": [[1, 2], [3, [4]]],
+        "kwargs": {"nested": {"t": [5, 6]}, "n": None},
+    }
 
 
 def test_enqueue_writes_in_callers_transaction():
@@ -643,15 +664,23 @@ def test_worker_runs_successful_tasks(workers):
 
 def test_worker_records_failures(workers):
     failing = {
-        "value_error": (ct.fail_value_error.enqueue(), ValueError,
-                        "conformance task failed with ValueError"),
-        "system_exit": (ct.fail_system_exit.enqueue(), SystemExit,
-                        "conformance task failed with SystemExit"),
+        "value_error": (
+            ct.fail_value_error.enqueue(),
+            ValueError,
+            "conformance task failed with ValueError",
+        ),
+        "system_exit": (
+            ct.fail_system_exit.enqueue(),
+            SystemExit,
+            "conformance task failed with SystemExit",
+        ),
         "exit": (ct.fail_exit.enqueue(), SystemExit, "1"),
-        "keyboard_interrupt": (ct.fail_keyboard_interrupt.enqueue(), KeyboardInterrupt,
-                               "conformance task failed with KeyboardInterrupt"),
-        "nested": (ct.fail_nested_exception.enqueue(), ValueError,
-                   "inner conformance failure"),
+        "keyboard_interrupt": (
+            ct.fail_keyboard_interrupt.enqueue(),
+            KeyboardInterrupt,
+            "conformance task failed with KeyboardInterrupt",
+        ),
+        "nested": (ct.fail_nested_exception.enqueue(), ValueError, "inner conformance failure"),
     }
     unserialisable = ct.return_unserializable.enqueue()
     survivor = ct.meaning_of_life.enqueue()  # the worker goes on after all of these
@@ -680,8 +709,7 @@ def test_worker_records_failures(workers):
         assert fetched.errors == result.errors
 
     nested = failing["nested"][0]
-    assert 'raise ValueError(ValueError("inner conformance failure"))' in \
-        nested.errors[0].traceback
+    assert 'raise ValueError(ValueError("inner conformance failure"))' in nested.errors[0].traceback
 
     unserialisable.refresh()
     assert unserialisable.status == TaskResultStatus.FAILED
@@ -724,8 +752,13 @@ def test_takes_context_tasks(workers):
     assert seen["worker_ids"] == details.worker_ids
     # get_result() from inside the worker, while the task runs: RUNNING, one attempt.
     assert seen["fetched"] == {
-        "status": TaskResultStatus.RUNNING, "worker_ids": details.worker_ids, "attempts": 1,
-        "started": True, "last_attempted": True, "finished": False, "is_finished": False,
+        "status": TaskResultStatus.RUNNING,
+        "worker_ids": details.worker_ids,
+        "attempts": 1,
+        "started": True,
+        "last_attempted": True,
+        "finished": False,
+        "is_finished": False,
     }
 
 
@@ -796,16 +829,25 @@ def test_run_after_defers_execution(workers):
 
 def test_priority_order_and_queue_selection(workers):
     queue = "conformance-prio"
-    for label, priority in [("low", -60), ("normal", 0), ("critical", 100), ("high", 50),
-                            ("lowest", -100)]:
+    for label, priority in [
+        ("low", -60),
+        ("normal", 0),
+        ("critical", 100),
+        ("high", 50),
+        ("lowest", -100),
+    ]:
         ct.record_order.using(priority=priority, queue_name=queue).enqueue(label)
     elsewhere = ct.record_order.using(priority=100, queue_name="conformance-elsewhere").enqueue(
-        "elsewhere")
+        "elsewhere"
+    )
     assert Job.objects.get(pk=elsewhere.id).queue == "conformance-elsewhere"
 
     burst(workers, "--concurrency", "1", "--queues", queue)
-    labels = list(Execution.objects.exclude(label__startswith="signal:")
-                  .order_by("id").values_list("label", flat=True))
+    labels = list(
+        Execution.objects.exclude(label__startswith="signal:")
+        .order_by("id")
+        .values_list("label", flat=True)
+    )
     assert labels == ["critical", "high", "normal", "low", "lowest"]
     elsewhere.refresh()
     assert elsewhere.status == TaskResultStatus.READY  # another queue: not taken
@@ -816,7 +858,8 @@ def test_results_readable_after_queue_removed(workers):
         done = ct.meaning_of_life.using(queue_name="queue-1").enqueue()
         failed = ct.fail_value_error.using(queue_name="queue-1").enqueue()
         waiting = ct.meaning_of_life.using(
-            queue_name="queue-1", run_after=timezone.now() + timedelta(hours=1)).enqueue()
+            queue_name="queue-1", run_after=timezone.now() + timedelta(hours=1)
+        ).enqueue()
     burst(workers)
     with override_settings(TASKS=tasks_setting(default=["default"])):
         b = task_backends["default"]
@@ -840,8 +883,11 @@ def test_eager_mode_runs_at_enqueue_like_immediate_backend(settings):
     # With DJANGO_JOBS["EAGER"] (SPEC 12) enqueue runs the job at once, in this process,
     # and returns the finished result: ImmediateBackend's behaviour.
     settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "EAGER": True}
-    for t, args, expected in ((ct.meaning_of_life, (), 42), (ct.noop_async, (1,), None),
-                              (ct.context_task_id, (), None)):
+    for t, args, expected in (
+        (ct.meaning_of_life, (), 42),
+        (ct.noop_async, (1,), None),
+        (ct.context_task_id, (), None),
+    ):
         result = t.enqueue(*args)
         assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
         assert result.is_finished is True
@@ -856,7 +902,8 @@ def test_eager_mode_runs_at_enqueue_like_immediate_backend(settings):
         failed.return_value  # noqa: B018
     assert failed.errors[0].exception_class is ValueError
     assert failed.errors[0].traceback.endswith(
-        "ValueError: conformance task failed with ValueError\n")
+        "ValueError: conformance task failed with ValueError\n"
+    )
     assert_timestamps_ordered(failed)
     assert backend().get_result(failed.id).status == TaskResultStatus.FAILED
 
@@ -868,8 +915,15 @@ def test_task_enqueued_signal():
     received = []
 
     def receiver(sender, task_result, **kwargs):
-        received.append((sender, task_result.id, task_result.status,
-                         task_result.task.module_path, task_result.args))
+        received.append(
+            (
+                sender,
+                task_result.id,
+                task_result.status,
+                task_result.task.module_path,
+                task_result.args,
+            )
+        )
 
     task_enqueued.connect(receiver)
     try:
@@ -888,13 +942,16 @@ def test_django_signals_and_logs_in_process(caplog):
 
     def on_event(name):
         def receiver(sender, task_result, **kwargs):
-            events.append((name, sender, task_result.id, task_result.status,
-                           task_result.attempts))
+            events.append((name, sender, task_result.id, task_result.status, task_result.attempts))
+
         return receiver
 
     receivers = {}
-    for name, signal in (("enqueued", task_enqueued), ("started", task_started),
-                         ("finished", task_finished)):
+    for name, signal in (
+        ("enqueued", task_enqueued),
+        ("started", task_started),
+        ("finished", task_finished),
+    ):
         receivers[name] = on_event(name)
         signal.connect(receivers[name])
     caplog.set_level(logging.DEBUG, logger=TASKS_MODULE)
@@ -911,12 +968,16 @@ def test_django_signals_and_logs_in_process(caplog):
         return [(n, s, a) for n, sender, rid, s, a in events if rid == result_id]
 
     assert all(sender is JobsBackend for _, sender, *_ in events)
-    assert of(ok.id) == [("enqueued", TaskResultStatus.READY, 0),
-                         ("started", TaskResultStatus.RUNNING, 1),
-                         ("finished", TaskResultStatus.SUCCESSFUL, 1)]
-    assert of(bad.id) == [("enqueued", TaskResultStatus.READY, 0),
-                          ("started", TaskResultStatus.RUNNING, 1),
-                          ("finished", TaskResultStatus.FAILED, 1)]
+    assert of(ok.id) == [
+        ("enqueued", TaskResultStatus.READY, 0),
+        ("started", TaskResultStatus.RUNNING, 1),
+        ("finished", TaskResultStatus.SUCCESSFUL, 1),
+    ]
+    assert of(bad.id) == [
+        ("enqueued", TaskResultStatus.READY, 0),
+        ("started", TaskResultStatus.RUNNING, 1),
+        ("finished", TaskResultStatus.FAILED, 1),
+    ]
 
     # Django's own log receivers: one record per signal, naming the result id.
     records = [r for r in caplog.records if r.name == TASKS_MODULE]
@@ -944,17 +1005,26 @@ def test_worker_sends_started_and_finished(workers):
     assert signal_rows(ok.id) == ["signal:task_enqueued:READY"]
     burst(workers)
     # task_started / task_finished are sent by the worker (its receivers wrote the rows).
-    assert signal_rows(ok.id) == ["signal:task_enqueued:READY",
-                                  "signal:task_started:RUNNING",
-                                  "signal:task_finished:SUCCESSFUL"]
-    assert signal_rows(bad.id) == ["signal:task_enqueued:READY",
-                                   "signal:task_started:RUNNING",
-                                   "signal:task_finished:FAILED"]
+    assert signal_rows(ok.id) == [
+        "signal:task_enqueued:READY",
+        "signal:task_started:RUNNING",
+        "signal:task_finished:SUCCESSFUL",
+    ]
+    assert signal_rows(bad.id) == [
+        "signal:task_enqueued:READY",
+        "signal:task_started:RUNNING",
+        "signal:task_finished:FAILED",
+    ]
     # A retried task starts twice and finishes once.
-    assert signal_rows(retried.id) == ["signal:task_enqueued:READY",
-                                       "signal:task_started:RUNNING",
-                                       "signal:task_started:RUNNING",
-                                       "signal:task_finished:SUCCESSFUL"]
-    pids = set(Execution.objects.filter(job_id=int(ok.id), label__contains="task_started")
-               .values_list("worker_pid", flat=True))
+    assert signal_rows(retried.id) == [
+        "signal:task_enqueued:READY",
+        "signal:task_started:RUNNING",
+        "signal:task_started:RUNNING",
+        "signal:task_finished:SUCCESSFUL",
+    ]
+    pids = set(
+        Execution.objects.filter(job_id=int(ok.id), label__contains="task_started").values_list(
+            "worker_pid", flat=True
+        )
+    )
     assert pids and os.getpid() not in pids

@@ -134,8 +134,11 @@ def test_defaults_without_settings():
 
 
 def test_default_queue_and_priority_from_settings(settings):
-    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "DEFAULT_QUEUE": "elsewhere",
-                            "DEFAULT_PRIORITY": "high"}
+    settings.DJANGO_JOBS = {
+        **settings.DJANGO_JOBS,
+        "DEFAULT_QUEUE": "elsewhere",
+        "DEFAULT_PRIORITY": "high",
+    }
     task = job_decorator(name="tests.enqueue.settings-defaults")(add.func)
     try:
         job = jobs.enqueue(task, args=[1, 2])
@@ -147,8 +150,11 @@ def test_default_queue_and_priority_from_settings(settings):
 
 def test_options_fall_back_to_task_options(settings):
     # The task's options win over settings.
-    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "DEFAULT_MAX_RETRIES": 9,
-                            "DEFAULT_TIMEOUT": 1000}
+    settings.DJANGO_JOBS = {
+        **settings.DJANGO_JOBS,
+        "DEFAULT_MAX_RETRIES": 9,
+        "DEFAULT_TIMEOUT": 1000,
+    }
     job = Job.objects.get(pk=jobs.enqueue(configured).pk)
     assert job.queue == "configured"
     assert job.priority == Priority.HIGH
@@ -163,10 +169,17 @@ def test_options_fall_back_to_task_options(settings):
 
 def test_explicit_options_win_over_task_options():
     job = jobs.enqueue(
-        configured, queue="explicit", priority=Priority.LOW, max_retries=0,
-        retry_delay=timedelta(seconds=3), timeout=timedelta(minutes=1), tags=["a", "b"],
+        configured,
+        queue="explicit",
+        priority=Priority.LOW,
+        max_retries=0,
+        retry_delay=timedelta(seconds=3),
+        timeout=timedelta(minutes=1),
+        tags=["a", "b"],
         metadata={"user_id": 1, "nested": {"x": [1, 2]}},
-        retry_backoff=1.0, retry_jitter=True, max_retry_delay=5,
+        retry_backoff=1.0,
+        retry_jitter=True,
+        max_retry_delay=5,
     )
     row = Job.objects.get(pk=job.pk)
     assert row.queue == "explicit"
@@ -189,8 +202,17 @@ def test_unknown_enqueue_option_raises_type_error():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("critical", 100), ("high", 50), ("normal", 0), ("low", -50), ("HIGH", 50),
-     (Priority.CRITICAL, 100), (-100, -100), (100, 100), (17, 17)],
+    [
+        ("critical", 100),
+        ("high", 50),
+        ("normal", 0),
+        ("low", -50),
+        ("HIGH", 50),
+        (Priority.CRITICAL, 100),
+        (-100, -100),
+        (100, 100),
+        (17, 17),
+    ],
 )
 def test_priority_values(value, expected):
     job = jobs.enqueue(add, args=[1, 2], priority=value)
@@ -440,8 +462,14 @@ def test_enqueue_on_commit_validates_at_once():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "options",
-    [{"priority": 500}, {"queue": ""}, {"delay": -1}, {"timeout": 0}, {"max_retries": -1},
-     {"no_such_option": 1}],
+    [
+        {"priority": 500},
+        {"queue": ""},
+        {"delay": -1},
+        {"timeout": 0},
+        {"max_retries": -1},
+        {"no_such_option": 1},
+    ],
 )
 def test_enqueue_on_commit_validates_options_at_once(options):
     # Mistakes raise at the call, not out of the commit of the caller's transaction.
@@ -482,8 +510,23 @@ def test_aenqueue_validation_errors_propagate():
 
 
 def test_every_public_verb_has_an_async_twin():
-    for name in ["enqueue", "enqueue_on_commit", "enqueue_delayed", "get_job", "wait_for",
-                 "cancel", "retry", "requeue_stuck", "prune", "get_queue_names",
-                 "queue_length", "pause_queue", "resume_queue", "clear_queue",
-                 "get_failed_jobs", "get_dead_letter_queue", "get_statistics"]:
+    for name in [
+        "enqueue",
+        "enqueue_on_commit",
+        "enqueue_delayed",
+        "get_job",
+        "wait_for",
+        "cancel",
+        "retry",
+        "requeue_stuck",
+        "prune",
+        "get_queue_names",
+        "queue_length",
+        "pause_queue",
+        "resume_queue",
+        "clear_queue",
+        "get_failed_jobs",
+        "get_dead_letter_queue",
+        "get_statistics",
+    ]:
         assert callable(getattr(jobs, f"a{name}")), name

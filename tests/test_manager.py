@@ -385,8 +385,9 @@ def test_requeue_stuck_leaves_jobs_of_live_workers():
 
 
 def test_requeue_stuck_older_than():
-    Worker.objects.create(id="slow", hostname="h", pid=1,
-                          last_heartbeat_at=timezone.now() - timedelta(minutes=10))
+    Worker.objects.create(
+        id="slow", hostname="h", pid=1, last_heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
     job = jobs.enqueue(add, args=[1, 2])
     claim_one("slow")
     # With a one-hour allowance the worker still counts as alive.
@@ -408,8 +409,11 @@ def test_requeue_stuck_ignores_unheld_jobs():
 def finished_job(status, age, **kwargs):
     now = timezone.now()
     return Job.objects.create(
-        task_name="tests.testapp.tasks.noop", status=status,
-        started_at=now - age - timedelta(seconds=1), finished_at=now - age, **kwargs,
+        task_name="tests.testapp.tasks.noop",
+        status=status,
+        started_at=now - age - timedelta(seconds=1),
+        finished_at=now - age,
+        **kwargs,
     )
 
 
@@ -566,8 +570,11 @@ def test_claim_order_priority_then_fifo():
     assert order == [
         critical.pk,
         # Equal priority and scheduled_at: creation order.
-        high_b.pk, high_a_first.pk, high_c.pk,
-        normal_early.pk, normal_late.pk,
+        high_b.pk,
+        high_a_first.pk,
+        high_c.pk,
+        normal_early.pk,
+        normal_late.pk,
         low.pk,
         lowest.pk,
     ]
@@ -628,10 +635,22 @@ def test_run_jobs_respects_concurrency_limit_of_one():
 
 def test_statistics_keys():
     stats = jobs.get_statistics()
-    for key in ["total_jobs", "pending_jobs", "running_jobs", "completed_jobs", "failed_jobs",
-                "retry_jobs", "cancelled_jobs", "by_priority", "by_queue",
-                "throughput_per_minute", "failure_rate", "avg_duration_seconds",
-                "oldest_pending_age_seconds", "workers"]:
+    for key in [
+        "total_jobs",
+        "pending_jobs",
+        "running_jobs",
+        "completed_jobs",
+        "failed_jobs",
+        "retry_jobs",
+        "cancelled_jobs",
+        "by_priority",
+        "by_queue",
+        "throughput_per_minute",
+        "failure_rate",
+        "avg_duration_seconds",
+        "oldest_pending_age_seconds",
+        "workers",
+    ]:
         assert key in stats, key
     assert set(stats["by_priority"]) == {"critical", "high", "normal", "low"}
     assert stats["total_jobs"] == 0
@@ -649,21 +668,39 @@ def test_statistics_counts():
     assert claim_one("w1").pk != running.pk  # the critical one
     Job.objects.filter(pk=running.pk).update(status=JobStatus.RUNNING, worker_id="w9")
     for seconds in (2, 4):
-        Job.objects.create(task_name="x", status=JobStatus.COMPLETED,
-                           started_at=now - timedelta(seconds=seconds + 5),
-                           finished_at=now - timedelta(seconds=5))
-    Job.objects.create(task_name="x", status=JobStatus.FAILED, queue=DLQ,
-                       started_at=now - timedelta(seconds=30),
-                       finished_at=now - timedelta(seconds=20))
-    Job.objects.create(task_name="x", status=JobStatus.FAILED, queue=DLQ,
-                       started_at=now - timedelta(days=2), finished_at=now - timedelta(days=2))
-    Job.objects.create(task_name="x", status=JobStatus.RETRYING, queue="s2", priority=60,
-                       scheduled_at=now + timedelta(hours=1))
+        Job.objects.create(
+            task_name="x",
+            status=JobStatus.COMPLETED,
+            started_at=now - timedelta(seconds=seconds + 5),
+            finished_at=now - timedelta(seconds=5),
+        )
+    Job.objects.create(
+        task_name="x",
+        status=JobStatus.FAILED,
+        queue=DLQ,
+        started_at=now - timedelta(seconds=30),
+        finished_at=now - timedelta(seconds=20),
+    )
+    Job.objects.create(
+        task_name="x",
+        status=JobStatus.FAILED,
+        queue=DLQ,
+        started_at=now - timedelta(days=2),
+        finished_at=now - timedelta(days=2),
+    )
+    Job.objects.create(
+        task_name="x",
+        status=JobStatus.RETRYING,
+        queue="s2",
+        priority=60,
+        scheduled_at=now + timedelta(hours=1),
+    )
     Job.objects.create(task_name="x", status=JobStatus.CANCELLED, finished_at=now)
     live_worker("alive-1")
     live_worker("alive-2")
-    Worker.objects.create(id="dead", hostname="h", pid=1,
-                          last_heartbeat_at=now - timedelta(hours=1))
+    Worker.objects.create(
+        id="dead", hostname="h", pid=1, last_heartbeat_at=now - timedelta(hours=1)
+    )
     live_worker("stopped", stopped_at=now)
 
     stats = jobs.get_statistics()
@@ -765,8 +802,14 @@ def test_transient_error_is_retried_later():
 
 
 def test_retry_delay_uses_backoff():
-    job = jobs.enqueue(flaky_until, args=["b", 9], max_retries=5, retry_delay=100,
-                       retry_backoff=3.0, retry_jitter=False)
+    job = jobs.enqueue(
+        flaky_until,
+        args=["b", 9],
+        max_retries=5,
+        retry_delay=100,
+        retry_backoff=3.0,
+        retry_jitter=False,
+    )
     delays = []
     for _ in range(3):
         make_due(job)
@@ -780,8 +823,9 @@ def test_retry_delay_uses_backoff():
 
 
 def test_retries_exhausted_fails_into_dead_letter_queue():
-    job = jobs.enqueue(always_transient, args=["e"], max_retries=2, retry_delay=3600,
-                       queue="fragile")
+    job = jobs.enqueue(
+        always_transient, args=["e"], max_retries=2, retry_delay=3600, queue="fragile"
+    )
     with receiver_of(job_failed) as failed, receiver_of(job_dead_lettered) as dead:
         for _ in range(3):
             make_due(job)
@@ -863,8 +907,9 @@ def test_retry_on_and_dont_retry_on_task_options():
 
 
 def test_unknown_task_name_fails_with_task_not_found():
-    job = Job.objects.create(task_name="tests.testapp.tasks.vanished", args=[1],
-                             queue="legacy", max_retries=3)
+    job = Job.objects.create(
+        task_name="tests.testapp.tasks.vanished", args=[1], queue="legacy", max_retries=3
+    )
     assert run_jobs() == 1
     job = reload(job)
     assert job.status == JobStatus.FAILED
@@ -890,8 +935,12 @@ def test_result_is_stored_as_json():
     job = jobs.enqueue(report_current_job)
     run_jobs()
     job = reload(job)
-    assert job.result == {"id": job.pk, "task": "tests.testapp.tasks.report_current_job",
-                          "attempts": 1, "status": "running"}
+    assert job.result == {
+        "id": job.pk,
+        "task": "tests.testapp.tasks.report_current_job",
+        "attempts": 1,
+        "status": "running",
+    }
 
 
 # -- inside a running job ----------------------------------------------------------------
@@ -959,7 +1008,9 @@ def test_current_job_inside_an_async_job():
     job = jobs.enqueue(async_report_current_job)
     run_jobs()
     assert reload(job).result == {
-        "id": job.pk, "task": "tests.testapp.tasks.async_report_current_job"}
+        "id": job.pk,
+        "task": "tests.testapp.tasks.async_report_current_job",
+    }
 
 
 def test_failing_signal_receiver_does_not_break_run_jobs():

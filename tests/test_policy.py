@@ -163,8 +163,14 @@ def test_jitter_applies_to_the_capped_delay():
 
 
 def _job(**overrides):
-    values = dict(retry_count=0, max_retries=3, retry_delay=10.0, retry_backoff=2.0,
-                  max_retry_delay=3600.0, retry_jitter=False)
+    values = {
+        "retry_count": 0,
+        "max_retries": 3,
+        "retry_delay": 10.0,
+        "retry_backoff": 2.0,
+        "max_retry_delay": 3600.0,
+        "retry_jitter": False,
+    }
     values.update(overrides)
     return SimpleNamespace(**values)
 

@@ -4,12 +4,10 @@ import enum
 from datetime import timedelta
 
 import pytest
-
-from django_jobs._compat import InvalidTask
 from django.core.exceptions import ImproperlyConfigured
 
 from django_jobs import Priority, TaskNotFound, job, jobs, register_task
-from django_jobs._compat import Task
+from django_jobs._compat import InvalidTask, Task
 from django_jobs.models import Job
 from django_jobs.registry import JobTask, registry
 from tests.testapp import tasks as testapp_tasks
@@ -54,10 +52,18 @@ def test_bare_decorator():
 
 def test_decorator_with_options():
     task = job(
-        queue="emails", priority=Priority.HIGH, max_retries=3,
-        retry_delay=timedelta(minutes=5), retry_backoff=3.0, retry_jitter=False,
-        max_retry_delay=timedelta(hours=2), timeout=30, tags=["signup", "mail"],
-        description="Sends mail", retry_on=[ConnectionError], dont_retry_on=KeyError,
+        queue="emails",
+        priority=Priority.HIGH,
+        max_retries=3,
+        retry_delay=timedelta(minutes=5),
+        retry_backoff=3.0,
+        retry_jitter=False,
+        max_retry_delay=timedelta(hours=2),
+        timeout=30,
+        tags=["signup", "mail"],
+        description="Sends mail",
+        retry_on=[ConnectionError],
+        dont_retry_on=KeyError,
     )(greet)
     assert task.name == "tests.test_registry.greet"
     assert task.queue_name == "emails"
@@ -225,8 +231,17 @@ def test_priority_enum():
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("critical", 100), ("high", 50), ("normal", 0), ("low", -50), ("HIGH", 50),
-        (Priority.LOW, -50), (100, 100), (-100, -100), (0, 0), (17, 17), ("25", 25),
+        ("critical", 100),
+        ("high", 50),
+        ("normal", 0),
+        ("low", -50),
+        ("HIGH", 50),
+        (Priority.LOW, -50),
+        (100, 100),
+        (-100, -100),
+        (0, 0),
+        (17, 17),
+        ("25", 25),
         (None, None),
     ],
 )
@@ -242,8 +257,15 @@ def test_priority_coerce_rejects(value):
 
 @pytest.mark.parametrize(
     ("value", "label"),
-    [(100, "critical"), (50, "high"), (99, "high"), (0, "normal"), (49, "normal"),
-     (-1, "low"), (-100, "low")],
+    [
+        (100, "critical"),
+        (50, "high"),
+        (99, "high"),
+        (0, "normal"),
+        (49, "normal"),
+        (-1, "low"),
+        (-100, "low"),
+    ],
 )
 def test_priority_label_for(value, label):
     assert Priority.label_for(value) == label

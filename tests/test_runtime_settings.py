@@ -12,8 +12,11 @@ pytestmark = pytest.mark.django_db
 
 
 def test_default_queue_and_priority_apply_to_tasks_declared_before(settings):
-    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "DEFAULT_QUEUE": "elsewhere",
-                            "DEFAULT_PRIORITY": "high"}
+    settings.DJANGO_JOBS = {
+        **settings.DJANGO_JOBS,
+        "DEFAULT_QUEUE": "elsewhere",
+        "DEFAULT_PRIORITY": "high",
+    }
     job = jobs.enqueue(tasks.add, args=[1, 2])
     assert job.queue == "elsewhere" and job.priority == 50
     explicit = jobs.enqueue(tasks.add, args=[1, 2], queue="default", priority=0)

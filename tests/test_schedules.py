@@ -2,6 +2,7 @@
 manager verbs, code-declared schedules, and exactly-once firing by five real workers."""
 
 import io
+import itertools
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,8 @@ def minute_floor(value):
 
 def fired(schedule):
     return list(
-        Job.objects.filter(schedule=schedule).order_by("schedule_due_at")
+        Job.objects.filter(schedule=schedule)
+        .order_by("schedule_due_at")
         .values_list("schedule_due_at", flat=True)
     )
 
@@ -61,14 +63,23 @@ def set_next_run(schedule, value):
         (lambda: jobs.schedule(TICK, cron="0 0 30 2 *"), ValueError, "never matches"),
         (lambda: jobs.schedule(TICK, cron="@reboot"), ValueError, "'@reboot'"),
         (lambda: jobs.schedule(TICK, cron=""), ValueError, "cron expression"),
-        (lambda: jobs.schedule(TICK, cron="0 9 * * *", timezone="Mars/Olympus_Mons"),
-         ValueError, "'Mars/Olympus_Mons'"),
-        (lambda: jobs.schedule(TICK, cron="0 9 * * *", misfire_policy="sometimes"),
-         ValueError, "misfire_policy"),
+        (
+            lambda: jobs.schedule(TICK, cron="0 9 * * *", timezone="Mars/Olympus_Mons"),
+            ValueError,
+            "'Mars/Olympus_Mons'",
+        ),
+        (
+            lambda: jobs.schedule(TICK, cron="0 9 * * *", misfire_policy="sometimes"),
+            ValueError,
+            "misfire_policy",
+        ),
         (lambda: jobs.schedule(TICK, cron="0 9 * * *", priority=1000), ValueError, "1000"),
         (lambda: jobs.schedule(TICK, cron="0 9 * * *", args="abc"), TypeError, "args"),
-        (lambda: jobs.schedule(TICK, cron="0 9 * * *", kwargs={"x": object()}), TypeError,
-         "kwargs"),
+        (
+            lambda: jobs.schedule(TICK, cron="0 9 * * *", kwargs={"x": object()}),
+            TypeError,
+            "kwargs",
+        ),
         (lambda: jobs.schedule(TICK, cron="0 9 * * *", colour="red"), TypeError, "colour"),
         (lambda: jobs.schedule("no.such.task", cron="0 9 * * *"), TaskNotFound, "no.such"),
         (lambda: jobs.schedule_interval(TICK, interval=0), ValueError, "positive"),
@@ -95,13 +106,21 @@ def test_an_invalid_update_leaves_the_schedule_as_it_was():
         jobs.schedule(TICK, cron="0 99 * * *", name="daily")
     after = jobs.get_schedule("daily")
     assert (after.cron, after.timezone, after.next_run_at) == (
-        "0 9 * * *", "Europe/Paris", before.next_run_at)
+        "0 9 * * *",
+        "Europe/Paris",
+        before.next_run_at,
+    )
 
 
 @pytest.mark.django_db
 def test_model_clean_reports_bad_cron_and_zone_for_admin_forms():
-    schedule = Schedule(name="x", task_name=TICK.name, kind=ScheduleKind.CRON,
-                        cron="0 25 * * *", timezone="Nowhere/Land")
+    schedule = Schedule(
+        name="x",
+        task_name=TICK.name,
+        kind=ScheduleKind.CRON,
+        cron="0 25 * * *",
+        timezone="Nowhere/Land",
+    )
     with pytest.raises(ValidationError) as info:
         schedule.full_clean()
     assert set(info.value.message_dict) >= {"cron", "timezone"}
@@ -111,8 +130,13 @@ def test_model_clean_reports_bad_cron_and_zone_for_admin_forms():
 @pytest.mark.django_db
 def test_reschedule_sets_the_next_run_of_a_schedule_saved_directly():
     # The admin/API path: a validated model saved as is, then rescheduled.
-    schedule = Schedule(name="form", task_name=TICK.name, kind=ScheduleKind.CRON,
-                        cron="15 6 * * *", timezone="Europe/Paris")
+    schedule = Schedule(
+        name="form",
+        task_name=TICK.name,
+        kind=ScheduleKind.CRON,
+        cron="15 6 * * *",
+        timezone="Europe/Paris",
+    )
     schedule.full_clean()
     schedule.save()
     assert schedule.next_run_at is None
@@ -144,8 +168,7 @@ def test_schedule_with_the_same_name_updates_it_idempotently():
     assert (again.next_run_at, again.updated_at) == (first.next_run_at, first.updated_at)
 
     # Arguments change; the timing does not, so the next run stays.
-    changed = jobs.schedule(TICK, cron="*/5 * * * *", args=["b"], queue="reports",
-                            priority="high")
+    changed = jobs.schedule(TICK, cron="*/5 * * * *", args=["b"], queue="reports", priority="high")
     changed.refresh_from_db()
     assert (changed.args, changed.queue, changed.priority) == (["b"], "reports", 50)
     assert changed.next_run_at == first.next_run_at
@@ -161,8 +184,9 @@ def test_schedule_with_the_same_name_updates_it_idempotently():
 @pytest.mark.django_db
 def test_cron_next_run_is_in_the_schedules_time_zone():
     before = db_now()
-    schedule = jobs.schedule(TICK, cron="0 9 * * *", name="report", timezone="Europe/Paris",
-                             kwargs={"label": "report"})
+    schedule = jobs.schedule(
+        TICK, cron="0 9 * * *", name="report", timezone="Europe/Paris", kwargs={"label": "report"}
+    )
     local = schedule.next_run_at.astimezone(PARIS)
     assert (local.hour, local.minute) == (9, 0)
     assert before < schedule.next_run_at <= before + timedelta(days=1)
@@ -215,12 +239,19 @@ def test_once_fires_once_and_is_then_done():
 
 @pytest.mark.django_db
 def test_jobs_carry_the_schedules_options():
-    schedule = jobs.schedule(TICK, cron="* * * * *", name="opts", args=["o"], queue="special",
-                             priority="low", tags=["nightly"], metadata={"k": 1})
+    schedule = jobs.schedule(
+        TICK,
+        cron="* * * * *",
+        name="opts",
+        args=["o"],
+        queue="special",
+        priority="low",
+        tags=["nightly"],
+        metadata={"k": 1},
+    )
     set_next_run(schedule, db_now() - timedelta(seconds=2))
     [job] = run_due_schedules()
-    assert (job.task_name, job.args, job.queue, job.priority) == (TICK.name, ["o"], "special",
-                                                                  -50)
+    assert (job.task_name, job.args, job.queue, job.priority) == (TICK.name, ["o"], "special", -50)
     assert job.tags == ["nightly"] and job.metadata == {"k": 1} and job.schedule_id == schedule.pk
 
 
@@ -254,8 +285,11 @@ def local_day(day):
     ],
 )
 def test_daily_cron_runs_exactly_once_on_dst_change_days(day, expected_utc, expected_local):
-    runs = runs_between("30 2 * * *", (day - timedelta(days=2)).replace(tzinfo=PARIS),
-                        (day + timedelta(days=3)).replace(tzinfo=PARIS))
+    runs = runs_between(
+        "30 2 * * *",
+        (day - timedelta(days=2)).replace(tzinfo=PARIS),
+        (day + timedelta(days=3)).replace(tzinfo=PARIS),
+    )
     on_day = [t for t in runs if t.astimezone(PARIS).date() == day.date()]
     assert on_day == [expected_utc]
     assert on_day[0].astimezone(PARIS).strftime("%H:%M%z") == expected_local
@@ -271,7 +305,7 @@ def test_hourly_cron_on_the_spring_forward_day():
     runs = runs_between("0 * * * *", start - timedelta(seconds=1), end)
     # 23 real hours, 23 runs: the missing 02:00 is the same instant as 03:00 and runs once.
     assert len(runs) == len(set(runs)) == 23
-    assert all(b - a == timedelta(hours=1) for a, b in zip(runs, runs[1:]))
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(runs))
     assert runs[0] == start and runs[2] == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
 
 
@@ -281,7 +315,7 @@ def test_hourly_cron_on_the_fall_back_day():
     runs = runs_between("0 * * * *", start - timedelta(seconds=1), end)
     # 25 real hours, 24 wall-clock hours: the repeated 02:00 runs once (first occurrence).
     assert len(runs) == len(set(runs)) == 24
-    gaps = [b - a for a, b in zip(runs, runs[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(runs)]
     assert gaps.count(timedelta(hours=2)) == 1 and gaps.count(timedelta(hours=1)) == 22
     assert sorted(t.astimezone(PARIS).hour for t in runs) == list(range(24))
     assert datetime(2026, 10, 25, 1, 0, tzinfo=UTC) not in runs  # 02:00 CET, the repeat
@@ -290,11 +324,9 @@ def test_hourly_cron_on_the_fall_back_day():
 def test_next_run_from_inside_the_repeated_hour_is_strictly_later():
     # 02:40 CET is the second 02:40 of the night; "*/15" must not step back into CEST.
     second = datetime(2026, 10, 25, 2, 40, tzinfo=PARIS).replace(fold=1).astimezone(UTC)
-    assert next_cron_time("*/15 * * * *", PARIS, second) == datetime(2026, 10, 25, 2, 0,
-                                                                      tzinfo=UTC)
+    assert next_cron_time("*/15 * * * *", PARIS, second) == datetime(2026, 10, 25, 2, 0, tzinfo=UTC)
     first = datetime(2026, 10, 25, 0, 40, tzinfo=UTC)  # 02:40 CEST
-    assert next_cron_time("*/15 * * * *", PARIS, first) == datetime(2026, 10, 25, 0, 45,
-                                                                     tzinfo=UTC)
+    assert next_cron_time("*/15 * * * *", PARIS, first) == datetime(2026, 10, 25, 0, 45, tzinfo=UTC)
 
 
 # -- misfires ----------------------------------------------------------------------------------
@@ -332,8 +364,7 @@ def test_ten_missed_ticks_fire_once_or_not_at_all(kind, policy):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("late", "runs"), [(timedelta(seconds=30), 1),
-                                            (timedelta(minutes=2), 0)])
+@pytest.mark.parametrize(("late", "runs"), [(timedelta(seconds=30), 1), (timedelta(minutes=2), 0)])
 def test_skip_still_runs_a_due_time_that_is_late_within_the_grace(settings, late, runs):
     settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "MISFIRE_GRACE": 60}
     schedule = jobs.schedule(TICK, cron="0 0 * * *", name="nightly", misfire_policy="skip")
@@ -353,8 +384,11 @@ def test_a_rewound_schedule_cannot_fire_a_due_time_twice(caplog):
     with caplog.at_level("INFO", logger="django_jobs.scheduler"):
         [job] = run_due_schedules()
     [record] = [r for r in caplog.records if "fired" in r.getMessage()]
-    assert (record.name, record.levelname, record.job_id) == ("django_jobs.scheduler", "INFO",
-                                                              job.pk)
+    assert (record.name, record.levelname, record.job_id) == (
+        "django_jobs.scheduler",
+        "INFO",
+        job.pk,
+    )
     set_next_run(schedule, due)  # e.g. restored from a backup
     assert run_due_schedules() == []
     schedule.refresh_from_db()
@@ -507,13 +541,19 @@ def worker_running(proc):
 def test_workers_sync_code_schedules_at_start(workers):
     env = {"JOBS_TEST_CODE_SCHEDULES": "1"}
     first = workers.start("--concurrency", "1", env=env)
-    wait_until(lambda: Schedule.objects.declared_in_code().count() == 2, timeout=30,
-               message="code schedules")
+    wait_until(
+        lambda: Schedule.objects.declared_in_code().count() == 2,
+        timeout=30,
+        message="code schedules",
+    )
     rows = {s.name: (s.next_run_at, s.updated_at) for s in Schedule.objects.all()}
     assert set(rows) == {"testapp.code_cron", "testapp.code_interval"}
     second = workers.start("--concurrency", "1", env=env)
-    wait_until(lambda: worker_running(first) and worker_running(second), timeout=30,
-               message="both workers running")
+    wait_until(
+        lambda: worker_running(first) and worker_running(second),
+        timeout=30,
+        message="both workers running",
+    )
     assert {s.name: (s.next_run_at, s.updated_at) for s in Schedule.objects.all()} == rows
     third = workers.start("--concurrency", "1", "--no-scheduler")
     wait_until(lambda: worker_running(third), timeout=30, message="third worker")
@@ -534,8 +574,9 @@ def test_five_workers_fire_every_due_time_exactly_once(workers):
     cron = jobs.schedule(TICK, cron="* * * * *", name="race-cron", args=["cron"])
     env = {"JOBS_HEARTBEAT": "5", "JOBS_WORKER_TIMEOUT": "30"}
     procs = [workers.start("--concurrency", "1", env=env) for _ in range(5)]
-    wait_until(lambda: all(worker_running(p) for p in procs), timeout=60,
-               message="five workers running")
+    wait_until(
+        lambda: all(worker_running(p) for p in procs), timeout=60, message="five workers running"
+    )
     test_start = db_now()
 
     interval = jobs.schedule_interval(TICK, interval=2, name="race-interval", args=["iv"])
@@ -545,8 +586,11 @@ def test_five_workers_fire_every_due_time_exactly_once(workers):
     dues = [base + timedelta(minutes=k) for k in range(8)]
     for due in dues:
         set_next_run(cron, due)
-        wait_until(lambda: Schedule.objects.get(pk=cron.pk).next_run_at != due, timeout=20,
-                   message=f"cron due time {due} to be taken")
+        wait_until(
+            lambda due=due: Schedule.objects.get(pk=cron.pk).next_run_at != due,
+            timeout=20,
+            message=f"cron due time {due} to be taken",
+        )
 
     # Let the interval schedule run for about ten seconds in total.
     remaining = 10.5 - (db_now() - test_start).total_seconds()
@@ -568,12 +612,17 @@ def test_five_workers_fire_every_due_time_exactly_once(workers):
     interval_dues = fired(interval)
     assert len(interval_dues) == len(set(interval_dues)), Counter(interval_dues)
     assert interval_dues[0] == first_due and len(interval_dues) >= 4, interval_dues
-    steps = {b - a for a, b in zip(interval_dues, interval_dues[1:])}
+    steps = {b - a for a, b in itertools.pairwise(interval_dues)}
     assert steps == {timedelta(seconds=2)}, interval_dues  # none skipped, none doubled
     assert interval_dues[-1] >= stopped_at - timedelta(seconds=4), (interval_dues, stopped_at)
 
     # Each fire is logged once, by the process that won it, and the wins are spread.
-    wins = [sum(line.startswith("Schedule race-") and " fired for " in line
-                for line in workers.output(p).splitlines()) for p in procs]
+    wins = [
+        sum(
+            line.startswith("Schedule race-") and " fired for " in line
+            for line in workers.output(p).splitlines()
+        )
+        for p in procs
+    ]
     assert sum(wins) == sum(cron_counts.values()) + len(interval_dues), wins
     assert sum(1 for n in wins if n) >= 2, wins

@@ -7,11 +7,11 @@ subprocesses on the test database.
 
 import math
 import os
-from contextlib import contextmanager
 import signal
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -53,11 +53,14 @@ def waiting_on_a_lock() -> int:
     """Sessions of the test database waiting for a row lock right now."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                           "'Lock' AND datname = current_database()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                "'Lock' AND datname = current_database()"
+            )
         else:
-            cursor.execute("SELECT count(*) FROM information_schema.innodb_trx "
-                           "WHERE trx_state = 'LOCK WAIT'")
+            cursor.execute(
+                "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"
+            )
         return cursor.fetchone()[0]
 
 
@@ -109,14 +112,20 @@ def test_mixed_claim_with_a_limited_queue_strands_nothing(workers):
     workers.start("--concurrency", "1")
     # Warm the executor up so it claims many jobs at once.
     warm = [jobs.enqueue(tasks.add, args=[i, 1]) for i in range(30)]
-    wait_until(lambda: all(status_of(j) == JobStatus.COMPLETED for j in warm), timeout=30,
-               message="warm-up jobs")
+    wait_until(
+        lambda: all(status_of(j) == JobStatus.COMPLETED for j in warm),
+        timeout=30,
+        message="warm-up jobs",
+    )
     with transaction.atomic():
         batch = [jobs.enqueue(tasks.sleeper, args=["slow", 1.5], priority=10)]
         batch += [jobs.enqueue(tasks.add, args=[i, 2]) for i in range(2)]
         batch += [jobs.enqueue(tasks.add, args=[i, 3], queue="limited") for i in range(3)]
-    wait_until(lambda: all(status_of(j) == JobStatus.COMPLETED for j in batch), timeout=30,
-               message="every job of the mixed claim")
+    wait_until(
+        lambda: all(status_of(j) == JobStatus.COMPLETED for j in batch),
+        timeout=30,
+        message="every job of the mixed claim",
+    )
     assert not Job.objects.held().exists()
 
 
@@ -125,8 +134,10 @@ def test_mixed_claim_with_a_limited_queue_strands_nothing(workers):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif("os.environ.get('DATABASE_URL', '').startswith('sqlite') or "
-                    "not os.environ.get('DATABASE_URL')", reason="needs row locks")
+@pytest.mark.skipif(
+    "os.environ.get('DATABASE_URL', '').startswith('sqlite') or not os.environ.get('DATABASE_URL')",
+    reason="needs row locks",
+)
 def test_a_blocked_scheduler_never_stops_the_heartbeat(workers):
     """The scheduler's enqueue waits on a queue row another transaction is inserting: the
     worker must keep heartbeating (and running jobs) while its housekeeping is stuck."""
@@ -143,16 +154,25 @@ def test_a_blocked_scheduler_never_stops_the_heartbeat(workers):
             time.sleep(0.25)
         assert waiting_on_a_lock() == 1  # the scheduler's insert, still blocked
         probe = jobs.enqueue(tasks.add, args=[1, 1])
-        wait_until(lambda: status_of(probe) == JobStatus.COMPLETED, timeout=10,
-                   message="a job run while housekeeping is blocked")
+        wait_until(
+            lambda: status_of(probe) == JobStatus.COMPLETED,
+            timeout=10,
+            message="a job run while housekeeping is blocked",
+        )
 
 
 @pytest.mark.django_db(transaction=True)
 def test_prune_deletes_in_chunks_without_loading_rows():
     old = timezone.now() - timedelta(days=30)
     Job.objects.bulk_create(
-        Job(task_name="t", status=JobStatus.COMPLETED, finished_at=old, created_at=old,
-            scheduled_at=old) for _ in range(2500)
+        Job(
+            task_name="t",
+            status=JobStatus.COMPLETED,
+            finished_at=old,
+            created_at=old,
+            scheduled_at=old,
+        )
+        for _ in range(2500)
     )
     keep = jobs.enqueue(tasks.add, args=[1, 1])
     seen = []
@@ -218,8 +238,11 @@ def test_cancel_of_a_running_job_survives_sigkill_of_its_worker(workers):
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
     workers.start()
-    wait_until(lambda: status_of(job) == JobStatus.CANCELLED, timeout=30,
-               message="cancelled after the rescue")
+    wait_until(
+        lambda: status_of(job) == JobStatus.CANCELLED,
+        timeout=30,
+        message="cancelled after the rescue",
+    )
     time.sleep(1)
     assert labels().count("doomed") == 1 and "doomed:done" not in labels()
 
@@ -237,11 +260,18 @@ def test_a_job_held_under_a_live_worker_that_no_executor_runs_is_handed_back(wor
     # As a claim whose reply was lost leaves it: running, under this worker, a lease
     # none of its executors knows.
     Job.objects.filter(pk=job.pk).update(
-        status=JobStatus.RUNNING, worker_id=worker_id, lease="f" * 32, attempts=1,
-        started_at=timezone.now(), scheduled_at=timezone.now(),
+        status=JobStatus.RUNNING,
+        worker_id=worker_id,
+        lease="f" * 32,
+        attempts=1,
+        started_at=timezone.now(),
+        scheduled_at=timezone.now(),
     )
-    wait_until(lambda: status_of(job) == JobStatus.COMPLETED, timeout=20,
-               message="the orphaned job handed back and run")
+    wait_until(
+        lambda: status_of(job) == JobStatus.COMPLETED,
+        timeout=20,
+        message="the orphaned job handed back and run",
+    )
     assert labels() == ["orphan"]
 
 
@@ -257,13 +287,18 @@ def test_cooperative_cancel_inside_a_query_is_recorded(workers):
     wait_until(lambda: "in-query" in labels(), message="job start")
     time.sleep(0.3)
     assert jobs.cancel(job.pk)
-    wait_until(lambda: status_of(job) == JobStatus.CANCELLED, timeout=10,
-               message="cancelled in the middle of its query")
+    wait_until(
+        lambda: status_of(job) == JobStatus.CANCELLED,
+        timeout=10,
+        message="cancelled in the middle of its query",
+    )
 
     def sleeping_queries():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                           "'SELECT pg_sleep%%' AND pid <> pg_backend_pid()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                "'SELECT pg_sleep%%' AND pid <> pg_backend_pid()"
+            )
             return cursor.fetchone()[0]
 
     # The interrupted query was stopped on the server too, not left running for 30 s.
@@ -282,8 +317,12 @@ def batch_job(batch, key):
 
 @pytest.mark.django_db(transaction=True)
 def test_retrying_a_failed_batch_job_moves_it_out_of_failed():
-    batch = jobs.enqueue_batch(tasks.fails_unless_marked, items=[{"key": k} for k in "abc"],
-                               on_complete=tasks.batch_callback, queue="imports")
+    batch = jobs.enqueue_batch(
+        tasks.fails_unless_marked,
+        items=[{"key": k} for k in "abc"],
+        on_complete=tasks.batch_callback,
+        queue="imports",
+    )
     assert run_jobs(queues=["imports"]) == 4  # the three, then on_complete in their queue
     batch.refresh_from_db()
     assert (batch.completed, batch.failed, batch.progress) == (0, 3, 1.0)
@@ -306,8 +345,11 @@ def test_retrying_a_failed_batch_job_moves_it_out_of_failed():
 
 @pytest.mark.django_db(transaction=True)
 def test_on_complete_waits_for_every_job_when_failures_are_retried():
-    batch = jobs.enqueue_batch(tasks.fails_unless_marked, items=[{"key": k} for k in "abc"],
-                               on_complete=tasks.batch_callback)
+    batch = jobs.enqueue_batch(
+        tasks.fails_unless_marked,
+        items=[{"key": k} for k in "abc"],
+        on_complete=tasks.batch_callback,
+    )
     first = batch_job(batch, "a")
     # a fails, is retried and fails again; b completes; c never ran yet.
     run_jobs(max_jobs=1)
@@ -332,8 +374,11 @@ def test_on_complete_waits_for_every_job_when_failures_are_retried():
 def test_a_slow_job_never_holds_its_batch_neighbours(workers):
     workers.start("--concurrency", "2")
     warm = [jobs.enqueue(tasks.add, args=[i, 1]) for i in range(50)]
-    wait_until(lambda: all(status_of(j) == JobStatus.COMPLETED for j in warm), timeout=30,
-               message="warm-up jobs")
+    wait_until(
+        lambda: all(status_of(j) == JobStatus.COMPLETED for j in warm),
+        timeout=30,
+        message="warm-up jobs",
+    )
     time.sleep(1)  # both executors idle, sized for fast jobs
     with transaction.atomic():
         before = jobs.enqueue(tasks.record_label, args=["before"], priority=20)
@@ -341,10 +386,16 @@ def test_a_slow_job_never_holds_its_batch_neighbours(workers):
         after = [jobs.enqueue(tasks.record_label, args=[f"after-{i}"]) for i in range(20)]
     started = time.monotonic()
     wait_until(lambda: "slow" in labels(), timeout=10, message="slow job start")
-    wait_until(lambda: status_of(before) == JobStatus.COMPLETED, timeout=5,
-               message="the job before the slow one recorded")
-    wait_until(lambda: all(status_of(j) == JobStatus.COMPLETED for j in after), timeout=5,
-               message="the jobs after the slow one run by the other executor")
+    wait_until(
+        lambda: status_of(before) == JobStatus.COMPLETED,
+        timeout=5,
+        message="the job before the slow one recorded",
+    )
+    wait_until(
+        lambda: all(status_of(j) == JobStatus.COMPLETED for j in after),
+        timeout=5,
+        message="the jobs after the slow one run by the other executor",
+    )
     assert time.monotonic() - started < 10
     assert status_of(slow) == JobStatus.RUNNING
 
@@ -431,8 +482,9 @@ def test_a_non_json_result_fails_with_type_error():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("option", ["timeout", "retry_delay", "delay", "max_retry_delay",
-                                    "retry_backoff"])
+@pytest.mark.parametrize(
+    "option", ["timeout", "retry_delay", "delay", "max_retry_delay", "retry_backoff"]
+)
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_enqueue_refuses_non_finite_numbers(option, value):
     with pytest.raises(ValueError, match=option):
@@ -440,18 +492,28 @@ def test_enqueue_refuses_non_finite_numbers(option, value):
     assert not Job.objects.exists()
 
 
-@pytest.mark.parametrize("option", ["timeout", "retry_delay", "max_retry_delay",
-                                    "retry_backoff"])
+@pytest.mark.parametrize("option", ["timeout", "retry_delay", "max_retry_delay", "retry_backoff"])
 def test_the_decorator_refuses_non_finite_numbers(option):
     with pytest.raises(ValueError, match=option):
+
         @job_decorator(name=f"tests.nonfinite_{option}", **{option: math.nan})
         def nonfinite():
             return None
 
 
-@pytest.mark.parametrize("key", ["DEFAULT_RETRY_DELAY", "MAX_RETRY_DELAY", "DEFAULT_TIMEOUT",
-                                 "HEARTBEAT_INTERVAL", "WORKER_TIMEOUT", "POLL_INTERVAL",
-                                 "DEFAULT_RETRY_BACKOFF", "SHUTDOWN_TIMEOUT"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "DEFAULT_RETRY_DELAY",
+        "MAX_RETRY_DELAY",
+        "DEFAULT_TIMEOUT",
+        "HEARTBEAT_INTERVAL",
+        "WORKER_TIMEOUT",
+        "POLL_INTERVAL",
+        "DEFAULT_RETRY_BACKOFF",
+        "SHUTDOWN_TIMEOUT",
+    ],
+)
 def test_settings_checks_refuse_non_finite_numbers(settings, key):
     settings.DJANGO_JOBS = {key: math.nan}
     errors = check_settings()
@@ -463,8 +525,10 @@ def test_settings_checks_refuse_non_finite_numbers(settings, key):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif("os.environ.get('DATABASE_URL', '').startswith('sqlite') or "
-                    "not os.environ.get('DATABASE_URL')", reason="needs row locks")
+@pytest.mark.skipif(
+    "os.environ.get('DATABASE_URL', '').startswith('sqlite') or not os.environ.get('DATABASE_URL')",
+    reason="needs row locks",
+)
 def test_concurrent_claims_get_disjoint_jobs_without_waiting():
     for i in range(10):
         jobs.enqueue(tasks.add, args=[i, i], priority=i % 3)
@@ -526,8 +590,10 @@ def test_workers_starting_while_sqlite_is_busy_all_survive(workers):
     busy = sqlite3.connect(connection.settings_dict["NAME"], timeout=30, isolation_level=None)
     try:
         busy.execute("BEGIN IMMEDIATE")
-        busy.execute("INSERT INTO testapp_execution (label, attempt, created_at) "
-                     "VALUES ('busy', 0, '2026-01-01 00:00:00')")
+        busy.execute(
+            "INSERT INTO testapp_execution (label, attempt, created_at) "
+            "VALUES ('busy', 0, '2026-01-01 00:00:00')"
+        )
         procs = [workers.start("--concurrency", "1", env=env) for _ in range(4)]
         time.sleep(4)  # the workers start, read, and wait to write
         busy.execute("COMMIT")
@@ -535,8 +601,11 @@ def test_workers_starting_while_sqlite_is_busy_all_survive(workers):
         busy.close()
     for i in range(40):
         jobs.enqueue(tasks.record_label, args=[f"c{i}"])
-    wait_until(lambda: len(labels()) == 41 or any(p.poll() is not None for p in procs),
-               timeout=60, message="jobs run")
+    wait_until(
+        lambda: len(labels()) == 41 or any(p.poll() is not None for p in procs),
+        timeout=60,
+        message="jobs run",
+    )
     assert all(p.poll() is None for p in procs), [workers.output(p) for p in procs]
     wait_until(lambda: all(running(p) for p in procs), timeout=30, message="all registered")
     assert sorted(Counter(labels()).values()) == [1] * 41
@@ -547,8 +616,11 @@ def test_sqlite_without_immediate_transactions_is_reported():
 
     databases = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "a.sqlite3"},
-        "ok": {"ENGINE": "django.db.backends.sqlite3", "NAME": "b.sqlite3",
-               "OPTIONS": {"transaction_mode": "IMMEDIATE"}},
+        "ok": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": "b.sqlite3",
+            "OPTIONS": {"transaction_mode": "IMMEDIATE"},
+        },
         "pg": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"},
     }
     warnings = sqlite_transaction_warnings(databases)

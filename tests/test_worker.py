@@ -1,5 +1,6 @@
 """runworkers as a real subprocess, receiving real signals, on the test database."""
 
+import itertools
 import os
 import signal
 import time
@@ -56,7 +57,7 @@ def test_retries_follow_the_configured_backoff(workers):
     wait_until(lambda: status_of(job) == JobStatus.COMPLETED, message="flaky job")
     runs = list(Execution.objects.filter(label="flaky").order_by("id"))
     assert [r.attempt for r in runs] == [1, 2, 3]
-    gaps = [(b.created_at - a.created_at).total_seconds() for a, b in zip(runs, runs[1:])]
+    gaps = [(b.created_at - a.created_at).total_seconds() for a, b in itertools.pairwise(runs)]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4, gaps
     job.refresh_from_db()
     assert job.result == 3 and job.retry_count == 2 and len(job.errors) == 2
@@ -164,8 +165,7 @@ def test_sigkill_of_worker_alone_kills_its_executor(workers):
 def test_four_processes_run_every_job_exactly_once(workers):
     n = 2000
     Job.objects.bulk_create(
-        Job(task_name=tasks.record_label.name, args=[f"job-{i}"], queue="records")
-        for i in range(n)
+        Job(task_name=tasks.record_label.name, args=[f"job-{i}"], queue="records") for i in range(n)
     )
     code, out = workers.run("--processes", "4", "--burst", timeout=300)
     assert code == 0, out
@@ -233,10 +233,10 @@ def test_async_task_runs_in_the_worker(workers):
 def test_paused_queue_is_not_claimed(workers):
     jobs.pause_queue("records")
     job = jobs.enqueue(tasks.record_label, args=["paused"])
-    code, out = workers.run("--burst")
+    code, _out = workers.run("--burst")
     assert code == 0 and status_of(job) == JobStatus.PENDING
     jobs.resume_queue("records")
-    code, out = workers.run("--burst")
+    code, _out = workers.run("--burst")
     assert status_of(job) == JobStatus.COMPLETED
 
 
@@ -244,8 +244,9 @@ def test_worker_row_registered_and_heartbeating(workers):
     proc = workers.start("--queues", "a,b", "--concurrency", "2", "--worker-id", "w-test")
     wait_until(lambda: Worker.objects.filter(pk="w-test").exists(), message="worker row")
     first = Worker.objects.get(pk="w-test").last_heartbeat_at
-    wait_until(lambda: Worker.objects.get(pk="w-test").last_heartbeat_at > first,
-               message="heartbeat")
+    wait_until(
+        lambda: Worker.objects.get(pk="w-test").last_heartbeat_at > first, message="heartbeat"
+    )
     row = Worker.objects.get(pk="w-test")
     assert row.queues == ["a", "b"] and row.concurrency == 2 and row.pid == proc.pid
     assert row.is_alive

@@ -64,7 +64,10 @@ def test_failure_cancels_dependents_transitively():
     run_jobs()
     child.refresh_from_db()
     grandchild.refresh_from_db()
-    assert child.status == JobStatus.CANCELLED and child.cancel_reason == f"dependency {root.pk} failed"
+    assert (
+        child.status == JobStatus.CANCELLED
+        and child.cancel_reason == f"dependency {root.pk} failed"
+    )
     assert grandchild.status == JobStatus.CANCELLED
 
 
@@ -82,8 +85,15 @@ def test_cancelling_a_dependency_cancels_the_dependent():
 
 @pytest.mark.django_db
 def test_chain_runs_in_order_with_shared_options():
-    chain = jobs.chain([(tasks.record_label, ["one"], {}), (tasks.record_label, ["two"]),
-                        (tasks.add, (), {"a": 1, "b": 2})], queue="orders", tags=["c"])
+    chain = jobs.chain(
+        [
+            (tasks.record_label, ["one"], {}),
+            (tasks.record_label, ["two"]),
+            (tasks.add, (), {"a": 1, "b": 2}),
+        ],
+        queue="orders",
+        tags=["c"],
+    )
     steps = chain.jobs
     assert [j.chain_index for j in steps] == [0, 1, 2]
     assert [j.status for j in steps] == ["pending", "waiting", "waiting"]
@@ -98,8 +108,14 @@ def test_chain_runs_in_order_with_shared_options():
 
 @pytest.mark.django_db(transaction=True)
 def test_chain_middle_step_fails_permanently(workers):
-    chain = jobs.chain([(tasks.record_label, ["first"]), (tasks.permanent_failure, ["middle"]),
-                        (tasks.record_label, ["third"]), (tasks.record_label, ["fourth"])])
+    chain = jobs.chain(
+        [
+            (tasks.record_label, ["first"]),
+            (tasks.permanent_failure, ["middle"]),
+            (tasks.record_label, ["third"]),
+            (tasks.record_label, ["fourth"]),
+        ]
+    )
     code, out = workers.run("--burst")
     assert code == 0, out
     first, middle, third, fourth = chain.jobs
@@ -141,12 +157,20 @@ def test_empty_batch_completes_at_once():
 def test_batch_of_10000_in_few_inserts_drained_by_two_processes(workers):
     n, size = 10_000, 1000
     with CaptureQueriesContext(connection) as queries:
-        batch = jobs.enqueue_batch(tasks.record_item, items=[{"n": i} for i in range(n)],
-                                   batch_size=size, on_complete=tasks.batch_done)
+        batch = jobs.enqueue_batch(
+            tasks.record_item,
+            items=[{"n": i} for i in range(n)],
+            batch_size=size,
+            on_complete=tasks.batch_done,
+        )
     job_table = Job._meta.db_table
-    writes = [q["sql"] for q in queries.captured_queries
-              if q["sql"].lstrip().upper().startswith(("INSERT", "COPY"))
-              and job_table in q["sql"] and "batch" not in q["sql"].split("(")[0]]
+    writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].lstrip().upper().startswith(("INSERT", "COPY"))
+        and job_table in q["sql"]
+        and "batch" not in q["sql"].split("(")[0]
+    ]
     if connection.vendor == "postgresql":
         assert len(writes) == 1 and writes[0].startswith("COPY"), writes  # one COPY
     else:
@@ -178,7 +202,9 @@ def test_diamond_of_dependencies_drained_by_several_workers(workers):
         assert seen.count(f"D{r}") == 1
         d = seen.index(f"D{r}")
         assert seen.index(f"B{r}:done") < d and seen.index(f"C{r}:done") < d
-        assert seen.index(f"A{r}:done") < seen.index(f"B{r}") and seen.index(f"A{r}:done") < seen.index(f"C{r}")
+        assert seen.index(f"A{r}:done") < seen.index(f"B{r}") and seen.index(
+            f"A{r}:done"
+        ) < seen.index(f"C{r}")
 
 
 # -- unique jobs ---------------------------------------------------------------------------
@@ -246,9 +272,10 @@ def test_deleting_an_unfinished_dependency_cancels_its_dependents():
 
 @pytest.mark.django_db
 def test_deleting_an_unfinished_batch_job_lets_the_batch_finish():
-    batch = jobs.enqueue_batch(tasks.add, items=[{"a": 1, "b": 1}] * 2,
-                               on_complete=tasks.batch_done)
-    first, second = batch.jobs
+    batch = jobs.enqueue_batch(
+        tasks.add, items=[{"a": 1, "b": 1}] * 2, on_complete=tasks.batch_done
+    )
+    first, _second = batch.jobs
     first.delete()
     run_jobs(queues=["default"])
     batch.refresh_from_db()

@@ -38,8 +38,9 @@ class Ours:
 
     def __init__(self) -> None:
         _django("ours")
-        from django_jobs import jobs
         from ours_app.tasks import noop
+
+        from django_jobs import jobs
 
         self.jobs, self.noop = jobs, noop
 
@@ -79,7 +80,6 @@ class Ours:
         else:
             self.jobs.enqueue_batch(self.noop, items=[{} for _ in range(k)], batch_size=1000)
 
-
     def latency_enqueue(self, tag):
         return self.enqueue_one(tag)
 
@@ -103,8 +103,9 @@ class DjangoTasksDB:
         t = time.perf_counter()
         first = self.noop.enqueue().id
         with pg.connect(os.environ["BENCH_DB_NAME"]) as conn:
-            pg.clone_rows(conn, self.table, f"t.id = '{first}'", n - 1,
-                          overrides={"id": "gen_random_uuid()"})
+            pg.clone_rows(
+                conn, self.table, f"t.id = '{first}'", n - 1, overrides={"id": "gen_random_uuid()"}
+            )
         return {"seconds": time.perf_counter() - t}
 
     def enqueue_single(self, n, **_):
@@ -120,8 +121,14 @@ class DjangoTasksDB:
         # No batch API: one enqueue(), then k-1 copies of its row in one INSERT.
         first = self.noop.enqueue().id
         with pg.connect(os.environ["BENCH_DB_NAME"]) as conn:
-            pg.clone_rows(conn, self.table, f"t.id = '{first}'", k - 1,
-                          overrides={"id": "gen_random_uuid()"}, analyze=False)
+            pg.clone_rows(
+                conn,
+                self.table,
+                f"t.id = '{first}'",
+                k - 1,
+                overrides={"id": "gen_random_uuid()"},
+                analyze=False,
+            )
 
     def latency_enqueue(self, tag):
         return str(self.noop.enqueue(tag=tag).id)
@@ -170,8 +177,11 @@ class Procrastinate:
 
         t = time.perf_counter()
         self.run(go())
-        return {"seconds": time.perf_counter() - t, "n": n,
-                "api": f"batch_defer_async, {chunk} per call"}
+        return {
+            "seconds": time.perf_counter() - t,
+            "n": n,
+            "api": f"batch_defer_async, {chunk} per call",
+        }
 
     def produce(self, k):
         self.run(self.noop.batch_defer_async(*[{} for _ in range(k)]))
@@ -199,9 +209,16 @@ class PgQueuer:
     def setup(self, **_):
         import subprocess
 
-        subprocess.run([os.path.join(os.path.dirname(sys.executable), "pgq"),
-                        "--pg-dsn", pg.dsn(os.environ["BENCH_DB_NAME"]), "install"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                os.path.join(os.path.dirname(sys.executable), "pgq"),
+                "--pg-dsn",
+                pg.dsn(os.environ["BENCH_DB_NAME"]),
+                "install",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         return {}
 
     def prefill(self, n, **_):
@@ -228,8 +245,11 @@ class PgQueuer:
 
         t = time.perf_counter()
         self.run(go())
-        return {"seconds": time.perf_counter() - t, "n": n,
-                "api": f"Queries.enqueue(lists), {chunk} per call"}
+        return {
+            "seconds": time.perf_counter() - t,
+            "n": n,
+            "api": f"Queries.enqueue(lists), {chunk} per call",
+        }
 
     def produce(self, k):
         self.run(self.q.enqueue(["noop"] * k, [None] * k, [0] * k))
@@ -279,19 +299,33 @@ class Celery:
         return str(tag)
 
 
-SYSTEMS = {"ours": Ours, "dtdb": DjangoTasksDB, "procrastinate": Procrastinate,
-           "pgqueuer": PgQueuer, "celery": Celery}
+SYSTEMS = {
+    "ours": Ours,
+    "dtdb": DjangoTasksDB,
+    "procrastinate": Procrastinate,
+    "pgqueuer": PgQueuer,
+    "celery": Celery,
+}
 
 
 # -- the actions that need a loop: producer and pickup latency -------------------------
 
 
-def produce(client, system: str, seconds: float, target: int, chunk: int, backlog_sql: str,
-            interval: float = 0.25, **_) -> dict:
+def produce(
+    client,
+    system: str,
+    seconds: float,
+    target: int,
+    chunk: int,
+    backlog_sql: str,
+    interval: float = 0.25,
+    **_,
+) -> dict:
     """For ``seconds``: every ``interval`` look at the backlog and, when it is below
     ``target``, top it up in calls of ``chunk`` jobs. Checking at a fixed, slow pace keeps
     the producer's own queries from loading the database it measures."""
     if system == "celery":
+
         def backlog() -> int:
             return client.redis.llen("bench")
     else:
@@ -337,7 +371,7 @@ def latency(client, n: int, spacing: float, jitter: float, warmup: int = 10, **_
     for i in range(n):
         key = client.latency_enqueue(f"l{i}")
         samples.append([key, time.time()])
-        time.sleep(spacing + random.random() * jitter)
+        time.sleep(spacing + random.random() * jitter)  # noqa: S311 - spacing, not secrets
     return {"samples": samples}
 
 

@@ -26,13 +26,17 @@ def connect(dbname: str = "postgres", autocommit: bool = True) -> psycopg.Connec
 
 def recreate_database(name: str) -> None:
     with connect() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def drop_database(name: str) -> None:
     with connect() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 def server_version() -> str:
@@ -45,7 +49,8 @@ def autovacuum_setting() -> tuple[str, str]:
     with connect() as conn:
         row = conn.execute(
             "SELECT setting, coalesce(sourcefile, source) FROM pg_settings "
-            "WHERE name = 'autovacuum'").fetchone()
+            "WHERE name = 'autovacuum'"
+        ).fetchone()
     return row[0], row[1]
 
 
@@ -81,13 +86,16 @@ def autovacuum_on():
                 if row is None:
                     conn.execute("ALTER SYSTEM RESET autovacuum")
                 else:
-                    conn.execute(sql.SQL("ALTER SYSTEM SET autovacuum = {}").format(
-                        sql.Literal(row[0])))
+                    conn.execute(
+                        sql.SQL("ALTER SYSTEM SET autovacuum = {}").format(sql.Literal(row[0]))
+                    )
                 conn.execute("SELECT pg_reload_conf()")
         except Exception as exc:  # noqa: BLE001 - say so; the results are saved anyway
-            print(f"bench: could not restore the server's autovacuum setting ({exc!r}); "
-                  "run ALTER SYSTEM RESET autovacuum; SELECT pg_reload_conf(); by hand",
-                  flush=True)
+            print(
+                f"bench: could not restore the server's autovacuum setting ({exc!r}); "
+                "run ALTER SYSTEM RESET autovacuum; SELECT pg_reload_conf(); by hand",
+                flush=True,
+            )
 
 
 def xact_counts(dbname: str) -> tuple[int, int]:
@@ -114,12 +122,23 @@ def table_stats(conn: psycopg.Connection, table: str) -> dict:
     ).fetchone()
     if not row:
         return {}
-    return {"live": row[0], "dead": row[1], "autovacuums": row[2], "autoanalyzes": row[3],
-            "bytes": row[4]}
+    return {
+        "live": row[0],
+        "dead": row[1],
+        "autovacuums": row[2],
+        "autoanalyzes": row[3],
+        "bytes": row[4],
+    }
 
 
-def clone_rows(conn: psycopg.Connection, table: str, template_where: str, n: int,
-               overrides: dict[str, str] | None = None, analyze: bool = True) -> None:
+def clone_rows(
+    conn: psycopg.Connection,
+    table: str,
+    template_where: str,
+    n: int,
+    overrides: dict[str, str] | None = None,
+    analyze: bool = True,
+) -> None:
     """INSERT ``n`` copies of the one row matching ``template_where``.
 
     Serial/identity columns are left to their defaults; ``overrides`` maps a column to
@@ -149,8 +168,13 @@ def clone_rows(conn: psycopg.Connection, table: str, template_where: str, n: int
     query = sql.SQL(
         "INSERT INTO {table} ({names}) SELECT {exprs} FROM {table} t, generate_series(1, {n}) "
         "WHERE {where}"
-    ).format(table=sql.Identifier(table), names=sql.SQL(", ").join(names),
-             exprs=sql.SQL(", ").join(exprs), n=sql.Literal(n), where=sql.SQL(template_where))
+    ).format(
+        table=sql.Identifier(table),
+        names=sql.SQL(", ").join(names),
+        exprs=sql.SQL(", ").join(exprs),
+        n=sql.Literal(n),
+        where=sql.SQL(template_where),
+    )
     conn.execute(query)
     if analyze:
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
@@ -180,8 +204,11 @@ def enable_statement_sampling(dbname: str, rate: float) -> int | None:
     with connect() as conn:
         ident = sql.Identifier(dbname)
         conn.execute(sql.SQL("ALTER DATABASE {} SET log_min_duration_sample = 0").format(ident))
-        conn.execute(sql.SQL("ALTER DATABASE {} SET log_statement_sample_rate = {}").format(
-            ident, sql.Literal(rate)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET log_statement_sample_rate = {}").format(
+                ident, sql.Literal(rate)
+            )
+        )
     return size
 
 
@@ -193,7 +220,9 @@ def disable_statement_sampling(dbname: str) -> None:
 
 
 _ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \w+ \[\d+\] (\S*)@(\S*) ")
-_DURATION = re.compile(r"duration: ([0-9.]+) ms\s+(statement|execute [^:]*|parse [^:]*|bind [^:]*):")
+_DURATION = re.compile(
+    r"duration: ([0-9.]+) ms\s+(statement|execute [^:]*|parse [^:]*|bind [^:]*):"
+)
 
 
 def sampled_durations(dbname: str, offset: int, pattern: str) -> list[float]:

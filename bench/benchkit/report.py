@@ -45,14 +45,15 @@ def columns(drain_sizes: list[int]) -> list[tuple[str, tuple, int, bool]]:
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(  # noqa: E731
-        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        c.ljust(w) if i == 0 else c.rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def render(results: dict, order: list[str], labels: dict[str, str], drain_sizes) -> str:
     cols = columns(drain_sizes)
-    present = [c for c in cols if any(_get(results.get(k, {}), *c[1]) is not None
-                                        for k in order)]
+    present = [c for c in cols if any(_get(results.get(k, {}), *c[1]) is not None for k in order)]
     rows = []
     for key in order:
         r = results.get(key, {})
@@ -79,12 +80,13 @@ def render(results: dict, order: list[str], labels: dict[str, str], drain_sizes)
             for _, path, _, _ in ratio_cols:
                 a, b = _get(ours, *path), _get(r, *path)
                 ok = isinstance(a, (int, float)) and isinstance(b, (int, float)) and b
-                row.append(("-" if not ok else f"{a / b:.3f}x" if a / b < 0.1
-                            else f"{a / b:.2f}x"))
+                row.append("-" if not ok else f"{a / b:.3f}x" if a / b < 0.1 else f"{a / b:.2f}x")
             rrows.append(row)
         if rrows:
             out.append("")
-            out.append("Ratios ours/peer (throughput columns: >1 means ours is faster; latency, "
-                       "dead tuples, claim time and commits/job: <1 means ours is lower)")
+            out.append(
+                "Ratios ours/peer (throughput columns: >1 means ours is faster; latency, "
+                "dead tuples, claim time and commits/job: <1 means ours is lower)"
+            )
             out.append(_table(["ratio"] + [c[0] for c in ratio_cols], rrows))
     return "\n".join(out)

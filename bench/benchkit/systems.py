@@ -58,15 +58,25 @@ class System:
     # -- timings from the database --------------------------------------------------------
 
     def finished_rows_sql(self) -> str:
-        return (f"SELECT extract(epoch FROM started_at)::float8, extract(epoch FROM finished_at)"
-                f"::float8 FROM {self.table} WHERE finished_at IS NOT NULL")
+        return (
+            f"SELECT extract(epoch FROM started_at)::float8, extract(epoch FROM finished_at)"
+            f"::float8 FROM {self.table} WHERE finished_at IS NOT NULL"
+        )
 
 
 class Ours(System):
     def worker_commands(self, processes, drain):
-        cmd = [sys.executable, str(DJPROJECT / "manage.py"), "runworkers",
-               "--processes", str(processes),
-               "--concurrency", str(self.options.get("concurrency", 4)), "-v", "0"]
+        cmd = [
+            sys.executable,
+            str(DJPROJECT / "manage.py"),
+            "runworkers",
+            "--processes",
+            str(processes),
+            "--concurrency",
+            str(self.options.get("concurrency", 4)),
+            "-v",
+            "0",
+        ]
         if drain:
             cmd.append("--burst")
         return [cmd]
@@ -81,9 +91,19 @@ class DjangoTasksDB(System):
     def worker_commands(self, processes, drain):
         cmds = []
         for i in range(processes):
-            cmd = [sys.executable, str(DJPROJECT / "manage.py"), "db_worker",
-                   "--no-reload", "--no-startup-delay", "--worker-id", f"bench-{i}",
-                   "--interval", str(self.options.get("interval", 1.0)), "-v", "0"]
+            cmd = [
+                sys.executable,
+                str(DJPROJECT / "manage.py"),
+                "db_worker",
+                "--no-reload",
+                "--no-startup-delay",
+                "--worker-id",
+                f"bench-{i}",
+                "--interval",
+                str(self.options.get("interval", 1.0)),
+                "-v",
+                "0",
+            ]
             if drain:
                 cmd.append("--batch")
             cmds.append(cmd)
@@ -99,9 +119,15 @@ class Procrastinate(System):
     def worker_commands(self, processes, drain):
         cmds = []
         for i in range(processes):
-            cmd = [str(VENV_BIN / "procrastinate"), "--app=benchkit.peers.procrastinate_app.app",
-                   "worker", "--name", f"bench-{i}",
-                   "--concurrency", str(self.options.get("concurrency", 10))]
+            cmd = [
+                str(VENV_BIN / "procrastinate"),
+                "--app=benchkit.peers.procrastinate_app.app",
+                "worker",
+                "--name",
+                f"bench-{i}",
+                "--concurrency",
+                str(self.options.get("concurrency", 10)),
+            ]
             if drain:
                 cmd.append("--one-shot")
             cmds.append(cmd)
@@ -117,7 +143,13 @@ class PgQueuer(System):
     def worker_commands(self, processes, drain):
         cmds = []
         for _ in range(processes):
-            cmd = [sys.executable, "-m", "benchkit.peers.pgqueuer_app", "--batch-size", str(self.options.get("batch_size", 100))]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchkit.peers.pgqueuer_app",
+                "--batch-size",
+                str(self.options.get("batch_size", 100)),
+            ]
             if drain:
                 cmd += ["--mode", "drain"]
             cmds.append(cmd)
@@ -131,46 +163,102 @@ class PgQueuer(System):
 
 class Celery(System):
     def worker_commands(self, processes, drain):
-        return [[str(VENV_BIN / "celery"), "-A", "benchkit.peers.celery_app", "worker",
-                 "--pool", "prefork", "--concurrency", str(processes), "-Q", "bench",
-                 "--prefetch-multiplier", str(self.options.get("prefetch", 64)),
-                 "--without-gossip", "--without-mingle", "--without-heartbeat",
-                 "--loglevel", "WARNING", "-n", "bench@127.0.0.1"]]
+        return [
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "benchkit.peers.celery_app",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(processes),
+                "-Q",
+                "bench",
+                "--prefetch-multiplier",
+                str(self.options.get("prefetch", 64)),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "WARNING",
+                "-n",
+                "bench@127.0.0.1",
+            ]
+        ]
 
     def drain_exits(self) -> bool:
         return False
 
 
 def make_systems(processes: int, ours_concurrency: int) -> dict[str, System]:
-    return {s.key: s for s in [
-        Ours("ours", "ours", "django_jobs (ours)", "bench_ours", "django_jobs_job",
-             f"runworkers --processes {processes} --concurrency {ours_concurrency}",
-             backlog_sql="SELECT count(*) FROM django_jobs_job WHERE status = 'pending'",
-             db_timings=True, options={"concurrency": ours_concurrency}),
-        DjangoTasksDB("dtdb", "dtdb", "django-tasks-db", "bench_dtdb",
-                      "django_tasks_database_dbtaskresult",
-                      f"{processes} x db_worker --interval 1 (default)",
-                      backlog_sql="SELECT count(*) FROM django_tasks_database_dbtaskresult "
-                                  "WHERE status = 'READY'",
-                      db_timings=True),
-        Procrastinate("procrastinate", "procrastinate", "procrastinate", "bench_procrastinate",
-                      "procrastinate_jobs",
-                      f"{processes} x worker --concurrency 10, async task",
-                      backlog_sql="SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'",
-                      claim_pattern=r"procrastinate_fetch_job",
-                      options={"concurrency": 10}),
-        PgQueuer("pgqueuer", "pgqueuer", "pgqueuer (batch 100)", "bench_pgqueuer", "pgqueuer",
-                 f"{processes} x pgqueuer.run(batch_size=100) (asyncpg, uvloop)",
-                 backlog_sql="SELECT count(*) FROM pgqueuer WHERE status = 'queued'",
-                 options={"batch_size": 100}),
-        PgQueuer("pgqueuer25", "pgqueuer", "pgqueuer (batch 25)", "bench_pgqueuer25", "pgqueuer",
-                 f"{processes} x pgqueuer.run(batch_size=25) (asyncpg, uvloop)",
-                 backlog_sql="SELECT count(*) FROM pgqueuer WHERE status = 'queued'",
-                 options={"batch_size": 25}),
-        Celery("celery", "celery", "Celery + Redis", None, None,
-               f"prefork --concurrency {processes}, prefetch x64, results off, "
-               "no gossip/mingle/heartbeat"),
-    ]}
+    return {
+        s.key: s
+        for s in [
+            Ours(
+                "ours",
+                "ours",
+                "django_jobs (ours)",
+                "bench_ours",
+                "django_jobs_job",
+                f"runworkers --processes {processes} --concurrency {ours_concurrency}",
+                backlog_sql="SELECT count(*) FROM django_jobs_job WHERE status = 'pending'",
+                db_timings=True,
+                options={"concurrency": ours_concurrency},
+            ),
+            DjangoTasksDB(
+                "dtdb",
+                "dtdb",
+                "django-tasks-db",
+                "bench_dtdb",
+                "django_tasks_database_dbtaskresult",
+                f"{processes} x db_worker --interval 1 (default)",
+                backlog_sql="SELECT count(*) FROM django_tasks_database_dbtaskresult "
+                "WHERE status = 'READY'",
+                db_timings=True,
+            ),
+            Procrastinate(
+                "procrastinate",
+                "procrastinate",
+                "procrastinate",
+                "bench_procrastinate",
+                "procrastinate_jobs",
+                f"{processes} x worker --concurrency 10, async task",
+                backlog_sql="SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'",
+                claim_pattern=r"procrastinate_fetch_job",
+                options={"concurrency": 10},
+            ),
+            PgQueuer(
+                "pgqueuer",
+                "pgqueuer",
+                "pgqueuer (batch 100)",
+                "bench_pgqueuer",
+                "pgqueuer",
+                f"{processes} x pgqueuer.run(batch_size=100) (asyncpg, uvloop)",
+                backlog_sql="SELECT count(*) FROM pgqueuer WHERE status = 'queued'",
+                options={"batch_size": 100},
+            ),
+            PgQueuer(
+                "pgqueuer25",
+                "pgqueuer",
+                "pgqueuer (batch 25)",
+                "bench_pgqueuer25",
+                "pgqueuer",
+                f"{processes} x pgqueuer.run(batch_size=25) (asyncpg, uvloop)",
+                backlog_sql="SELECT count(*) FROM pgqueuer WHERE status = 'queued'",
+                options={"batch_size": 25},
+            ),
+            Celery(
+                "celery",
+                "celery",
+                "Celery + Redis",
+                None,
+                None,
+                f"prefork --concurrency {processes}, prefetch x64, results off, "
+                "no gossip/mingle/heartbeat",
+            ),
+        ]
+    }
 
 
 # -- process handling --------------------------------------------------------------------
@@ -179,14 +267,22 @@ def make_systems(processes: int, ours_concurrency: int) -> dict[str, System]:
 class Workers:
     """The worker processes of one system, each in its own session (process group)."""
 
-    def __init__(self, system: System, processes: int, drain: bool, probe_dir: Path,
-                 log_path: Path) -> None:
-        self.log = open(log_path, "ab")
+    def __init__(
+        self, system: System, processes: int, drain: bool, probe_dir: Path, log_path: Path
+    ) -> None:
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         env = system.env(probe_dir)
         self.started_at = time.time()
         self.procs = [
-            subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(BENCH))
+            subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(BENCH),
+            )
             for cmd in system.worker_commands(processes, drain)
         ]
 

@@ -38,17 +38,24 @@ def client(ctx: Context, system: System, action: str, timeout: float = 3600, **p
     with open(ctx.log(system, f"client-{action}"), "ab") as log:
         out = subprocess.run(
             [sys.executable, "-m", "benchkit.client", system.client, action, json.dumps(params)],
-            env=env, cwd=str(BENCH), stdout=subprocess.PIPE, stderr=log, timeout=timeout,
+            env=env,
+            cwd=str(BENCH),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            timeout=timeout,
         )
     lines = [ln for ln in out.stdout.decode().splitlines() if ln.strip()]
     if out.returncode != 0 or not lines:
-        raise RuntimeError(f"client {system.client} {action} failed (exit {out.returncode}); "
-                           f"see {ctx.log(system, 'client-' + action)}")
+        raise RuntimeError(
+            f"client {system.client} {action} failed (exit {out.returncode}); "
+            f"see {ctx.log(system, 'client-' + action)}"
+        )
     return json.loads(lines[-1])
 
 
 def cpu_busy(seconds: float = 2.0) -> float:
     """Share of all CPUs busy over ``seconds`` (from /proc/stat)."""
+
     def snap():
         with open("/proc/stat") as f:
             vals = [int(x) for x in f.readline().split()[1:]]
@@ -74,8 +81,11 @@ def wait_for_quiet(ctx: Context, label: str) -> dict:
             warned = True
         time.sleep(5)
         busy = cpu_busy()
-    return {"cpu_busy_before": round(busy, 3), "waited_seconds": round(time.time() - start, 1),
-            "loadavg_before": os.getloadavg()}
+    return {
+        "cpu_busy_before": round(busy, 3),
+        "waited_seconds": round(time.time() - start, 1),
+        "loadavg_before": os.getloadavg(),
+    }
 
 
 def fresh(ctx: Context, system: System) -> None:
@@ -117,8 +127,13 @@ def drain(ctx: Context, system: System, n: int) -> dict:
     if system.dbname:
         before = pg.xact_counts(system.dbname)
     say(f"{system.key}: drain {n:,} - workers started")
-    workers = Workers(system, ctx.args.processes, drain=True, probe_dir=probe.directory,
-                      log_path=ctx.log(system, f"drain{n}-workers"))
+    workers = Workers(
+        system,
+        ctx.args.processes,
+        drain=True,
+        probe_dir=probe.directory,
+        log_path=ctx.log(system, f"drain{n}-workers"),
+    )
     timeout = 120 + n / 100
     timed_out = False
     if system.drain_exits():
@@ -133,9 +148,14 @@ def drain(ctx: Context, system: System, n: int) -> dict:
         redis_after = redis_commands()
         workers.stop()
     wall = time.time() - workers.started_at
-    result: dict = {"jobs": n, "prefill_seconds": prefill["seconds"], "timed_out": timed_out,
-                    "wall_seconds_incl_startup": wall, **quiet,
-                    "loadavg_after": os.getloadavg()}
+    result: dict = {
+        "jobs": n,
+        "prefill_seconds": prefill["seconds"],
+        "timed_out": timed_out,
+        "wall_seconds_incl_startup": wall,
+        **quiet,
+        "loadavg_after": os.getloadavg(),
+    }
     if system.db_timings:
         rows = db_timings(system)
         done = len(rows)
@@ -156,12 +176,16 @@ def drain(ctx: Context, system: System, n: int) -> dict:
         result["commits_per_job"] = (after[0] - before[0]) / done if done else None
     if redis_before is not None:
         result["redis_commands_per_job"] = (redis_after - redis_before) / done if done else None
-    say(f"{system.key}: drain {n:,} - {fmt(result['throughput'])} jobs/s, "
-        f"{fmt(result.get('commits_per_job'), 2)} commits/job, finished {done:,}")
+    say(
+        f"{system.key}: drain {n:,} - {fmt(result['throughput'])} jobs/s, "
+        f"{fmt(result.get('commits_per_job'), 2)} commits/job, finished {done:,}"
+    )
     if done < n:
-        raise RuntimeError(f"only {done:,} of {n:,} jobs finished"
-                           f"{' (timed out)' if timed_out else ''}; see "
-                           f"{ctx.log(system, f'drain{n}-workers')}")
+        raise RuntimeError(
+            f"only {done:,} of {n:,} jobs finished"
+            f"{' (timed out)' if timed_out else ''}; see "
+            f"{ctx.log(system, f'drain{n}-workers')}"
+        )
     return result
 
 
@@ -183,17 +207,33 @@ def sustained(ctx: Context, system: System, seconds: float) -> dict:
     probe = ProbeReader(ctx.probe_dir(system, "sustained"))
     quiet = wait_for_quiet(ctx, system.key)
     env = system.env(ctx.probe_dir(system, "producer"))
-    producer_log = open(ctx.log(system, "sustained-producer"), "ab")
+    producer_log = open(ctx.log(system, "sustained-producer"), "ab")  # noqa: SIM115 - closed below
     # The producer starts first and fills the backlog; then the jobs table is ANALYZEd
     # (a deployment in steady state has statistics, a table created a second ago has
     # none, and the first autoanalyze would only come a minute into the run), and the
     # workers start. The measured window runs from the workers' first finished job to the
     # producer's end.
     producer = subprocess.Popen(
-        [sys.executable, "-m", "benchkit.client", system.client, "produce",
-         json.dumps({"seconds": seconds + 60, "target": target, "chunk": chunk,
-                     "backlog_sql": system.backlog_sql})],
-        env=env, cwd=str(BENCH), stdout=subprocess.PIPE, stderr=producer_log)
+        [
+            sys.executable,
+            "-m",
+            "benchkit.client",
+            system.client,
+            "produce",
+            json.dumps(
+                {
+                    "seconds": seconds + 60,
+                    "target": target,
+                    "chunk": chunk,
+                    "backlog_sql": system.backlog_sql,
+                }
+            ),
+        ],
+        env=env,
+        cwd=str(BENCH),
+        stdout=subprocess.PIPE,
+        stderr=producer_log,
+    )
     monitor = pg.connect(system.dbname) if system.dbname else None
 
     def backlog() -> int:
@@ -209,8 +249,13 @@ def sustained(ctx: Context, system: System, seconds: float) -> dict:
     if monitor is not None:
         monitor.execute(f"ANALYZE {system.table}")
     say(f"{system.key}: sustained {seconds:.0f}s - backlog {backlog():,}, workers started")
-    workers = Workers(system, ctx.args.processes, drain=False, probe_dir=probe.directory,
-                      log_path=ctx.log(system, "sustained-workers"))
+    workers = Workers(
+        system,
+        ctx.args.processes,
+        drain=False,
+        probe_dir=probe.directory,
+        log_path=ctx.log(system, "sustained-workers"),
+    )
     t0 = time.time()
     samples = []
     every = min(10.0, max(1.0, seconds / 30))
@@ -239,23 +284,33 @@ def sustained(ctx: Context, system: System, seconds: float) -> dict:
         probe.poll()
         finishes = [t for _, t in probe.records]
     finishes = sorted(f for f in finishes if f <= t_end)
-    result: dict = {"seconds": seconds, "producer": produced, "samples": samples,
-                    "table_after": final, "finished": len(finishes), **quiet,
-                    "loadavg_after": os.getloadavg()}
+    result: dict = {
+        "seconds": seconds,
+        "producer": produced,
+        "samples": samples,
+        "table_after": final,
+        "finished": len(finishes),
+        **quiet,
+        "loadavg_after": os.getloadavg(),
+    }
     if finishes:
         start = finishes[0]
         bucket = 60.0 if seconds >= 180 else max(5.0, seconds / 3)
-        nb = min(int((t_end - start) // bucket), int(round(seconds / bucket)))
+        nb = min(int((t_end - start) // bucket), round(seconds / bucket))
         counts = [0] * max(nb, 0)
         for f in finishes:
             i = int((f - start) // bucket)
             if i < nb:
                 counts[i] += 1
         rates = [c / bucket for c in counts]
-        result.update(bucket_seconds=bucket, rates=rates,
-                      first=rates[0] if rates else None, last=rates[-1] if rates else None,
-                      last_over_first=(rates[-1] / rates[0]) if rates and rates[0] else None,
-                      mean=statistics.fmean(rates) if rates else None)
+        result.update(
+            bucket_seconds=bucket,
+            rates=rates,
+            first=rates[0] if rates else None,
+            last=rates[-1] if rates else None,
+            last_over_first=(rates[-1] / rates[0]) if rates and rates[0] else None,
+            mean=statistics.fmean(rates) if rates else None,
+        )
     backlogs = [s["backlog"] for s in samples]
     result["backlog_last"] = backlogs[-1] if backlogs else None
     result["backlog_max"] = max(backlogs) if backlogs else None
@@ -265,16 +320,21 @@ def sustained(ctx: Context, system: System, seconds: float) -> dict:
     if system.dbname:
         if log_offset is not None:
             durations = pg.sampled_durations(system.dbname, log_offset, system.claim_pattern)
-            result["claim_ms"] = {**percentiles(durations), "samples": len(durations),
-                                  "sample_rate": ctx.args.log_sample_rate,
-                                  "method": "sampled server log (log_statement_sample_rate)"}
+            result["claim_ms"] = {
+                **percentiles(durations),
+                "samples": len(durations),
+                "sample_rate": ctx.args.log_sample_rate,
+                "method": "sampled server log (log_statement_sample_rate)",
+            }
         else:
             result["claim_ms"] = {"p99": None, "method": "n/a: server log not readable"}
         pg.disable_statement_sampling(system.dbname)
-    say(f"{system.key}: sustained - per {result.get('bucket_seconds', 0):.0f}s: "
+    say(
+        f"{system.key}: sustained - per {result.get('bucket_seconds', 0):.0f}s: "
         f"{', '.join(fmt(r) for r in result.get('rates', []))} jobs/s; "
         f"backlog end {result['backlog_last']}, dead max {result['dead_tuples_max']}, "
-        f"claim p99 {fmt((result.get('claim_ms') or {}).get('p99'), 2)} ms")
+        f"claim p99 {fmt((result.get('claim_ms') or {}).get('p99'), 2)} ms"
+    )
     return result
 
 
@@ -290,10 +350,11 @@ def enqueue(ctx: Context, system: System, single: int, batch: int) -> dict:
     say(f"{system.key}: enqueue - batch of {batch:,}")
     many = client(ctx, system, "enqueue_batch", n=batch, chunk=1000)
     result = {"single": {**one, "rate": one["n"] / one["seconds"]}, **quiet}
-    result["batch"] = ({**many, "rate": many["n"] / many["seconds"]} if "seconds" in many
-                       else many)
-    say(f"{system.key}: enqueue - single {fmt(result['single']['rate'])}/s, "
-        f"batch {fmt(result['batch'].get('rate'))}/s")
+    result["batch"] = {**many, "rate": many["n"] / many["seconds"]} if "seconds" in many else many
+    say(
+        f"{system.key}: enqueue - single {fmt(result['single']['rate'])}/s, "
+        f"batch {fmt(result['batch'].get('rate'))}/s"
+    )
     return result
 
 
@@ -304,13 +365,24 @@ def latency(ctx: Context, system: System, n: int) -> dict:
     fresh(ctx, system)
     probe = ProbeReader(ctx.probe_dir(system, "latency"))
     quiet = wait_for_quiet(ctx, system.key)
-    workers = Workers(system, ctx.args.processes, drain=False, probe_dir=probe.directory,
-                      log_path=ctx.log(system, "latency-workers"))
+    workers = Workers(
+        system,
+        ctx.args.processes,
+        drain=False,
+        probe_dir=probe.directory,
+        log_path=ctx.log(system, "latency-workers"),
+    )
     time.sleep(3.0)  # let the workers start and go idle
     say(f"{system.key}: latency - {n} jobs one at a time")
     try:
-        res = client(ctx, system, "latency", n=n, spacing=ctx.args.latency_spacing,
-                     jitter=ctx.args.latency_spacing)
+        res = client(
+            ctx,
+            system,
+            "latency",
+            n=n,
+            spacing=ctx.args.latency_spacing,
+            jitter=ctx.args.latency_spacing,
+        )
         samples = res["samples"]
         starts: dict[str, float] = {}
         end = time.time() + 30
@@ -319,21 +391,30 @@ def latency(ctx: Context, system: System, n: int) -> dict:
                 with pg.connect(system.dbname) as conn:
                     rows = conn.execute(
                         f"SELECT id::text, extract(epoch FROM started_at)::float8 FROM "
-                        f"{system.table} WHERE started_at IS NOT NULL").fetchall()
-                starts = {k: v for k, v in rows}
+                        f"{system.table} WHERE started_at IS NOT NULL"
+                    ).fetchall()
+                starts = dict(rows)
             else:
                 probe.poll()
-                starts = {tag: t for tag, t in probe.records}
+                starts = dict(probe.records)
             if all(str(k) in starts for k, _ in samples):
                 break
             time.sleep(0.5)
     finally:
         workers.stop()
     lat = [(starts[str(k)] - t) * 1000 for k, t in samples if str(k) in starts]
-    result = {"n": n, "measured": len(lat), **percentiles(lat), **quiet,
-              "min": min(lat) if lat else None, "max": max(lat) if lat else None}
-    say(f"{system.key}: latency - p50 {fmt(result['p50'], 1)} ms, p95 {fmt(result['p95'], 1)} ms,"
-        f" p99 {fmt(result['p99'], 1)} ms ({len(lat)}/{n})")
+    result = {
+        "n": n,
+        "measured": len(lat),
+        **percentiles(lat),
+        **quiet,
+        "min": min(lat) if lat else None,
+        "max": max(lat) if lat else None,
+    }
+    say(
+        f"{system.key}: latency - p50 {fmt(result['p50'], 1)} ms, p95 {fmt(result['p95'], 1)} ms,"
+        f" p99 {fmt(result['p99'], 1)} ms ({len(lat)}/{n})"
+    )
     return result
 
 

@@ -43,8 +43,16 @@ PRIORITY_BUCKETS = {
 }
 
 # Large JSON columns the change list never shows.
-LIST_DEFERRED = ("args", "kwargs", "result", "error", "errors", "metadata",
-                 "progress_details", "worker_ids")
+LIST_DEFERRED = (
+    "args",
+    "kwargs",
+    "result",
+    "error",
+    "errors",
+    "metadata",
+    "progress_details",
+    "worker_ids",
+)
 
 
 def pretty_json(value: Any) -> str:
@@ -71,10 +79,12 @@ def progress_bar(fraction: float, message: str = "") -> str:
     percent = max(0.0, min(1.0, fraction or 0.0)) * 100
     return format_html(
         '<span title="{}" style="white-space:nowrap"><span style="width:90px;'
-        ' background:#e9ecef; border-radius:3px; height:12px; overflow:hidden;'
+        " background:#e9ecef; border-radius:3px; height:12px; overflow:hidden;"
         ' display:inline-block; vertical-align:middle"><span style="display:block;'
         ' width:{}%; background:#0d6efd; height:100%"></span></span> {}%</span>',
-        message, f"{percent:.0f}", f"{percent:.0f}",
+        message,
+        f"{percent:.0f}",
+        f"{percent:.0f}",
     )
 
 
@@ -95,8 +105,17 @@ class PriorityFilter(admin.SimpleListFilter):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "task_name", "status_badge", "queue", "priority_display",
-                    "progress_display", "attempts", "created_at", "duration_display")
+    list_display = (
+        "id",
+        "task_name",
+        "status_badge",
+        "queue",
+        "priority_display",
+        "progress_display",
+        "attempts",
+        "created_at",
+        "duration_display",
+    )
     list_display_links = ("id", "task_name")
     list_filter = ("status", "queue", PriorityFilter, "task_name")
     search_fields = ("task_name",)
@@ -105,29 +124,74 @@ class JobAdmin(admin.ModelAdmin):
     show_full_result_count = False  # COUNT(*) over a large jobs table on every page load
     actions = ("retry_jobs", "cancel_jobs")
     fieldsets = (
-        (None, {"fields": (("task_name", "status_badge"), ("queue", "original_queue"),
-                           ("priority_display", "tags"))}),
-        (_("Attempts and errors"), {"fields": (
-            ("attempts", "retry_count", "max_retries"),
-            ("retry_delay", "retry_backoff", "retry_jitter", "max_retry_delay"),
-            "errors_display")}),
+        (
+            None,
+            {
+                "fields": (
+                    ("task_name", "status_badge"),
+                    ("queue", "original_queue"),
+                    ("priority_display", "tags"),
+                )
+            },
+        ),
+        (
+            _("Attempts and errors"),
+            {
+                "fields": (
+                    ("attempts", "retry_count", "max_retries"),
+                    ("retry_delay", "retry_backoff", "retry_jitter", "max_retry_delay"),
+                    "errors_display",
+                )
+            },
+        ),
         (_("Call"), {"fields": ("args_json", "kwargs_json", "result_json", "metadata_json")}),
-        (_("Progress"), {"fields": (("progress_display", "progress_message"),
-                                    "progress_details_json")}),
-        (_("Timing"), {"fields": (("created_at", "scheduled_at"), ("started_at", "finished_at"),
-                                  ("duration_display", "timeout"))}),
-        (_("Workflow"), {"classes": ("collapse",), "fields": (
-            ("batch", "chain_index"), "depends_on_display", "unique_key",
-            ("schedule", "schedule_due_at"))}),
-        (_("Worker"), {"classes": ("collapse",), "fields": (
-            ("worker_id", "backend"), "worker_ids",
-            ("cancel_requested", "terminate_requested", "cancel_reason"))}),
+        (
+            _("Progress"),
+            {"fields": (("progress_display", "progress_message"), "progress_details_json")},
+        ),
+        (
+            _("Timing"),
+            {
+                "fields": (
+                    ("created_at", "scheduled_at"),
+                    ("started_at", "finished_at"),
+                    ("duration_display", "timeout"),
+                )
+            },
+        ),
+        (
+            _("Workflow"),
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    ("batch", "chain_index"),
+                    "depends_on_display",
+                    "unique_key",
+                    ("schedule", "schedule_due_at"),
+                ),
+            },
+        ),
+        (
+            _("Worker"),
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    ("worker_id", "backend"),
+                    "worker_ids",
+                    ("cancel_requested", "terminate_requested", "cancel_reason"),
+                ),
+            },
+        ),
     )
 
     def get_readonly_fields(self, request, obj=None):
         # The detail page is read-only: jobs change state only through the actions.
-        return [name for _, options in self.fieldsets for line in options["fields"]
-                for name in ((line,) if isinstance(line, str) else line)]
+        return [
+            name
+            for _, options in self.fieldsets
+            for line in options["fields"]
+            for name in ((line,) if isinstance(line, str) else line)
+        ]
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
@@ -166,13 +230,18 @@ class JobAdmin(admin.ModelAdmin):
         colour = STATUS_COLOURS.get(obj.status, "#6c757d")
         return format_html(
             '<span style="background:{}; color:#fff; padding:1px 7px; border-radius:8px;'
-            ' white-space:nowrap">{}</span>', colour, obj.get_status_display(),
+            ' white-space:nowrap">{}</span>',
+            colour,
+            obj.get_status_display(),
         )
 
     @admin.display(description=_("priority"), ordering="priority")
     def priority_display(self, obj: Job) -> str:
-        return format_html('<span style="white-space:nowrap">{} ({})</span>',
-                           Priority.label_for(obj.priority), obj.priority)
+        return format_html(
+            '<span style="white-space:nowrap">{} ({})</span>',
+            Priority.label_for(obj.priority),
+            obj.priority,
+        )
 
     @admin.display(description=_("progress"), ordering="progress")
     def progress_display(self, obj: Job) -> str:
@@ -217,15 +286,20 @@ class JobAdmin(admin.ModelAdmin):
         blocks = []
         for number, entry in reversed(list(enumerate(obj.errors, start=1))):
             entry = entry if isinstance(entry, dict) else {"message": str(entry)}
-            details = {k: v for k, v in entry.items()
-                       if k not in ("traceback", "type", "message")}
-            blocks.append(format_html(
-                "<div style='margin-bottom:1em'><strong>{} {}: {}: {}</strong>{}{}</div>",
-                _("Failure"), number, entry.get("type", "?"), entry.get("message", ""),
-                pretty_json(details),
-                format_html('<pre style="white-space:pre-wrap">{}</pre>',
-                            entry.get("traceback") or ""),
-            ))
+            details = {k: v for k, v in entry.items() if k not in ("traceback", "type", "message")}
+            blocks.append(
+                format_html(
+                    "<div style='margin-bottom:1em'><strong>{} {}: {}: {}</strong>{}{}</div>",
+                    _("Failure"),
+                    number,
+                    entry.get("type", "?"),
+                    entry.get("message", ""),
+                    pretty_json(details),
+                    format_html(
+                        '<pre style="white-space:pre-wrap">{}</pre>', entry.get("traceback") or ""
+                    ),
+                )
+            )
         return mark_safe("".join(blocks))  # each block was built by format_html
 
     # -- actions -------------------------------------------------------------------------
@@ -247,49 +321,82 @@ class JobAdmin(admin.ModelAdmin):
                         count += Job.objects.using(eligible.db).filter(pk=pk).retry_now()
                 except IntegrityError:
                     conflicts += 1
-        self.message_user(request, ngettext(
-            "%d job sent back to pending.", "%d jobs sent back to pending.", count) % count,
-            messages.SUCCESS if count else messages.WARNING)
+        self.message_user(
+            request,
+            ngettext("%d job sent back to pending.", "%d jobs sent back to pending.", count)
+            % count,
+            messages.SUCCESS if count else messages.WARNING,
+        )
         if conflicts:
-            self.message_user(request, ngettext(
-                "%d job skipped: another unfinished job holds its unique key.",
-                "%d jobs skipped: other unfinished jobs hold their unique keys.",
-                conflicts) % conflicts, messages.WARNING)
+            self.message_user(
+                request,
+                ngettext(
+                    "%d job skipped: another unfinished job holds its unique key.",
+                    "%d jobs skipped: other unfinished jobs hold their unique keys.",
+                    conflicts,
+                )
+                % conflicts,
+                messages.WARNING,
+            )
         skipped = selected - count - conflicts
         if skipped > 0:
-            self.message_user(request, ngettext(
-                "%d job skipped: only failed or cancelled jobs can be retried.",
-                "%d jobs skipped: only failed or cancelled jobs can be retried.",
-                skipped) % skipped, messages.WARNING)
+            self.message_user(
+                request,
+                ngettext(
+                    "%d job skipped: only failed or cancelled jobs can be retried.",
+                    "%d jobs skipped: only failed or cancelled jobs can be retried.",
+                    skipped,
+                )
+                % skipped,
+                messages.WARNING,
+            )
 
     @admin.action(description=_("Cancel selected jobs"), permissions=["change"])
     def cancel_jobs(self, request, queryset):
         eligible = queryset.unfinished()
         ids, flagged = eligible.cancel(reason="cancelled from the admin")
         if ids:
-            self.message_user(request, ngettext(
-                "%d job cancelled.", "%d jobs cancelled.", len(ids)) % len(ids),
-                messages.SUCCESS)
+            self.message_user(
+                request,
+                ngettext("%d job cancelled.", "%d jobs cancelled.", len(ids)) % len(ids),
+                messages.SUCCESS,
+            )
         if flagged:
-            self.message_user(request, ngettext(
-                "%d running job flagged: its worker stops it at its next progress call or "
-                "heartbeat.",
-                "%d running jobs flagged: their workers stop them at their next progress "
-                "call or heartbeat.", flagged) % flagged, messages.SUCCESS)
+            self.message_user(
+                request,
+                ngettext(
+                    "%d running job flagged: its worker stops it at its next progress call or "
+                    "heartbeat.",
+                    "%d running jobs flagged: their workers stop them at their next progress "
+                    "call or heartbeat.",
+                    flagged,
+                )
+                % flagged,
+                messages.SUCCESS,
+            )
         if not ids and not flagged:
-            self.message_user(request, _("No selected job could be cancelled: they are all "
-                                         "finished."), messages.WARNING)
+            self.message_user(
+                request,
+                _("No selected job could be cancelled: they are all finished."),
+                messages.WARNING,
+            )
 
 
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
-    list_display = ("name", "paused", "concurrency_limit", "pending_count", "running_count",
-                    "failed_count", "description")
+    list_display = (
+        "name",
+        "paused",
+        "concurrency_limit",
+        "pending_count",
+        "running_count",
+        "failed_count",
+        "description",
+    )
     list_filter = ("paused",)
     search_fields = ("name", "description")
     actions = ("pause_queues", "resume_queues", "clear_queues")
-    fields = ("name", "description", "paused", "concurrency_limit", "created_at",
-              "updated_at")
+    fields = ("name", "description", "paused", "concurrency_limit", "created_at", "updated_at")
 
     def get_readonly_fields(self, request, obj=None):
         # Pausing goes through the actions (resume also wakes idle workers).
@@ -300,11 +407,15 @@ class QueueAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         name = OuterRef("name")
-        return super().get_queryset(request).annotate(
-            pending=_per_queue(Job.objects.claimable(), Q(queue=name)),
-            running=_per_queue(Job.objects.held(), Q(queue=name)),
-            # Failed jobs live in the dead-letter queue and remember where they came from.
-            failed=_per_queue(Job.objects.failed(), Q(queue=name) | Q(original_queue=name)),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                pending=_per_queue(Job.objects.claimable(), Q(queue=name)),
+                running=_per_queue(Job.objects.held(), Q(queue=name)),
+                # Failed jobs live in the dead-letter queue and remember where they came from.
+                failed=_per_queue(Job.objects.failed(), Q(queue=name) | Q(original_queue=name)),
+            )
         )
 
     @admin.display(description=_("pending"), ordering="pending")
@@ -324,23 +435,28 @@ class QueueAdmin(admin.ModelAdmin):
         names = list(queryset.filter(paused=False).values_list("name", flat=True))
         for name in names:
             jobs.pause_queue(name)
-        self.message_user(request, ngettext("%d queue paused.", "%d queues paused.",
-                                            len(names)) % len(names))
+        self.message_user(
+            request, ngettext("%d queue paused.", "%d queues paused.", len(names)) % len(names)
+        )
 
     @admin.action(description=_("Resume selected queues"), permissions=["change"])
     def resume_queues(self, request, queryset):
         names = list(queryset.filter(paused=True).values_list("name", flat=True))
         for name in names:
             jobs.resume_queue(name)
-        self.message_user(request, ngettext("%d queue resumed.", "%d queues resumed.",
-                                            len(names)) % len(names))
+        self.message_user(
+            request, ngettext("%d queue resumed.", "%d queues resumed.", len(names)) % len(names)
+        )
 
-    @admin.action(description=_("Clear selected queues (cancel their pending jobs)"),
-                  permissions=["change"])
+    @admin.action(
+        description=_("Clear selected queues (cancel their pending jobs)"), permissions=["change"]
+    )
     def clear_queues(self, request, queryset):
         total = sum(jobs.clear_queue(name) for name in queryset.values_list("name", flat=True))
-        self.message_user(request, ngettext("%d pending job cancelled.",
-                                            "%d pending jobs cancelled.", total) % total)
+        self.message_user(
+            request,
+            ngettext("%d pending job cancelled.", "%d pending jobs cancelled.", total) % total,
+        )
 
 
 def _per_queue(jobs_qs, condition: Q):
@@ -349,8 +465,9 @@ def _per_queue(jobs_qs, condition: Q):
     Job.queue is a name, not a foreign key, so this is a correlated scalar subquery; COUNT
     as a plain function keeps Django from adding a GROUP BY to it.
     """
-    counted = (jobs_qs.filter(condition).order_by()
-               .annotate(n=Func(F("id"), function="COUNT")).values("n"))
+    counted = (
+        jobs_qs.filter(condition).order_by().annotate(n=Func(F("id"), function="COUNT")).values("n")
+    )
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
@@ -371,9 +488,19 @@ class AliveFilter(admin.SimpleListFilter):
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ("id", "hostname", "pid", "queues_display", "concurrency",
-                    "last_heartbeat_at", "heartbeat_age_display", "alive",
-                    "current_jobs_display", "jobs_processed", "jobs_failed")
+    list_display = (
+        "id",
+        "hostname",
+        "pid",
+        "queues_display",
+        "concurrency",
+        "last_heartbeat_at",
+        "heartbeat_age_display",
+        "alive",
+        "current_jobs_display",
+        "jobs_processed",
+        "jobs_failed",
+    )
     list_filter = (AliveFilter, "hostname")
     search_fields = ("id", "hostname")
     ordering = ("-started_at",)
@@ -410,22 +537,53 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
-    list_display = ("name", "task_name", "timing", "next_run_at", "last_run_at",
-                    "last_status", "run_count", "enabled")
+    list_display = (
+        "name",
+        "task_name",
+        "timing",
+        "next_run_at",
+        "last_run_at",
+        "last_status",
+        "run_count",
+        "enabled",
+    )
     list_filter = ("enabled", "kind", "source", "misfire_policy")
     search_fields = ("name", "task_name")
     ordering = ("name",)
     actions = ("run_now", "enable_schedules", "disable_schedules")
-    readonly_fields = ("next_run_at", "last_run_at", "last_job", "run_count", "source",
-                       "created_at", "updated_at")
+    readonly_fields = (
+        "next_run_at",
+        "last_run_at",
+        "last_job",
+        "run_count",
+        "source",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("name", "task_name", "enabled", "description")}),
-        (_("When"), {"fields": ("kind", "cron", "interval", "run_at", "timezone",
-                                "misfire_policy")}),
-        (_("Jobs it enqueues"), {"fields": ("args", "kwargs", "queue", "priority", "tags",
-                                            "metadata")}),
-        (_("State"), {"fields": ("next_run_at", "last_run_at", "last_job", "run_count",
-                                 "source", "created_at", "updated_at")}),
+        (
+            _("When"),
+            {"fields": ("kind", "cron", "interval", "run_at", "timezone", "misfire_policy")},
+        ),
+        (
+            _("Jobs it enqueues"),
+            {"fields": ("args", "kwargs", "queue", "priority", "tags", "metadata")},
+        ),
+        (
+            _("State"),
+            {
+                "fields": (
+                    "next_run_at",
+                    "last_run_at",
+                    "last_job",
+                    "run_count",
+                    "source",
+                    "created_at",
+                    "updated_at",
+                )
+            },
+        ),
     )
 
     def get_queryset(self, request):
@@ -454,26 +612,45 @@ class ScheduleAdmin(admin.ModelAdmin):
     def run_now(self, request, queryset):
         manager = JobManager(queryset.db)
         fired = [manager.run_schedule_now(schedule.name) for schedule in queryset]
-        self.message_user(request, ngettext("%d job enqueued.", "%d jobs enqueued.",
-                                            len(fired)) % len(fired), messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%d job enqueued.", "%d jobs enqueued.", len(fired)) % len(fired),
+            messages.SUCCESS,
+        )
 
     @admin.action(description=_("Enable selected schedules"), permissions=["change"])
     def enable_schedules(self, request, queryset):
         n = sum(schedule.enable() for schedule in queryset)
-        self.message_user(request, ngettext("%d schedule enabled.", "%d schedules enabled.",
-                                            n) % n, messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%d schedule enabled.", "%d schedules enabled.", n) % n,
+            messages.SUCCESS,
+        )
 
     @admin.action(description=_("Disable selected schedules"), permissions=["change"])
     def disable_schedules(self, request, queryset):
         n = queryset.disable()
-        self.message_user(request, ngettext("%d schedule disabled.", "%d schedules disabled.",
-                                            n) % n, messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%d schedule disabled.", "%d schedules disabled.", n) % n,
+            messages.SUCCESS,
+        )
 
 
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "task_name", "total", "completed", "failed", "cancelled",
-                    "progress_display", "created_at", "finished_at")
+    list_display = (
+        "id",
+        "kind",
+        "task_name",
+        "total",
+        "completed",
+        "failed",
+        "cancelled",
+        "progress_display",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("kind",)
     search_fields = ("id", "task_name")
     ordering = ("-id",)

@@ -90,7 +90,7 @@ def progress(fraction: float, message: str = "", **details: Any) -> None:
 
     try:
         cancel = job.set_progress(fraction, str(message), _jsonable(details))
-    except Exception:  # noqa: BLE001 - progress is best effort; the job goes on
+    except Exception:  # progress is best effort; the job goes on
         logger.exception("Could not record progress of job %s", job.pk)
         return
     signals.send(signals.job_progress, job, progress=fraction, message=message, details=details)
@@ -109,7 +109,7 @@ def _jsonable(details: dict) -> dict:
         return {k: repr(v) for k, v in details.items()}
 
 
-class activate:
+class activate:  # noqa: N801 - used like a function: `with activate(job):`
     """Context manager making ``job`` the current job."""
 
     def __init__(self, job, eager: bool = False):

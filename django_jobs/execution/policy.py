@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import random
 import traceback as tb
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..conf import jobs_settings
@@ -84,7 +83,7 @@ def error_entry(
         "traceback": traceback or "",
         "attempt": getattr(job, "attempts", None),
         "worker_id": getattr(job, "worker_id", None),
-        "at": datetime.now(dt_timezone.utc).isoformat(),
+        "at": datetime.now(UTC).isoformat(),
     }
 
 

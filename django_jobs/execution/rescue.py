@@ -38,8 +38,9 @@ def _mark_lost(job, exc: BaseException) -> tuple[dict, float | None] | None:
     entry["traceback"] = ""
     lost = sum(1 for e in job.errors if e.get("type") in LOSS_TYPES) + 1
     delay = 0.0 if lost < MAX_LOST else None
-    if job.set_failed(entry, retry_in=delay, retry_status=JobStatus.PENDING, count_retry=False,
-                      keep_place=True):
+    if job.set_failed(
+        entry, retry_in=delay, retry_status=JobStatus.PENDING, count_retry=False, keep_place=True
+    ):
         return entry, delay
     return None
 
@@ -53,8 +54,13 @@ def record_lost(job, exc: BaseException) -> bool:
     return True
 
 
-def rescue_stalled(db: str, older_than: float | timedelta | None = None, *,
-                   worker_id: str | None = None, chunk: int = 100) -> int:
+def rescue_stalled(
+    db: str,
+    older_than: float | timedelta | None = None,
+    *,
+    worker_id: str | None = None,
+    chunk: int = 100,
+) -> int:
     """Rescue jobs held by workers that stopped heartbeating; returns how many.
 
     ``older_than`` (heartbeat age, default ``WORKER_TIMEOUT``) is never taken below two
@@ -93,7 +99,9 @@ def rescue_stalled(db: str, older_than: float | timedelta | None = None, *,
         for job, entry, delay in done:
             rescued += 1
             logger.warning(
-                "Rescued job %s from dead worker %s", job.pk, entry.get("worker_id"),
+                "Rescued job %s from dead worker %s",
+                job.pk,
+                entry.get("worker_id"),
                 extra={"action": "job_rescued", "job_id": job.pk},
             )
             record_failure(job, entry, delay)

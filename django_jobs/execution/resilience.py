@@ -104,8 +104,9 @@ def is_transient(exc: BaseException, using: str | None = None) -> bool:
     args = getattr(cause, "args", ()) or exc.args
     if args and isinstance(args[0], int) and args[0] in TRANSIENT_MYSQL_CODES:
         return True
-    candidates = ([connections[using]] if using is not None
-                  else connections.all(initialized_only=True))
+    candidates = (
+        [connections[using]] if using is not None else connections.all(initialized_only=True)
+    )
     for conn in candidates:
         if conn.connection is None:
             return True
@@ -117,10 +118,15 @@ def is_transient(exc: BaseException, using: str | None = None) -> bool:
     return False
 
 
-def retry_db_errors(fn: Callable, *args: Any, what: str = "write",
-                    stop: Callable[[], bool] | None = None,
-                    on_wait: Callable[[], Any] | None = None,
-                    max_delay: float = 2.0, using: str | None = None) -> Any:
+def retry_db_errors(
+    fn: Callable,
+    *args: Any,
+    what: str = "write",
+    stop: Callable[[], bool] | None = None,
+    on_wait: Callable[[], Any] | None = None,
+    max_delay: float = 2.0,
+    using: str | None = None,
+) -> Any:
     """``fn(*args)``, tried again with backoff while the database (``using``) is
     unreachable or busy. ``stop()`` true gives up (re-raising); ``on_wait()`` runs at
     every pause."""
@@ -134,9 +140,12 @@ def retry_db_errors(fn: Callable, *args: Any, what: str = "write",
                 raise
             failures += 1
             if failures == 1 or failures % 20 == 0:
-                logger.warning("Could not %s (%s); retrying until the database answers",
-                               what, str(exc).strip().splitlines()[0] if str(exc) else exc,
-                               extra={"action": "db_retry"})
+                logger.warning(
+                    "Could not %s (%s); retrying until the database answers",
+                    what,
+                    str(exc).strip().splitlines()[0] if str(exc) else exc,
+                    extra={"action": "db_retry"},
+                )
             for conn in connections.all(initialized_only=True):
                 if conn.errors_occurred or conn.connection is None or conn.in_atomic_block:
                     discard(conn)

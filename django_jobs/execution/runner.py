@@ -39,13 +39,12 @@ def _normalize_result(value: Any) -> Any:
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"The task returned a value that is not JSON-serializable: {exc}"
-        ) from exc
+        raise TypeError(f"The task returned a value that is not JSON-serializable: {exc}") from exc
     if has_nul(text):
         # PostgreSQL cannot store it: fail the job clearly rather than at the write.
-        raise TypeError("The task returned a value containing a NUL character, which the "
-                        "database cannot store.")
+        raise TypeError(
+            "The task returned a value containing a NUL character, which the database cannot store."
+        )
     return json.loads(text)
 
 
@@ -58,6 +57,7 @@ def _call(task, job, state) -> Any:
         result = result_from_job(job, backend_for(job.backend or None))
         args.insert(0, TaskContext(task_result=result))
     if task.is_async:
+
         async def runner():
             # Run inside the job's context so current_job()/progress() see it.
             return await task.func(*args, **kwargs)
@@ -188,7 +188,8 @@ def record_completed(job, result: Any) -> bool:
         completed_signals(job, result)
         return True
     logger.warning(
-        "Job %s finished but its lease was taken over; result discarded", job.pk,
+        "Job %s finished but its lease was taken over; result discarded",
+        job.pk,
         extra={"action": "lease_lost", "job_id": job.pk},
     )
     return False
@@ -230,7 +231,9 @@ def record_failure(job, entry: dict, delay: float | None) -> None:
         # Its cancel was requested while it was held: a cancel is a cancel.
         logger.info(
             "Job %s (%s) failed (%s) after its cancel was requested: cancelled",
-            job.pk, job.task_name, entry["type"],
+            job.pk,
+            job.task_name,
+            entry["type"],
             extra={"action": "job_cancelled", "job_id": job.pk},
         )
         cancelled_signals(job)
@@ -238,14 +241,22 @@ def record_failure(job, entry: dict, delay: float | None) -> None:
     if delay is not None:
         logger.info(
             "Job %s (%s) failed (%s), retry %s/%s in %.1fs",
-            job.pk, job.task_name, entry["type"], job.retry_count, job.max_retries, delay,
+            job.pk,
+            job.task_name,
+            entry["type"],
+            job.retry_count,
+            job.max_retries,
+            delay,
             extra={"action": "job_retrying", "job_id": job.pk},
         )
         signals.send(signals.job_retrying, job, error=entry, delay=delay)
     else:
         logger.error(
             "Job %s (%s) failed for good: %s: %s",
-            job.pk, job.task_name, entry["type"], entry["message"],
+            job.pk,
+            job.task_name,
+            entry["type"],
+            entry["message"],
             extra={"action": "job_failed", "job_id": job.pk},
         )
         signals.send(signals.job_failed, job, error=entry)

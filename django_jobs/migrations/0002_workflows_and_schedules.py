@@ -6,135 +6,232 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_jobs', '0001_initial'),
+        ("django_jobs", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='chain_index',
+            model_name="job",
+            name="chain_index",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='has_dependents',
+            model_name="job",
+            name="has_dependents",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='job',
-            name='schedule_due_at',
+            model_name="job",
+            name="schedule_due_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='unique_active',
+            model_name="job",
+            name="unique_active",
             field=models.CharField(blank=True, max_length=255, null=True, unique=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='unique_key',
+            model_name="job",
+            name="unique_key",
             field=models.CharField(blank=True, max_length=255, null=True),
         ),
         migrations.CreateModel(
-            name='Batch',
+            name="Batch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('batch', 'Batch'), ('chain', 'Chain')], default='batch', max_length=5)),
-                ('task_name', models.CharField(blank=True, default='', max_length=255)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('enqueued', models.PositiveIntegerField(default=0)),
-                ('completed', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('cancelled', models.PositiveIntegerField(default=0)),
-                ('on_complete', models.CharField(blank=True, default='', max_length=255)),
-                ('on_complete_kwargs', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('on_complete_job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='django_jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("batch", "Batch"), ("chain", "Chain")],
+                        default="batch",
+                        max_length=5,
+                    ),
+                ),
+                ("task_name", models.CharField(blank=True, default="", max_length=255)),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("enqueued", models.PositiveIntegerField(default=0)),
+                ("completed", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("cancelled", models.PositiveIntegerField(default=0)),
+                ("on_complete", models.CharField(blank=True, default="", max_length=255)),
+                ("on_complete_kwargs", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "on_complete_job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="django_jobs.job",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'batch',
-                'verbose_name_plural': 'batches',
-                'ordering': ['-id'],
+                "verbose_name": "batch",
+                "verbose_name_plural": "batches",
+                "ordering": ["-id"],
             },
         ),
         migrations.AddField(
-            model_name='job',
-            name='batch',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='job_set', to='django_jobs.batch'),
+            model_name="job",
+            name="batch",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="job_set",
+                to="django_jobs.batch",
+            ),
         ),
         migrations.CreateModel(
-            name='JobDependency',
+            name="JobDependency",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('depends_on', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='django_jobs.job')),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='django_jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "depends_on",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="django_jobs.job",
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="django_jobs.job",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'job dependency',
-                'verbose_name_plural': 'job dependencies',
+                "verbose_name": "job dependency",
+                "verbose_name_plural": "job dependencies",
             },
         ),
         migrations.AddField(
-            model_name='job',
-            name='depends_on',
-            field=models.ManyToManyField(blank=True, related_name='dependents', through='django_jobs.JobDependency', to='django_jobs.job'),
+            model_name="job",
+            name="depends_on",
+            field=models.ManyToManyField(
+                blank=True,
+                related_name="dependents",
+                through="django_jobs.JobDependency",
+                to="django_jobs.job",
+            ),
         ),
         migrations.CreateModel(
-            name='Schedule',
+            name="Schedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255, unique=True)),
-                ('task_name', models.CharField(max_length=255)),
-                ('args', models.JSONField(blank=True, default=list)),
-                ('kwargs', models.JSONField(blank=True, default=dict)),
-                ('queue', models.CharField(blank=True, default='', max_length=255)),
-                ('priority', models.SmallIntegerField(blank=True, null=True)),
-                ('kind', models.CharField(choices=[('cron', 'Cron'), ('interval', 'Interval'), ('once', 'Once')], max_length=8)),
-                ('cron', models.CharField(blank=True, default='', max_length=255)),
-                ('interval', models.FloatField(blank=True, null=True)),
-                ('run_at', models.DateTimeField(blank=True, null=True)),
-                ('timezone', models.CharField(default='UTC', max_length=64)),
-                ('enabled', models.BooleanField(default=True)),
-                ('misfire_policy', models.CharField(choices=[('run_once', 'Run once'), ('skip', 'Skip')], default='run_once', max_length=8)),
-                ('next_run_at', models.DateTimeField(blank=True, null=True)),
-                ('last_run_at', models.DateTimeField(blank=True, null=True)),
-                ('run_count', models.PositiveIntegerField(default=0)),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('description', models.TextField(blank=True, default='')),
-                ('source', models.CharField(default='api', max_length=10)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('last_job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='django_jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=255, unique=True)),
+                ("task_name", models.CharField(max_length=255)),
+                ("args", models.JSONField(blank=True, default=list)),
+                ("kwargs", models.JSONField(blank=True, default=dict)),
+                ("queue", models.CharField(blank=True, default="", max_length=255)),
+                ("priority", models.SmallIntegerField(blank=True, null=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("cron", "Cron"), ("interval", "Interval"), ("once", "Once")],
+                        max_length=8,
+                    ),
+                ),
+                ("cron", models.CharField(blank=True, default="", max_length=255)),
+                ("interval", models.FloatField(blank=True, null=True)),
+                ("run_at", models.DateTimeField(blank=True, null=True)),
+                ("timezone", models.CharField(default="UTC", max_length=64)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "misfire_policy",
+                    models.CharField(
+                        choices=[("run_once", "Run once"), ("skip", "Skip")],
+                        default="run_once",
+                        max_length=8,
+                    ),
+                ),
+                ("next_run_at", models.DateTimeField(blank=True, null=True)),
+                ("last_run_at", models.DateTimeField(blank=True, null=True)),
+                ("run_count", models.PositiveIntegerField(default=0)),
+                ("tags", models.JSONField(blank=True, default=list)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("description", models.TextField(blank=True, default="")),
+                ("source", models.CharField(default="api", max_length=10)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "last_job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="django_jobs.job",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'schedule',
-                'verbose_name_plural': 'schedules',
-                'ordering': ['name'],
+                "verbose_name": "schedule",
+                "verbose_name_plural": "schedules",
+                "ordering": ["name"],
             },
         ),
         migrations.AddField(
-            model_name='job',
-            name='schedule',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='jobs', to='django_jobs.schedule'),
+            model_name="job",
+            name="schedule",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="jobs",
+                to="django_jobs.schedule",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.UniqueConstraint(fields=('schedule', 'schedule_due_at'), name='django_jobs_job_schedule_due_unique'),
+            model_name="job",
+            constraint=models.UniqueConstraint(
+                fields=("schedule", "schedule_due_at"), name="django_jobs_job_schedule_due_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='jobdependency',
-            constraint=models.UniqueConstraint(fields=('job', 'depends_on'), name='django_jobs_jobdependency_unique'),
+            model_name="jobdependency",
+            constraint=models.UniqueConstraint(
+                fields=("job", "depends_on"), name="django_jobs_jobdependency_unique"
+            ),
         ),
         migrations.AddIndex(
-            model_name='schedule',
-            index=models.Index(fields=['enabled', 'next_run_at'], name='django_jobs_schedule_due_idx'),
+            model_name="schedule",
+            index=models.Index(
+                fields=["enabled", "next_run_at"], name="django_jobs_schedule_due_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='schedule',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('cron__gt', ''), ('kind', 'cron')), models.Q(('interval__gt', 0), ('kind', 'interval')), models.Q(('kind', 'once'), ('run_at__isnull', False)), _connector='OR'), name='django_jobs_schedule_kind_fields'),
+            model_name="schedule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("cron__gt", ""), ("kind", "cron")),
+                    models.Q(("interval__gt", 0), ("kind", "interval")),
+                    models.Q(("kind", "once"), ("run_at__isnull", False)),
+                    _connector="OR",
+                ),
+                name="django_jobs_schedule_kind_fields",
+            ),
         ),
     ]

@@ -7,9 +7,9 @@ from django.db import migrations, models
 
 def mark_enqueued(apps, schema_editor):
     Batch = apps.get_model("django_jobs", "Batch")
-    Batch.objects.using(schema_editor.connection.alias).filter(
-        finished_at__isnull=False
-    ).exclude(on_complete="").update(on_complete_enqueued=True)
+    Batch.objects.using(schema_editor.connection.alias).filter(finished_at__isnull=False).exclude(
+        on_complete=""
+    ).update(on_complete_enqueued=True)
 
 
 class Migration(migrations.Migration):

@@ -22,8 +22,12 @@ class PartialIndex(migrations.operations.base.Operation):
         self.mysql_columns = list(mysql_columns) if mysql_columns else None
 
     def deconstruct(self):
-        kwargs = {"name": self.name, "table": self.table, "columns": self.columns,
-                  "condition": self.condition}
+        kwargs = {
+            "name": self.name,
+            "table": self.table,
+            "columns": self.columns,
+            "condition": self.condition,
+        }
         if self.mysql_columns:
             kwargs["mysql_columns"] = self.mysql_columns
         return self.__class__.__qualname__, [], kwargs
@@ -36,8 +40,10 @@ class PartialIndex(migrations.operations.base.Operation):
             if not self.mysql_columns:
                 return None
             return f"CREATE INDEX {self.name} ON {self.table} ({', '.join(self.mysql_columns)})"
-        return (f"CREATE INDEX {self.name} ON {self.table} ({', '.join(self.columns)}) "
-                f"WHERE {self.condition}")
+        return (
+            f"CREATE INDEX {self.name} ON {self.table} ({', '.join(self.columns)}) "
+            f"WHERE {self.condition}"
+        )
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         sql = self._sql(schema_editor.connection.vendor)

@@ -156,13 +156,12 @@ def copy_jobs(template: Job, payloads: list[tuple[str, str]], using: str) -> int
     i_args, i_kwargs = names.index("args"), names.index("kwargs")
     cells = [_copy_text(f, getattr(template, f.attname), connection) for f in fields]
     head = "\t".join(cells[:i_args])
-    middle = "\t".join(cells[i_args + 1:i_kwargs])
-    tail = "\t".join(cells[i_kwargs + 1:])
+    middle = "\t".join(cells[i_args + 1 : i_kwargs])
+    tail = "\t".join(cells[i_kwargs + 1 :])
     head = head + "\t" if head else ""
     middle = "\t" + middle + "\t" if middle else "\t"
     tail = "\t" + tail + "\n" if tail else "\n"
-    sql = (f"COPY {qn(Job._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-           "FROM STDIN")
+    sql = f"COPY {qn(Job._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) FROM STDIN"
     started = time.monotonic()
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         chunk = []
@@ -174,8 +173,10 @@ def copy_jobs(template: Job, payloads: list[tuple[str, str]], using: str) -> int
         if chunk:
             copy.write("".join(chunk))
     if connection.queries_logged:  # what Django's debug cursor would have recorded
-        connection.queries_log.append({
-            "sql": f"{sql} -- {len(payloads)} rows",
-            "time": f"{time.monotonic() - started:.3f}",
-        })
+        connection.queries_log.append(
+            {
+                "sql": f"{sql} -- {len(payloads)} rows",
+                "time": f"{time.monotonic() - started:.3f}",
+            }
+        )
     return len(payloads)

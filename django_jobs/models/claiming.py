@@ -64,14 +64,16 @@ class JobClaiming(models.QuerySet):
             limited = {n: lim for n, lim in limited.items() if n in set(queues)}
         claimed: list[Job] = []
         if limited:
-            claimed += self._claim_ids(base.exclude(queue__in=list(limited)), worker_id,
-                                       limit, lease)
+            claimed += self._claim_ids(
+                base.exclude(queue__in=list(limited)), worker_id, limit, lease
+            )
             for name, lim in limited.items():
                 if len(claimed) >= limit:
                     break
                 try:
-                    claimed += self._claim_limited(base, worker_id, limit - len(claimed),
-                                                   name, lim, lease)
+                    claimed += self._claim_limited(
+                        base, worker_id, limit - len(claimed), name, lim, lease
+                    )
                 except DatabaseError:
                     if not claimed:
                         raise
@@ -91,8 +93,7 @@ class JobClaiming(models.QuerySet):
             free = min(limit, lim - running)
             if free <= 0:
                 return []
-            return self._claim_ids(base.filter(queue=name), worker_id, free, lease,
-                                   atomic=False)
+            return self._claim_ids(base.filter(queue=name), worker_id, free, lease, atomic=False)
 
     def _claim_ids(self, candidates, worker_id, limit, lease, atomic=True) -> list[Job]:
         db = self.db
@@ -116,7 +117,9 @@ class JobClaiming(models.QuerySet):
                 return []
             # The status condition makes the claim safe where rows cannot be locked
             # (SQLite): only one conditional UPDATE can move a row out of pending.
-            self.model._default_manager.using(db).filter(id__in=ids, status__in=CLAIMABLE_STATUSES).update(
+            self.model._default_manager.using(db).filter(
+                id__in=ids, status__in=CLAIMABLE_STATUSES
+            ).update(
                 status=JobStatus.RUNNING,
                 worker_id=worker_id,
                 lease=lease,
@@ -124,7 +127,9 @@ class JobClaiming(models.QuerySet):
                 started_at=DbNow(),
             )
             return list(
-                self.model._default_manager.using(db).filter(id__in=ids, lease=lease).in_claim_order()
+                self.model._default_manager.using(db)
+                .filter(id__in=ids, lease=lease)
+                .in_claim_order()
             )
 
     def _claim_postgresql(self, candidates, worker_id, limit, lease) -> list[Job]:
@@ -184,7 +189,8 @@ def jobs_from_rows(Job, db: str, rows) -> list[Job]:  # noqa: N803 - the model c
     json_columns = {i for i, f in enumerate(fields) if isinstance(f, models.JSONField)}
     converters = [
         (i, _load_json if i in json_columns else f.from_db_value)
-        for i, f in enumerate(fields) if hasattr(f, "from_db_value")
+        for i, f in enumerate(fields)
+        if hasattr(f, "from_db_value")
     ]
     cheap = not models.signals.post_init.has_listeners(Job)
     jobs = []
@@ -196,7 +202,7 @@ def jobs_from_rows(Job, db: str, rows) -> list[Job]:  # noqa: N803 - the model c
             jobs.append(Job.from_db(db, names, values))
             continue
         job = Job.__new__(Job)
-        job.__dict__.update(zip(names, values))
+        job.__dict__.update(zip(names, values, strict=True))
         state = job._state = ModelState()
         state.adding = False
         state.db = db

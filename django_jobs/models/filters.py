@@ -65,9 +65,7 @@ class JobFilters(models.QuerySet):
 
     def cancellable(self) -> Self:
         """Jobs that become cancelled at once (no worker holds them)."""
-        return self.filter(
-            status__in=(JobStatus.PENDING, JobStatus.WAITING, JobStatus.RETRYING)
-        )
+        return self.filter(status__in=(JobStatus.PENDING, JobStatus.WAITING, JobStatus.RETRYING))
 
     def retriable(self) -> Self:
         """Jobs ``retry()`` may send back to pending."""

@@ -54,4 +54,3 @@ def db_now(using: str) -> datetime:
     if settings.USE_TZ and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
-

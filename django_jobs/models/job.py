@@ -22,8 +22,16 @@ from .filters import JobFilters
 from .outcomes import JobOutcomes, JobTransitions
 from .pruning import JobPruning
 
-__all__ = ["Job", "JobDependency", "JobObjects", "JobQuerySet", "claim_candidates",
-           "jobs_db", "jobs_from_rows", "new_lease"]
+__all__ = [
+    "Job",
+    "JobDependency",
+    "JobObjects",
+    "JobQuerySet",
+    "claim_candidates",
+    "jobs_db",
+    "jobs_from_rows",
+    "new_lease",
+]
 
 
 def jobs_db() -> str:
@@ -42,6 +50,7 @@ class JobObjects(models.Manager.from_queryset(JobQuerySet)):
 
 class Job(JobTransitions, models.Model):
     """One execution request of a registered task."""
+
     id = models.BigAutoField(primary_key=True)
     task_name = models.CharField(max_length=255, db_index=True)
     args = models.JSONField(default=list, blank=True)
@@ -94,13 +103,19 @@ class Job(JobTransitions, models.Model):
 
     # Workflows. A batch or chain groups jobs; a chain's steps are ordered by chain_index.
     batch = models.ForeignKey(
-        "django_jobs.Batch", null=True, blank=True, on_delete=models.SET_NULL,
+        "django_jobs.Batch",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="job_set",
     )
     chain_index = models.PositiveIntegerField(null=True, blank=True)
     depends_on = models.ManyToManyField(
-        "self", symmetrical=False, through="django_jobs.JobDependency",
-        related_name="dependents", blank=True,
+        "self",
+        symmetrical=False,
+        through="django_jobs.JobDependency",
+        related_name="dependents",
+        blank=True,
     )
     # Set once another job depends on this one, so completing a job that nothing
     # depends on costs no dependency query.
@@ -113,7 +128,10 @@ class Job(JobTransitions, models.Model):
     # Jobs fired by a schedule: (schedule, due time) is unique, so a due time is
     # enqueued at most once however many schedulers run.
     schedule = models.ForeignKey(
-        "django_jobs.Schedule", null=True, blank=True, on_delete=models.SET_NULL,
+        "django_jobs.Schedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="jobs",
     )
     schedule_due_at = models.DateTimeField(null=True, blank=True)

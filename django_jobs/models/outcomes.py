@@ -34,7 +34,9 @@ class JobOutcomes(models.QuerySet):
     # -- verbs over many jobs: admin bulk actions and the manager's single-job verbs
     # both land here, so each state change exists once.
 
-    def cancel(self, *, terminate: bool = False, reason: str = "cancelled") -> tuple[list[int], int]:
+    def cancel(
+        self, *, terminate: bool = False, reason: str = "cancelled"
+    ) -> tuple[list[int], int]:
         """Cancel at once what no worker holds; flag held jobs for their worker.
 
         Returns (ids cancelled now, number of running jobs flagged). Every unfinished row
@@ -78,14 +80,25 @@ class JobOutcomes(models.QuerySet):
                 )
             # Batches in one order (as the workers' writes), so no deadlock between them.
             for pk, _status, batch_id, has_dependents in sorted(
-                    now_ids, key=lambda r: (r[2] or 0, r[0])):
+                now_ids, key=lambda r: (r[2] or 0, r[0])
+            ):
                 if batch_id or has_dependents:
-                    job_finished(pk, JobStatus.CANCELLED, batch_id=batch_id,
-                                 has_dependents=has_dependents, db=db)
+                    job_finished(
+                        pk,
+                        JobStatus.CANCELLED,
+                        batch_id=batch_id,
+                        has_dependents=has_dependents,
+                        db=db,
+                    )
             flagged = 0
             if held_ids:
-                flagged = self.model._default_manager.using(db).filter(id__in=held_ids).held().update(
-                    cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
+                flagged = (
+                    self.model._default_manager.using(db)
+                    .filter(id__in=held_ids)
+                    .held()
+                    .update(
+                        cancel_requested=True, terminate_requested=terminate, cancel_reason=reason
+                    )
                 )
         return ids, flagged
 
@@ -96,15 +109,18 @@ class JobOutcomes(models.QuerySet):
         and ``job_enqueued`` is sent for each."""
         with transaction.atomic(using=self.db):
             rows = list(
-                self.retriable().order_by("pk").select_for_update()
+                self.retriable()
+                .order_by("pk")
+                .select_for_update()
                 .values_list("id", "original_queue", "queue", "status", "batch_id")
             )
             if not rows:
                 return 0
             ids = [row[0] for row in rows]
             n = self.model._default_manager.using(self.db).filter(id__in=ids)._retry_rows()
-            reopen_batches([(batch_id, status) for *_, status, batch_id in rows if batch_id],
-                           self.db)
+            reopen_batches(
+                [(batch_id, status) for *_, status, batch_id in rows if batch_id], self.db
+            )
             for queue in {orig or queue for _, orig, queue, _, _ in rows}:
                 notify(self.db, queue)
         if signals.job_enqueued.has_listeners():
@@ -147,7 +163,12 @@ class JobOutcomes(models.QuerySet):
         A job whose cancel was requested while it was held ends ``cancelled`` instead:
         a cancel that returned True is never lost. Returns how many went back to pending.
         """
-        changes = dict(status=JobStatus.PENDING, lease=None, worker_id=None, started_at=None)
+        changes = {
+            "status": JobStatus.PENDING,
+            "lease": None,
+            "worker_id": None,
+            "started_at": None,
+        }
         if not started:
             changes["attempts"] = Case(
                 When(attempts__gt=0, then=F("attempts") - 1), default=Value(0)
@@ -201,8 +222,11 @@ class JobOutcomes(models.QuerySet):
                 written = []
                 for job, result in done:
                     finished = max(now, job.started_at) if job.started_at else now
-                    if job._guarded().filter(has_dependents=False).update(
-                            **job.completion_changes(result, finished)):
+                    if (
+                        job._guarded()
+                        .filter(has_dependents=False)
+                        .update(**job.completion_changes(result, finished))
+                    ):
                         written.append((job.pk, job.batch_id))
                         finished_at[job.pk] = finished
             batches: dict[int, int] = {}
@@ -221,8 +245,12 @@ class JobOutcomes(models.QuerySet):
         conn = connections[self.db]
         table = conn.ops.quote_name(self.model._meta.db_table)
         rows = [
-            {"id": job.pk, "lease": job.lease, "result": result,
-             "started_at": job.started_at.isoformat() if job.started_at else None}
+            {
+                "id": job.pk,
+                "lease": job.lease,
+                "result": result,
+                "started_at": job.started_at.isoformat() if job.started_at else None,
+            }
             for job, result in done
         ]
         # finished_at from the database clock, never before started_at (which the
@@ -243,8 +271,10 @@ class JobOutcomes(models.QuerySet):
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         if not settings.USE_TZ:  # naive already with Django's adapters; never aware
-            rows = [(pk, b, timezone.make_naive(f, UTC) if timezone.is_aware(f) else f)
-                    for pk, b, f in rows]
+            rows = [
+                (pk, b, timezone.make_naive(f, UTC) if timezone.is_aware(f) else f)
+                for pk, b, f in rows
+            ]
         return rows
 
 
@@ -264,8 +294,10 @@ class JobTransitions(models.Model):
         abstract = True
 
     def _guarded(self):
-        return type(self)._default_manager.using(self._state.db or router.db_for_write(type(self))).filter(
-            pk=self.pk, lease=self.lease, status__in=HELD_STATUSES
+        return (
+            type(self)
+            ._default_manager.using(self._state.db or router.db_for_write(type(self)))
+            .filter(pk=self.pk, lease=self.lease, status__in=HELD_STATUSES)
         )
 
     def _finish(self, changes: dict, outcome: str, qs=None) -> bool:
@@ -302,16 +334,16 @@ class JobTransitions(models.Model):
         others (``JobQuerySet.complete_many``, whose PostgreSQL statement writes the same
         columns). ``finished_at`` is a value read from the database clock, so the
         instance (and the TaskResult sent with task_finished) carries what is stored."""
-        return dict(
-            status=JobStatus.COMPLETED,
-            result=result,
-            finished_at=finished_at,
-            started_at=self.started_at,
-            progress=1.0,
-            lease=None,
-            unique_active=None,
-            worker_ids=[*self.worker_ids, self.worker_id],
-        )
+        return {
+            "status": JobStatus.COMPLETED,
+            "result": result,
+            "finished_at": finished_at,
+            "started_at": self.started_at,
+            "progress": 1.0,
+            "lease": None,
+            "unique_active": None,
+            "worker_ids": [*self.worker_ids, self.worker_id],
+        }
 
     def set_completed(self, result: Any) -> bool:
         """Record success; False if this worker no longer holds the lease."""
@@ -343,7 +375,7 @@ class JobTransitions(models.Model):
         """
         worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
         errors = [*self.errors, error]
-        common = dict(error=error, errors=errors, lease=None, worker_ids=worker_ids)
+        common = {"error": error, "errors": errors, "lease": None, "worker_ids": worker_ids}
         if self.started_at is not None:
             common["started_at"] = self.started_at
         if retry_in is not None:
@@ -368,8 +400,9 @@ class JobTransitions(models.Model):
                 queue=dlq,
                 **common,
             )
-            done = self._finish(changes, JobStatus.FAILED,
-                                qs=self._guarded().filter(cancel_requested=False))
+            done = self._finish(
+                changes, JobStatus.FAILED, qs=self._guarded().filter(cancel_requested=False)
+            )
         if not done and self._guarded().filter(cancel_requested=True).exists():
             return self.set_cancelled_while_running("cancelled", extra=common)
         if done:
@@ -381,17 +414,17 @@ class JobTransitions(models.Model):
         The reason given to ``cancel()`` is kept; ``reason`` only fills it when none was
         recorded. ``extra``: more columns to write (the error of a last failed attempt)."""
         worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
-        changes = dict(
-            status=JobStatus.CANCELLED,
-            finished_at=self._finished_at(),
-            cancel_reason=Case(
+        changes = {
+            "status": JobStatus.CANCELLED,
+            "finished_at": self._finished_at(),
+            "cancel_reason": Case(
                 When(cancel_reason="", then=Value(reason)),
                 default=F("cancel_reason"),
                 output_field=models.TextField(),
             ),
-            lease=None,
-            worker_ids=worker_ids,
-        )
+            "lease": None,
+            "worker_ids": worker_ids,
+        }
         changes.update(extra or {})
         if self.started_at is not None:
             changes["started_at"] = self.started_at

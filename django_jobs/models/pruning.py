@@ -22,8 +22,13 @@ class JobPruning(models.QuerySet):
         cutoff = DbNow(-older_than.total_seconds())
         return self.filter(status__in=list(statuses), finished_at__lt=cutoff)
 
-    def prune(self, older_than: timedelta, statuses: Iterable[str] = FINISHED_STATUSES,
-              *, chunk: int = 1000) -> int:
+    def prune(
+        self,
+        older_than: timedelta,
+        statuses: Iterable[str] = FINISHED_STATUSES,
+        *,
+        chunk: int = 1000,
+    ) -> int:
         """Delete finished jobs that finished more than ``older_than`` ago; returns how
         many.
 
@@ -60,9 +65,7 @@ class JobPruning(models.QuerySet):
                     Batch.objects.using(db).filter(on_complete_job_id__in=ids).update(
                         on_complete_job=None
                     )
-                    Schedule.objects.using(db).filter(last_job_id__in=ids).update(
-                        last_job=None
-                    )
+                    Schedule.objects.using(db).filter(last_job_id__in=ids).update(last_job=None)
                     deleted += rows._raw_delete(db)
             if len(ids) < chunk:
                 break
@@ -79,5 +82,3 @@ def _has_foreign_relations(job_model) -> bool:
         for field in job_model._meta.get_fields(include_hidden=True)
         if field.auto_created and not field.concrete and field.is_relation
     )
-
-

@@ -126,9 +126,11 @@ class Schedule(models.Model):
     def clean(self) -> None:
         """Model validation (admin forms): cron, time zone and interval are checked."""
         errors = {}
-        for field, check in (("timezone", schedules.validate_timezone),
-                             ("cron", schedules.validate_cron),
-                             ("interval", schedules.validate_interval)):
+        for field, check in (
+            ("timezone", schedules.validate_timezone),
+            ("cron", schedules.validate_cron),
+            ("interval", schedules.validate_interval),
+        ):
             if field != "timezone" and self.kind != field:
                 continue
             try:

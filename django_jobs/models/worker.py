@@ -71,10 +71,14 @@ class Worker(models.Model):
     def beat(self, current_jobs: list[int], processed: int, failed: int) -> bool:
         """Heartbeat with the worker's totals so far; False if the row is gone (removed
         in the admin, or cleaned up after a day of silence)."""
-        n = Worker.objects.using(self._state.db).filter(pk=self.pk).update(
-            last_heartbeat_at=DbNow(),
-            current_jobs=current_jobs,
-            jobs_processed=processed,
-            jobs_failed=failed,
+        n = (
+            Worker.objects.using(self._state.db)
+            .filter(pk=self.pk)
+            .update(
+                last_heartbeat_at=DbNow(),
+                current_jobs=current_jobs,
+                jobs_processed=processed,
+                jobs_failed=failed,
+            )
         )
         return bool(n)

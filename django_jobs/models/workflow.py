@@ -28,8 +28,9 @@ OUTCOME_FIELD = {
 }
 
 
-def job_finished(job_id: int, outcome: str, *, batch_id: int | None, has_dependents: bool,
-                 db: str) -> None:
+def job_finished(
+    job_id: int, outcome: str, *, batch_id: int | None, has_dependents: bool, db: str
+) -> None:
     """Release or cancel dependants and advance the batch of a job that just finished."""
     if has_dependents:
         if outcome == JobStatus.COMPLETED:
@@ -47,7 +48,9 @@ def release_dependents(job_id: int, db: str) -> list[int]:
     waiting = list(
         Job.objects.using(db)
         .waiting()
-        .filter(pk__in=JobDependency.objects.using(db).filter(depends_on_id=job_id).values("job_id"))
+        .filter(
+            pk__in=JobDependency.objects.using(db).filter(depends_on_id=job_id).values("job_id")
+        )
         .select_for_update()
         .values_list("pk", flat=True)
     )
@@ -64,7 +67,9 @@ def release_dependents(job_id: int, db: str) -> list[int]:
         Job.objects.using(db).filter(pk__in=ready, status=JobStatus.WAITING).update(
             status=JobStatus.PENDING
         )
-        for queue in set(Job.objects.using(db).filter(pk__in=ready).values_list("queue", flat=True)):
+        for queue in set(
+            Job.objects.using(db).filter(pk__in=ready).values_list("queue", flat=True)
+        ):
             notify(db, queue)
     return ready
 
@@ -72,6 +77,7 @@ def release_dependents(job_id: int, db: str) -> list[int]:
 def cancel_dependents(job_ids: list[int], reason: str, db: str) -> list[int]:
     """Cancel every job waiting on ``job_ids``, transitively, recording ``reason``."""
     from .functions import DbNow
+
     Job, JobDependency = _models()
 
     cancelled: list[int] = []
@@ -164,8 +170,13 @@ def finish_batch(batch, db: str) -> None:
 
     batch.finished_at = timezone.now()
     fire = bool(batch.on_complete) and not batch.on_complete_enqueued
-    updated = Batch.objects.using(db).filter(pk=batch.pk, finished_at__isnull=True).update(
-        finished_at=batch.finished_at, on_complete_enqueued=batch.on_complete_enqueued or fire,
+    updated = (
+        Batch.objects.using(db)
+        .filter(pk=batch.pk, finished_at__isnull=True)
+        .update(
+            finished_at=batch.finished_at,
+            on_complete_enqueued=batch.on_complete_enqueued or fire,
+        )
     )
     if updated and fire:
         batch.on_complete_enqueued = True

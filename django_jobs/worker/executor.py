@@ -79,8 +79,6 @@ FLUSH_SECONDS = 0.05
 REVALIDATE_SECONDS = 1.0
 
 
-
-
 class BatchSizer:
     """How many jobs to claim: ~BATCH_SECONDS of work by the recent average duration.
     Jobs of unknown duration are claimed one at a time."""
@@ -143,7 +141,7 @@ class ExecutorLoop(BatchKeeper):
                 self.announced_idle = False
             try:
                 claimed = self.claim()
-            except Exception:  # noqa: BLE001 - a database outage: wait, then try again
+            except Exception:  # a database outage: wait, then try again
                 logger.exception("Executor could not claim jobs; retrying in 1s")
                 close_old_connections()
                 if self.idle(timeout=1.0) == STOP:
@@ -155,9 +153,10 @@ class ExecutorLoop(BatchKeeper):
                 continue
             try:
                 self.run_batch(claimed)
-            except Exception:  # noqa: BLE001 - what was not written is reconciled
-                logger.exception("Executor could not finish its batch; the worker hands "
-                                 "back what it still holds")
+            except Exception:  # what was not written is reconciled
+                logger.exception(
+                    "Executor could not finish its batch; the worker hands back what it still holds"
+                )
                 close_old_connections()
             with self.lock:
                 processed, failed = self.counts
@@ -220,7 +219,8 @@ class ExecutorLoop(BatchKeeper):
         claimed = []
         try:
             claimed = Job.objects.using(self.db).claim(
-                self.claim_kwargs["worker_id"], wanted,
+                self.claim_kwargs["worker_id"],
+                wanted,
                 queues=self.claim_kwargs["queues"],
                 exclude_queues=self.claim_kwargs["exclude_queues"],
                 config=self.config,
@@ -252,8 +252,10 @@ class ExecutorLoop(BatchKeeper):
                     recheck = True
                     continue
                 now = time.monotonic()
-                if recheck or (now - checked_at >= REVALIDATE_SECONDS
-                               and now - claimed_at >= REVALIDATE_SECONDS):
+                if recheck or (
+                    now - checked_at >= REVALIDATE_SECONDS
+                    and now - claimed_at >= REVALIDATE_SECONDS
+                ):
                     self.flush()
                     self.revalidate()
                     checked_at = time.monotonic()
@@ -286,7 +288,7 @@ class ExecutorLoop(BatchKeeper):
         numbers[Slot.JOB] = job.pk
         try:
             status, result = execute(job, write=self.write)
-        except BaseException:  # noqa: BLE001 - a write that cannot be retried
+        except BaseException:  # a write that cannot be retried
             logger.exception("Executor could not record the outcome of job %s", job.pk)
             status, result = None, None
         finally:
@@ -316,8 +318,11 @@ class ExecutorLoop(BatchKeeper):
         return rest
 
     def wait_for_gate(self) -> None:
-        logger.warning("Heartbeat is %.1fs old: starting no job until it is fresh again",
-                       self.shared.beat_age(), extra={"action": "heartbeat_late"})
+        logger.warning(
+            "Heartbeat is %.1fs old: starting no job until it is fresh again",
+            self.shared.beat_age(),
+            extra={"action": "heartbeat_late"},
+        )
         while not self.shared.gate_open() and not self.shared.stop.value:
             time.sleep(0.05)
 
@@ -325,8 +330,9 @@ class ExecutorLoop(BatchKeeper):
 
     def write(self, fn, *args):
         """An outcome write, retried through database outages and lock contention."""
-        return retry_db_errors(fn, *args, what=f"record a job outcome ({fn.__name__})",
-                               using=self.db)
+        return retry_db_errors(
+            fn, *args, what=f"record a job outcome ({fn.__name__})", using=self.db
+        )
 
     def flush(self) -> None:
         """Write the buffered successes."""
@@ -349,7 +355,7 @@ class ExecutorLoop(BatchKeeper):
             try:
                 if self.write(record_completed, job, result):
                     processed += 1
-            except Exception:  # noqa: BLE001 - the job stays held: reconciled later
+            except Exception:  # the job stays held: reconciled later
                 logger.exception("Could not record the outcome of job %s", job.pk)
         with self.lock:
             self.counts[0] += processed
@@ -364,11 +370,10 @@ class ExecutorLoop(BatchKeeper):
         try:
             rows = dict(
                 Job.objects.using(self.db)
-                .filter(pk__in=[j.pk for j in rest], lease=rest[0].lease,
-                        status__in=HELD_STATUSES)
+                .filter(pk__in=[j.pk for j in rest], lease=rest[0].lease, status__in=HELD_STATUSES)
                 .values_list("pk", "cancel_requested")
             )
-        except Exception:  # noqa: BLE001 - go on with the batch; every write is guarded
+        except Exception:  # go on with the batch; every write is guarded
             logger.exception("Could not re-read the held jobs")
             close_old_connections()
             return
@@ -385,10 +390,12 @@ class ExecutorLoop(BatchKeeper):
         """Unstarted jobs back to pending (their claim is not an attempt)."""
         if not rest:
             return
-        held = Job.objects.using(self.db).filter(pk__in=[j.pk for j in rest],
-                                                   lease=rest[0].lease)
-        n = retry_db_errors(lambda: held.hand_back_held(started=False),
-                            what="hand back unstarted jobs", using=self.db)
+        held = Job.objects.using(self.db).filter(pk__in=[j.pk for j in rest], lease=rest[0].lease)
+        n = retry_db_errors(
+            lambda: held.hand_back_held(started=False),
+            what="hand back unstarted jobs",
+            using=self.db,
+        )
         self.shared.give_back(len(rest))  # --max-jobs: they were not run here
         if n:
             logger.info("Handed %s job(s) that had not started back to pending", n)
@@ -399,6 +406,7 @@ class ExecutorLoop(BatchKeeper):
             notify(self.db, "*")
         except Exception:  # noqa: BLE001 - workers poll anyway
             pass
+
 
 def _interrupt_if_targeted(slot: Slot):
     def handler(signum, frame):
@@ -425,5 +433,3 @@ def _executor_main(conn, parent_pid: int, index: int, shared: Shared, claim: dic
         ExecutorLoop(conn, index, shared, claim).run()
     finally:
         connections.close_all()
-
-

@@ -31,13 +31,15 @@ class BatchKeeper:
         while True:
             time.sleep(KEEPER_TICK)
             with self.lock:
-                if (self.current is None
-                        or time.monotonic() - self.current_since < HANDOFF_SECONDS
-                        or not (self.pending or self.buffer)):
+                if (
+                    self.current is None
+                    or time.monotonic() - self.current_since < HANDOFF_SECONDS
+                    or not (self.pending or self.buffer)
+                ):
                     continue
             try:
                 self.release()
-            except BaseException:  # noqa: BLE001 - never let the keeper die
+            except BaseException:  # never let the keeper die
                 logger.exception("Could not release the batch of a long job")
             finally:
                 # Rarely needed: no second connection per executor kept open.
@@ -70,5 +72,3 @@ class BatchKeeper:
             if self.slot.numbers[Slot.JOB] and self.shared.beat_age() >= self.shared.last_fence:
                 self.slot.numbers[Slot.FENCED] = 1
                 os.kill(os.getpid(), signal.SIGKILL)
-
-

@@ -29,7 +29,6 @@ RECONCILE_EVERY = 2
 RECONCILE_MAX = 10.0
 
 
-
 class ExecutorCrashed(WorkerLost):
     """The process running the job died (crash, OOM kill, os._exit)."""
 
@@ -54,8 +53,15 @@ class Executor:
         self.shared = shared
         self.slot = shared.slots[index]
         numbers = self.slot.numbers
-        for i in (Slot.JOB, Slot.STARTED, Slot.STARTED_DB, Slot.DEADLINE, Slot.CANCEL,
-                  Slot.ACTIVE, Slot.FENCED):
+        for i in (
+            Slot.JOB,
+            Slot.STARTED,
+            Slot.STARTED_DB,
+            Slot.DEADLINE,
+            Slot.CANCEL,
+            Slot.ACTIVE,
+            Slot.FENCED,
+        ):
             numbers[i] = 0  # SEQ goes on: leases are never reused
         self.idle = False
         self.buried = False
@@ -65,7 +71,8 @@ class Executor:
         self.process = _mp.Process(
             target=_executor_main,
             args=(child_conn, os.getpid(), index, shared, claim),
-            daemon=True, name=f"django_jobs-executor-{index}",
+            daemon=True,
+            name=f"django_jobs-executor-{index}",
         )
         self.process.start()
         child_conn.close()
@@ -160,7 +167,8 @@ class ExecutorPool:
                     continue
                 code = executor.process.exitcode
                 self._lost_executor(
-                    executor, ExecutorCrashed(f"the process running the job exited with code {code}"),
+                    executor,
+                    ExecutorCrashed(f"the process running the job exited with code {code}"),
                 )
 
     def _count(self, processed: int, failed: int = 0) -> None:
@@ -168,8 +176,9 @@ class ExecutorPool:
         self.shared.processed.value += processed
         self.shared.failed.value += failed
 
-    def _lost_executor(self, executor: Executor, exc: BaseException | None,
-                       *, terminated: int | None = None) -> None:
+    def _lost_executor(
+        self, executor: Executor, exc: BaseException | None, *, terminated: int | None = None
+    ) -> None:
         """Kill ``executor`` (or bury it): its running job gets ``exc`` (None: handed
         back like the rest), the rest of its batch goes back to pending. ``terminated``:
         the running job was cancelled with ``terminate=True``."""
@@ -182,11 +191,14 @@ class ExecutorPool:
                 unsettled = Unsettled(lease, job_id, started_db, exc, terminated)
                 try:
                     self._settle(unsettled)
-                except Exception as error:  # noqa: BLE001
+                except Exception as error:
                     close_old_connections()
                     if is_transient(error, self.db):  # the database is away: later
-                        logger.warning("Could not settle the batch of a stopped executor "
-                                       "(%s); trying again at every round", error)
+                        logger.warning(
+                            "Could not settle the batch of a stopped executor "
+                            "(%s); trying again at every round",
+                            error,
+                        )
                         self.unsettled.append(unsettled)
                     else:  # the worker's reconciliation takes the lease instead
                         logger.exception("Could not settle the batch of a stopped executor")
@@ -248,9 +260,15 @@ class ExecutorPool:
             if job_id and deadline is not None and now >= deadline:
                 timeout = deadline - executor.slot.started
                 # Kill first: after a timeout the job's code must not run anywhere.
-                logger.warning("Job %s exceeded its timeout of %ss; stopped", job_id,
-                               f"{timeout:g}", extra={"action": "job_timeout", "job_id": job_id})
-                self._lost_executor(executor, JobTimeout(f"job exceeded its timeout of {timeout:g}s"))
+                logger.warning(
+                    "Job %s exceeded its timeout of %ss; stopped",
+                    job_id,
+                    f"{timeout:g}",
+                    extra={"action": "job_timeout", "job_id": job_id},
+                )
+                self._lost_executor(
+                    executor, JobTimeout(f"job exceeded its timeout of {timeout:g}s")
+                )
 
     def _enforce_fence(self) -> None:
         """Stop every running job when this worker's heartbeat is about to go stale: other
@@ -265,8 +283,11 @@ class ExecutorPool:
         if not self._fenced_warned:
             logger.error(
                 "Worker %s has not reached the database for %.1fs: stopping its %s running "
-                "job(s) before other workers rescue them", self.worker_id,
-                self.shared.beat_age(), len(running), extra={"action": "worker_fenced"},
+                "job(s) before other workers rescue them",
+                self.worker_id,
+                self.shared.beat_age(),
+                len(running),
+                extra={"action": "worker_fenced"},
             )
             self._fenced_warned = True
         for executor in running:
@@ -281,14 +302,15 @@ class ExecutorPool:
         now = time.monotonic()
         if now >= self._next_reconcile:
             self._next_reconcile = now + min(
-                RECONCILE_EVERY * jobs_settings.HEARTBEAT_INTERVAL, RECONCILE_MAX)
+                RECONCILE_EVERY * jobs_settings.HEARTBEAT_INTERVAL, RECONCILE_MAX
+            )
             self._reconcile()
 
     def _settle_pending(self) -> None:
         for unsettled in list(self.unsettled):
             try:
                 self._settle(unsettled)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 close_old_connections()
                 if is_transient(error, self.db):
                     return  # still away: next round
@@ -297,9 +319,11 @@ class ExecutorPool:
 
     def _act_on_cancels(self) -> None:
         running = self._running()
-        flagged = self.manager.objects.held_by(self.worker_id).filter(
-            cancel_requested=True
-        ).values_list("pk", "terminate_requested")
+        flagged = (
+            self.manager.objects.held_by(self.worker_id)
+            .filter(cancel_requested=True)
+            .values_list("pk", "terminate_requested")
+        )
         for pk, terminate in flagged:
             executor = running.get(pk)
             if executor is None or executor.job_id != pk:
@@ -318,7 +342,9 @@ class ExecutorPool:
         written): they would otherwise stay running while the worker lives."""
         held = set(
             self.manager.objects.held_by(self.worker_id)
-            .order_by().values_list("lease", flat=True).distinct()
+            .order_by()
+            .values_list("lease", flat=True)
+            .distinct()
         )
         if not held:
             return
@@ -331,13 +357,18 @@ class ExecutorPool:
             # job that keeps ending up here must not go round for ever (MAX_LOST).
             n = 0
             for job in self.manager.objects.held_by(self.worker_id).filter(lease=lease):
-                n += record_lost(job, WorkerLost(
-                    f"worker {self.worker_id} held the job but none of its executors ran it"
-                ))
+                n += record_lost(
+                    job,
+                    WorkerLost(
+                        f"worker {self.worker_id} held the job but none of its executors ran it"
+                    ),
+                )
             if n:
                 logger.warning(
-                    "Worker %s held %s job(s) no executor was running (lease %s); back to "
-                    "pending", self.worker_id, n, lease, extra={"action": "jobs_reconciled"},
+                    "Worker %s held %s job(s) no executor was running (lease %s); back to pending",
+                    self.worker_id,
+                    n,
+                    lease,
+                    extra={"action": "jobs_reconciled"},
                 )
                 self._claimable_again()
-

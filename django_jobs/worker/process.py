@@ -25,7 +25,7 @@ from ..manager import JobManager
 from ..models import Worker
 from ..registry import registry
 from ..wakeups import NOTIFY_CHANNEL, uses_psycopg3
-from .pool import Executor, ExecutorCrashed, ExecutorPool, Unsettled  # noqa: F401
+from .pool import Executor, ExecutorCrashed, ExecutorPool, Unsettled
 from .protocol import Shared
 from .sidecar import Sidecar, register
 
@@ -105,11 +105,17 @@ class WorkerProcess(ExecutorPool):
     # -- lifecycle -----------------------------------------------------------------------
 
     def _row(self) -> dict:
-        return dict(
-            id=self.worker_id, database=self.db, pid=os.getpid(), queues=self.queues,
-            exclude_queues=self.exclude_queues, concurrency=self.concurrency,
-            scheduler=self.scheduler, base_processed=0, base_failed=0,
-        )
+        return {
+            "id": self.worker_id,
+            "database": self.db,
+            "pid": os.getpid(),
+            "queues": self.queues,
+            "exclude_queues": self.exclude_queues,
+            "concurrency": self.concurrency,
+            "scheduler": self.scheduler,
+            "base_processed": 0,
+            "base_failed": 0,
+        }
 
     def register(self) -> dict:
         """Register the Worker row; returns what the sidecar needs to heartbeat it."""
@@ -117,12 +123,19 @@ class WorkerProcess(ExecutorPool):
         sent = time.monotonic()
         stop = lambda: self.stopping  # noqa: E731
         # Jobs still held under this id belong to an earlier process that died.
-        retry_db_errors(lambda: self.manager.requeue_stuck(worker_id=self.worker_id),
-                        what="rescue the jobs of an earlier process of this worker id",
-                        stop=stop, max_delay=1.0)
+        retry_db_errors(
+            lambda: self.manager.requeue_stuck(worker_id=self.worker_id),
+            what="rescue the jobs of an earlier process of this worker id",
+            stop=stop,
+            max_delay=1.0,
+        )
         register(row, stop=stop)
-        counts = Worker.objects.using(self.db).filter(pk=self.worker_id).values_list(
-            "jobs_processed", "jobs_failed").first()
+        counts = (
+            Worker.objects.using(self.db)
+            .filter(pk=self.worker_id)
+            .values_list("jobs_processed", "jobs_failed")
+            .first()
+        )
         if counts:
             row["base_processed"], row["base_failed"] = counts
         self._registered_at = sent
@@ -134,21 +147,26 @@ class WorkerProcess(ExecutorPool):
         try:
             try:
                 row = self.register()
-            except Exception:  # noqa: BLE001 - only a stop signal ends the wait
+            except Exception:  # only a stop signal ends the wait
                 if self.stopping:
                     return 0
                 raise
             if self.scheduler:
                 self._sync_code_schedules()
             self.shared = Shared(
-                self.max_jobs, self.concurrency, uuid.uuid4().hex[:16],
-                jobs_settings.HEARTBEAT_INTERVAL, jobs_settings.WORKER_TIMEOUT,
+                self.max_jobs,
+                self.concurrency,
+                uuid.uuid4().hex[:16],
+                jobs_settings.HEARTBEAT_INTERVAL,
+                jobs_settings.WORKER_TIMEOUT,
             )
             self.shared.beat_ok.value = self._registered_at
-            self._claim_args = dict(
-                worker_id=self.worker_id, queues=self.queues,
-                exclude_queues=self.exclude_queues, database=self.db,
-            )
+            self._claim_args = {
+                "worker_id": self.worker_id,
+                "queues": self.queues,
+                "exclude_queues": self.exclude_queues,
+                "database": self.db,
+            }
             _preload()
             self.sidecar = Sidecar(row, self.shared)
             self.sidecar.start()
@@ -159,7 +177,9 @@ class WorkerProcess(ExecutorPool):
             self._start_listener()
             logger.info(
                 "Worker %s started: queues=%s concurrency=%s",
-                self.worker_id, self.queues or "*", self.concurrency,
+                self.worker_id,
+                self.queues or "*",
+                self.concurrency,
                 extra={"action": "worker_started", "worker_id": self.worker_id},
             )
             self._loop()
@@ -178,7 +198,7 @@ class WorkerProcess(ExecutorPool):
                 return
             try:
                 self._tick()
-            except Exception:  # noqa: BLE001 - e.g. the database restarting: keep going
+            except Exception:  # e.g. the database restarting: keep going
                 logger.exception("Worker loop error; retrying in 1s")
                 close_old_connections()
                 self._sleep(1.0)
@@ -239,8 +259,11 @@ class WorkerProcess(ExecutorPool):
     def _collect(self) -> None:
         ExecutorPool._collect(self)
         if self.sidecar is not None and not self.sidecar.alive() and not self.stopping:
-            logger.error("The heartbeat process of worker %s died (exit code %s); restarting it",
-                         self.worker_id, self.sidecar.process.exitcode)
+            logger.error(
+                "The heartbeat process of worker %s died (exit code %s); restarting it",
+                self.worker_id,
+                self.sidecar.process.exitcode,
+            )
             self.sidecar.start()
 
     def _housekeep_once(self) -> None:
@@ -250,7 +273,7 @@ class WorkerProcess(ExecutorPool):
             self.manager.requeue_stuck()
             if self.scheduler:
                 scheduler.run_due_schedules(self.manager)
-        except Exception:  # noqa: BLE001 - the sidecar tries again
+        except Exception:  # the sidecar tries again
             logger.exception("Housekeeping failed; the sidecar tries again")
             close_old_connections()
 
@@ -260,7 +283,7 @@ class WorkerProcess(ExecutorPool):
 
         try:
             scheduler.sync_code_schedules(using=self.db)
-        except Exception:  # noqa: BLE001 - a worker that cannot sync still runs jobs
+        except Exception:  # a worker that cannot sync still runs jobs
             logging.getLogger("django_jobs.scheduler").exception(
                 "Could not sync the schedules declared in code"
             )
@@ -278,7 +301,7 @@ class WorkerProcess(ExecutorPool):
             raw.autocommit = True
             raw.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self.listener = wrapper
-        except Exception:  # noqa: BLE001 - polling still works
+        except Exception:  # polling still works
             logger.exception("LISTEN failed; falling back to polling")
             self.listener = None
 
@@ -362,19 +385,24 @@ class WorkerProcess(ExecutorPool):
         try:
             if self.shared is not None:
                 Worker.objects.using(self.db).filter(pk=self.worker_id).update(
-                    stopped_at=_db_now(), current_jobs=[],
+                    stopped_at=_db_now(),
+                    current_jobs=[],
                     jobs_processed=self._base("processed") + self.shared.processed.value,
                     jobs_failed=self._base("failed") + self.shared.failed.value,
                 )
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("Could not mark worker %s stopped", self.worker_id)
         if self.listener is not None:
             try:
                 self.listener.close()
             except Exception:  # noqa: BLE001
                 pass
-        logger.info("Worker %s stopped after %s job(s)", self.worker_id, self.processed,
-                    extra={"action": "worker_stopped", "worker_id": self.worker_id})
+        logger.info(
+            "Worker %s stopped after %s job(s)",
+            self.worker_id,
+            self.processed,
+            extra={"action": "worker_stopped", "worker_id": self.worker_id},
+        )
 
     def _base(self, what: str) -> int:
         return self.sidecar.worker[f"base_{what}"] if self.sidecar is not None else 0

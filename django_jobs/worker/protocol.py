@@ -36,7 +36,7 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            PR_SET_PDEATHSIG = 1  # noqa: N806
+            PR_SET_PDEATHSIG = 1
             libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         except OSError:  # pragma: no cover - no libc: the parent check below still works
             pass
@@ -93,8 +93,14 @@ class Shared:
     budget, the executors' slots, the time of the last successful heartbeat and the
     worker's counts."""
 
-    def __init__(self, max_jobs: int | None, concurrency: int, nonce: str,
-                 heartbeat_interval: float, worker_timeout: float):
+    def __init__(
+        self,
+        max_jobs: int | None,
+        concurrency: int,
+        nonce: str,
+        heartbeat_interval: float,
+        worker_timeout: float,
+    ):
         self.stop = RawValue(ctypes.c_bool, False)
         self.budget = _mp.Value(ctypes.c_longlong, max_jobs) if max_jobs is not None else None
         self.nonce = nonce  # 16 hex digits, new for every worker process
@@ -151,5 +157,3 @@ class Shared:
     @property
     def exhausted(self) -> bool:
         return self.budget is not None and self.budget.value <= 0
-
-

@@ -58,7 +58,7 @@ class Heartbeat:
                 sent = time.monotonic()
                 try:
                     self.beat(sent)
-                except Exception:  # noqa: BLE001 - beat() logs; never let the thread die
+                except Exception:  # beat() logs; never let the thread die
                     logger.exception("Heartbeat failed")
                 _sleep_until(self.shared, sent + self.interval)
         finally:
@@ -80,8 +80,10 @@ class Heartbeat:
             if not alive:
                 # Removed (in the admin, say): other workers take its jobs for stalled
                 # and rescue them. Stop ours (the fence) before registering again.
-                logger.warning("Worker row %s was removed: stopping its running jobs and "
-                               "registering it again", worker["id"])
+                logger.warning(
+                    "Worker row %s was removed: stopping its running jobs and registering it again",
+                    worker["id"],
+                )
                 self.shared.beat_ok.value = 0.0
                 time.sleep(self.interval)
                 register_row(worker)
@@ -89,14 +91,19 @@ class Heartbeat:
         except Exception as exc:  # noqa: BLE001 - the next beat tries again
             self.failures += 1
             if self.failures == 1 or self.failures % 10 == 0:
-                logger.warning("Heartbeat of worker %s failed (%s); retrying",
-                               worker["id"], exc, extra={"action": "heartbeat_failed"})
+                logger.warning(
+                    "Heartbeat of worker %s failed (%s); retrying",
+                    worker["id"],
+                    exc,
+                    extra={"action": "heartbeat_failed"},
+                )
             _drop_errored_connections()
             return
         if self.failures:
             logger.info("Heartbeat of worker %s reaches the database again", worker["id"])
             self.failures = 0
         self.shared.beat_ok.value = sent
+
 
 class Housekeeper:
     """Scheduler, rescue of dead workers' jobs, pruning: each on its own cadence, each
@@ -126,16 +133,18 @@ class Housekeeper:
                 now = time.monotonic()
                 if self.worker["scheduler"] and now >= self.next_schedule:
                     self.next_schedule = now + scheduler.SCHEDULER_INTERVAL
-                    self.guarded("fire due schedules", scheduler.run_due_schedules,
-                                 self.manager)
+                    self.guarded("fire due schedules", scheduler.run_due_schedules, self.manager)
                 if now >= self.next_rescue:
                     self.next_rescue = now + jobs_settings.HEARTBEAT_INTERVAL
                     self.guarded("rescue the jobs of dead workers", self.manager.requeue_stuck)
                 if now >= self.next_prune:
                     self.next_prune = now + PRUNE_EVERY
                     self.guarded("prune finished jobs", self.prune)
-                wake = min(self.next_schedule if self.worker["scheduler"] else float("inf"),
-                           self.next_rescue, self.next_prune)
+                wake = min(
+                    self.next_schedule if self.worker["scheduler"] else float("inf"),
+                    self.next_rescue,
+                    self.next_prune,
+                )
                 _sleep_until(self.shared, wake)
         finally:
             connections.close_all()
@@ -143,9 +152,8 @@ class Housekeeper:
     def guarded(self, what: str, fn, *args) -> None:
         try:
             fn(*args)
-        except Exception:  # noqa: BLE001 - jobs keep flowing; the next round retries
-            logger.exception("Worker %s could not %s; trying again later",
-                             self.worker["id"], what)
+        except Exception:  # jobs keep flowing; the next round retries
+            logger.exception("Worker %s could not %s; trying again later", self.worker["id"], what)
             _drop_errored_connections()
 
     def prune(self) -> None:
@@ -155,9 +163,14 @@ class Housekeeper:
         if retention:
             n = self.manager.prune(older_than=retention)
             if n:
-                logger.info("Pruned %s finished job(s) older than %s", n,
-                            timedelta(seconds=retention), extra={"action": "jobs_pruned"})
+                logger.info(
+                    "Pruned %s finished job(s) older than %s",
+                    n,
+                    timedelta(seconds=retention),
+                    extra={"action": "jobs_pruned"},
+                )
         Worker.objects.using(self.worker["database"]).silent_for(FORGET_WORKERS_AFTER).delete()
+
 
 def _sleep_until(shared: Shared, deadline: float) -> None:
     while not shared.sidecar_stop.value:
@@ -180,17 +193,17 @@ def register_row(worker: dict) -> None:
 
     Worker.objects.using(worker["database"]).update_or_create(
         id=worker["id"],
-        defaults=dict(
-            hostname=socket.gethostname(),
-            pid=worker["pid"],
-            queues=worker["queues"],
-            exclude_queues=worker["exclude_queues"],
-            concurrency=worker["concurrency"],
-            stopped_at=None,
-            current_jobs=[],
-            version=__version__,
-            last_heartbeat_at=DbNow(),
-        ),
+        defaults={
+            "hostname": socket.gethostname(),
+            "pid": worker["pid"],
+            "queues": worker["queues"],
+            "exclude_queues": worker["exclude_queues"],
+            "concurrency": worker["concurrency"],
+            "stopped_at": None,
+            "current_jobs": [],
+            "version": __version__,
+            "last_heartbeat_at": DbNow(),
+        },
     )
 
 
@@ -200,8 +213,9 @@ def _sidecar_main(parent_pid: int, worker: dict, shared: Shared) -> None:
         os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    heartbeat = threading.Thread(target=Heartbeat(worker, shared).run,
-                                 name="django_jobs-heartbeat", daemon=True)
+    heartbeat = threading.Thread(
+        target=Heartbeat(worker, shared).run, name="django_jobs-heartbeat", daemon=True
+    )
     heartbeat.start()
     try:
         Housekeeper(worker, shared, heartbeat).run()
@@ -222,8 +236,10 @@ class Sidecar:
         self.shared.sidecar_stop.value = False
         connections.close_all()  # connections must not cross a fork
         self.process = _mp.Process(
-            target=_sidecar_main, args=(os.getpid(), self.worker, self.shared),
-            daemon=True, name="django_jobs-sidecar",
+            target=_sidecar_main,
+            args=(os.getpid(), self.worker, self.shared),
+            daemon=True,
+            name="django_jobs-sidecar",
         )
         self.process.start()
 
@@ -243,5 +259,6 @@ class Sidecar:
 def register(worker: dict, stop=lambda: False) -> None:
     """Register the worker row at start, riding out lock contention and outages (a
     worker never exits because the database was busy when it started)."""
-    retry_db_errors(register_row, worker, what=f"register worker {worker['id']}", stop=stop,
-                    max_delay=1.0)
+    retry_db_errors(
+        register_row, worker, what=f"register worker {worker['id']}", stop=stop, max_delay=1.0
+    )

@@ -70,8 +70,9 @@ class Supervisor:
                     proc.join()
                     del self.children[index]
                     if not self.stopping and not (burst and proc.exitcode == 0):
-                        logger.error("Worker process %s exited with %s; restarting",
-                                     index, proc.exitcode)
+                        logger.error(
+                            "Worker process %s exited with %s; restarting", index, proc.exitcode
+                        )
                         time.sleep(1)
                         self._start(index)
                 time.sleep(0.1)

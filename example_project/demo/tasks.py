@@ -18,23 +18,34 @@ from django_jobs._compat import task
 logger = logging.getLogger("demo")
 
 
-@job(queue="emails", priority=Priority.HIGH, max_retries=3,
-     retry_delay=timedelta(seconds=5), timeout=30, tags=["email"],
-     description="Send a welcome email through Django's mail backend.")
+@job(
+    queue="emails",
+    priority=Priority.HIGH,
+    max_retries=3,
+    retry_delay=timedelta(seconds=5),
+    timeout=30,
+    tags=["email"],
+    description="Send a welcome email through Django's mail backend.",
+)
 def send_welcome_email(to: str, name: str) -> dict:
     """Sent with Django's configured EMAIL_BACKEND (the console, in the demo)."""
     sent = send_mail(
         subject=f"Welcome, {name}!",
         message=f"Hi {name},\n\nthanks for signing up. This email was sent by a "
-                "django_jobs worker.\n",
+        "django_jobs worker.\n",
         from_email=None,
         recipient_list=[to],
     )
     return {"success": bool(sent), "to": to}
 
 
-@job(queue="reports", priority=Priority.NORMAL, timeout=120, max_retries=1,
-     description="Build a report in several steps, reporting progress.")
+@job(
+    queue="reports",
+    priority=Priority.NORMAL,
+    timeout=120,
+    max_retries=1,
+    description="Build a report in several steps, reporting progress.",
+)
 def build_report(report_id: int, sections: int = 5, seconds_per_section: float = 1.0) -> dict:
     """Watch the progress bar of this job move in the admin while it runs."""
     rows = 0
@@ -48,9 +59,16 @@ def build_report(report_id: int, sections: int = 5, seconds_per_section: float =
     return {"report_id": report_id, "rows": rows, "url": f"/reports/{report_id}.csv"}
 
 
-@job(queue="default", max_retries=4, retry_delay=1, retry_backoff=2.0,
-     max_retry_delay=10, timeout=15, tags=["external"],
-     description="Call a flaky external API; connection errors are retried with backoff.")
+@job(
+    queue="default",
+    max_retries=4,
+    retry_delay=1,
+    retry_backoff=2.0,
+    max_retry_delay=10,
+    timeout=15,
+    tags=["external"],
+    description="Call a flaky external API; connection errors are retried with backoff.",
+)
 def fetch_exchange_rates(base: str = "EUR", failure_rate: float = 0.4) -> dict:
     """Fails with ConnectionError ``failure_rate`` of the time.
 
@@ -83,8 +101,12 @@ def prune_finished_jobs() -> int:
     return jobs.prune(older_than=timedelta(hours=1))
 
 
-@job(interval=timedelta(seconds=30), queue="default", max_retries=0,
-     description="Every 30 seconds: a health ping.")
+@job(
+    interval=timedelta(seconds=30),
+    queue="default",
+    max_retries=0,
+    description="Every 30 seconds: a health ping.",
+)
 def health_ping() -> dict:
     return {"ok": True, "at": timezone.now().isoformat()}
 

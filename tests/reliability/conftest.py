@@ -29,8 +29,11 @@ def pytest_collection_modifyitems(config, items):
     # tests that restart PostgreSQL or reach it from other hosts are marked `postgresql`.
     for item in items:
         if HERE in Path(str(item.fspath)).parents and connection.vendor == "sqlite":
-            item.add_marker(pytest.mark.skip(reason="the fault-injection suite needs "
-                                                    "PostgreSQL or MySQL/MariaDB"))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="the fault-injection suite needs PostgreSQL or MySQL/MariaDB"
+                )
+            )
 
 
 # -- the results table ---------------------------------------------------------------------
@@ -48,19 +51,33 @@ def reliability_report():
     allows."""
 
     def add(what, seconds, jobs, faults, *, lost, doubled, rerun=0, note=""):
-        RESULTS.append(dict(what=what, seconds=seconds, jobs=jobs, faults=faults, lost=lost,
-                            doubled=doubled, rerun=rerun, note=note))
+        RESULTS.append(
+            {
+                "what": what,
+                "seconds": seconds,
+                "jobs": jobs,
+                "faults": faults,
+                "lost": lost,
+                "doubled": doubled,
+                "rerun": rerun,
+                "note": note,
+            }
+        )
 
     return add
 
 
 def results_table() -> str:
-    lines = ["| what ran | seconds | jobs | faults injected | lost | doubled | re-run after "
-             "a fault | notes |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| what ran | seconds | jobs | faults injected | lost | doubled | re-run after "
+        "a fault | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in RESULTS:
-        lines.append(f"| {r['what']} | {r['seconds']:.0f} | {r['jobs']:,} | {r['faults']} | "
-                     f"{r['lost']} | {r['doubled']} | {r['rerun']} | {r['note']} |")
+        lines.append(
+            f"| {r['what']} | {r['seconds']:.0f} | {r['jobs']:,} | {r['faults']} | "
+            f"{r['lost']} | {r['doubled']} | {r['rerun']} | {r['note']} |"
+        )
     return "\n".join(lines)
 
 
@@ -134,8 +151,12 @@ def restart_postgresql() -> float:
     long it took."""
     version, name = pg_cluster()
     started = time.monotonic()
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart",
-                    "-m", "fast"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return time.monotonic() - started
 
 
@@ -143,8 +164,12 @@ def ensure_postgresql_running() -> None:
     version, name = pg_cluster()
     status = subprocess.run(["pg_ctlcluster", version, name, "status"], capture_output=True)
     if status.returncode != 0:
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"],
-                       check=False, capture_output=True, timeout=120)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"],
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def reconnect() -> None:
@@ -155,7 +180,7 @@ def reconnect() -> None:
         try:
             connection.ensure_connection()
             return
-        except Exception:  # noqa: BLE001 - not back yet
+        except Exception:  # not back yet
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -194,16 +219,27 @@ class Hosts:
             self._ip("link", "set", f"jh{i}b", "netns", name)
             self._ip("addr", "add", f"{self.address(i)}/24", "dev", f"jh{i}a")
             self._ip("link", "set", f"jh{i}a", "up")
-            self._ip("netns", "exec", name, "ip", "addr", "add", f"10.231.{i}.2/24", "dev",
-                     f"jh{i}b")
+            self._ip(
+                "netns", "exec", name, "ip", "addr", "add", f"10.231.{i}.2/24", "dev", f"jh{i}b"
+            )
             self._ip("netns", "exec", name, "ip", "link", "set", f"jh{i}b", "up")
             self._ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
             log = open(self.tmp_path / f"forward-{i}.log", "w")  # noqa: SIM115
             self.logs.append(log)
-            self.forwarders.append(subprocess.Popen(
-                [sys.executable, str(HERE / "forward.py"), self.address(i), "5432",
-                 "127.0.0.1", "5432"], stdout=log, stderr=subprocess.STDOUT,
-            ))
+            self.forwarders.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(HERE / "forward.py"),
+                        self.address(i),
+                        "5432",
+                        "127.0.0.1",
+                        "5432",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         time.sleep(0.5)
 
     def down(self) -> None:
@@ -230,11 +266,14 @@ def start_on_host(cluster: Cluster, hosts: Hosts, i: int, *args: str, env=None):
     host's link."""
     settings_db = connection.settings_dict
     url = f"postgres://{settings_db['USER'] or 'postgres'}@{hosts.address(i)}:5432/x"
-    log = open(cluster.tmp_path / f"host{i}-{len(cluster.procs)}.log", "w+")
+    log = open(cluster.tmp_path / f"host{i}-{len(cluster.procs)}.log", "w+")  # noqa: SIM115 - closed by stop_all
     proc = subprocess.Popen(
         [*hosts.command(i), *worker_command(*args)],
-        env=cluster.env({"DATABASE_URL": url, **(env or {})}), cwd=ROOT, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        env=cluster.env({"DATABASE_URL": url, **(env or {})}),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     proc.log = log
     cluster.procs.append(proc)

@@ -23,13 +23,11 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 async def main(listen_host: str, listen_port: int, target_host: str, target_port: int):
     async def handle(client_reader, client_writer):
         try:
-            server_reader, server_writer = await asyncio.open_connection(target_host,
-                                                                         target_port)
+            server_reader, server_writer = await asyncio.open_connection(target_host, target_port)
         except OSError:
             client_writer.close()
             return
-        await asyncio.gather(pipe(client_reader, server_writer),
-                             pipe(server_reader, client_writer))
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
 
     server = await asyncio.start_server(handle, listen_host, listen_port)
     async with server:

@@ -17,3 +17,6 @@ class Execution(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.label} (job {self.job_id}, attempt {self.attempt})"

@@ -13,7 +13,9 @@ from .models import Execution
 def record(label):
     j = current_job()
     Execution.objects.create(
-        label=label, job_id=j.pk if j else None, worker_pid=os.getpid(),
+        label=label,
+        job_id=j.pk if j else None,
+        worker_pid=os.getpid(),
         attempt=j.attempts if j else 0,
     )
 
@@ -149,8 +151,15 @@ def crash_interpreter(label):
 
 
 @job(
-    queue="configured", priority="high", max_retries=5, retry_delay=7, retry_backoff=3.0,
-    retry_jitter=False, max_retry_delay=99, timeout=12, tags=["cfg"],
+    queue="configured",
+    priority="high",
+    max_retries=5,
+    retry_delay=7,
+    retry_backoff=3.0,
+    retry_jitter=False,
+    max_retry_delay=99,
+    timeout=12,
+    tags=["cfg"],
 )
 def configured(value=None):
     return value
@@ -244,8 +253,12 @@ def tracked(label, seconds=0.0):
     run of a job that completed, are visible afterwards."""
     j = current_job()
     row = Execution.objects.create(
-        label=label, job_id=j.pk if j else None, worker_pid=os.getpid(),
-        parent_pid=os.getppid(), attempt=j.attempts if j else 0, started=time.time(),
+        label=label,
+        job_id=j.pk if j else None,
+        worker_pid=os.getpid(),
+        parent_pid=os.getppid(),
+        attempt=j.attempts if j else 0,
+        started=time.time(),
     )
     if seconds:
         time.sleep(seconds)
@@ -303,8 +316,12 @@ def tracked_once(label):
     j = current_job()
     started = time.time()
     Execution.objects.create(
-        label=label, job_id=j.pk if j else None, worker_pid=os.getpid(),
-        parent_pid=os.getppid(), attempt=j.attempts if j else 0, started=started,
+        label=label,
+        job_id=j.pk if j else None,
+        worker_pid=os.getpid(),
+        parent_pid=os.getppid(),
+        attempt=j.attempts if j else 0,
+        started=started,
         ended=time.time(),
     )
     return label

@@ -44,8 +44,14 @@ def main() -> None:
     parser.add_argument("--mode", default="continuous", choices=["continuous", "drain"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    uvloop.run(run(create, batch_size=args.batch_size, mode=QueueExecutionMode(args.mode),
-                   dequeue_timeout=timedelta(seconds=30)))
+    uvloop.run(
+        run(
+            create,
+            batch_size=args.batch_size,
+            mode=QueueExecutionMode(args.mode),
+            dequeue_timeout=timedelta(seconds=30),
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from benchkit.probe import record
 
 app = procrastinate.App(
     connector=procrastinate.PsycopgConnector(
-        conninfo=os.environ.get("BENCH_PROCRASTINATE_DSN",
-                                "postgresql://postgres@127.0.0.1:5432/bench_procrastinate"),
+        conninfo=os.environ.get(
+            "BENCH_PROCRASTINATE_DSN", "postgresql://postgres@127.0.0.1:5432/bench_procrastinate"
+        ),
     ),
 )
 

@@ -49,10 +49,20 @@ class Command(BaseCommand):
         p.add_argument("id")
         p = sub.add_parser("enqueue", help="Enqueue a registered task.")
         p.add_argument("task")
-        p.add_argument("--args", dest="job_args", type=json_value(list), default=[],
-                       help="JSON list of positional arguments")
-        p.add_argument("--kwargs", dest="job_kwargs", type=json_value(dict), default={},
-                       help="JSON object of keyword arguments")
+        p.add_argument(
+            "--args",
+            dest="job_args",
+            type=json_value(list),
+            default=[],
+            help="JSON list of positional arguments",
+        )
+        p.add_argument(
+            "--kwargs",
+            dest="job_kwargs",
+            type=json_value(dict),
+            default={},
+            help="JSON object of keyword arguments",
+        )
         p.add_argument("--queue", default=None)
         p.add_argument("--priority", default=None)
         p.add_argument("--delay", type=duration, default=None)
@@ -66,8 +76,11 @@ class Command(BaseCommand):
         p.add_argument("--terminate", action="store_true", help="Kill it if running.")
         p = sub.add_parser("retry", help="Retry a failed or cancelled job.")
         p.add_argument("id")
-        for name, text in (("pause", "Pause a queue."), ("resume", "Resume a queue."),
-                           ("clear", "Cancel a queue's pending jobs.")):
+        for name, text in (
+            ("pause", "Pause a queue."),
+            ("resume", "Resume a queue."),
+            ("clear", "Cancel a queue's pending jobs."),
+        ):
             p = sub.add_parser(name, help=text)
             p.add_argument("queue")
         sub.add_parser("queues", help="Queues with their pending counts.")
@@ -75,8 +88,9 @@ class Command(BaseCommand):
         sub.add_parser("schedules", help="Schedules: timing, next and last run, enabled.")
         p = sub.add_parser("prune", help="Delete finished jobs older than --older-than.")
         p.add_argument("--older-than", type=duration, default=timedelta(days=7))
-        p.add_argument("--status", action="append", default=None,
-                       choices=["completed", "failed", "cancelled"])
+        p.add_argument(
+            "--status", action="append", default=None, choices=["completed", "failed", "cancelled"]
+        )
         p = sub.add_parser("requeue-stuck", help="Rescue jobs of workers that stopped.")
         p.add_argument("--older-than", type=duration, default=None)
 
@@ -125,10 +139,30 @@ class Command(BaseCommand):
         from ...manager import jobs
 
         job = jobs.get_job(id)
-        fields = ["id", "task_name", "status", "queue", "original_queue", "priority",
-                  "created_at", "scheduled_at", "started_at", "finished_at", "attempts",
-                  "retry_count", "max_retries", "timeout", "progress", "progress_message",
-                  "worker_id", "tags", "metadata", "args", "kwargs", "result"]
+        fields = [
+            "id",
+            "task_name",
+            "status",
+            "queue",
+            "original_queue",
+            "priority",
+            "created_at",
+            "scheduled_at",
+            "started_at",
+            "finished_at",
+            "attempts",
+            "retry_count",
+            "max_retries",
+            "timeout",
+            "progress",
+            "progress_message",
+            "worker_id",
+            "tags",
+            "metadata",
+            "args",
+            "kwargs",
+            "result",
+        ]
         for name in fields:
             value = getattr(job, name)
             if isinstance(value, (dict, list)):
@@ -142,8 +176,9 @@ class Command(BaseCommand):
     def do_enqueue(self, task, job_args, job_kwargs, queue, priority, delay, wait, timeout, **_):
         from ...manager import jobs
 
-        job = jobs.enqueue(task, args=job_args, kwargs=job_kwargs, queue=queue, priority=priority,
-                           delay=delay)
+        job = jobs.enqueue(
+            task, args=job_args, kwargs=job_kwargs, queue=queue, priority=priority, delay=delay
+        )
         self.stdout.write(str(job.pk))
         if wait:
             self.do_wait(job.pk, timeout)
@@ -237,8 +272,10 @@ class Command(BaseCommand):
         def when(value):
             return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
-        self.stdout.write(f"{'NAME':30} {'TASK':36} {'SCHEDULE':36} {'NEXT RUN (UTC)':19}  "
-                          f"{'LAST RUN (UTC)':19}  ENABLED")
+        self.stdout.write(
+            f"{'NAME':30} {'TASK':36} {'SCHEDULE':36} {'NEXT RUN (UTC)':19}  "
+            f"{'LAST RUN (UTC)':19}  ENABLED"
+        )
         for s in jobs.list_scheduled():
             self.stdout.write(
                 f"{s.name:30} {s.task_name:36} {s.describe()[:36]:36} "

@@ -51,20 +51,26 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "addrport", nargs="?", default=DEFAULT_ADDRPORT,
+            "addrport",
+            nargs="?",
+            default=DEFAULT_ADDRPORT,
             help="Address and port of the development server (default: %(default)r).",
         )
         parser.add_argument(
-            "--no-server", action="store_true",
+            "--no-server",
+            action="store_true",
             help="Do not run the development server: wait until the demo jobs have "
-                 "finished, print a summary and exit.",
+            "finished, print a summary and exit.",
         )
         parser.add_argument(
-            "--no-workers", action="store_true",
+            "--no-workers",
+            action="store_true",
             help="Do not start workers (run `manage.py runworkers` yourself).",
         )
         parser.add_argument(
-            "--wait-timeout", type=float, default=180.0,
+            "--wait-timeout",
+            type=float,
+            default=180.0,
             help="With --no-server: seconds to wait for the demo jobs (default: %(default)r).",
         )
 
@@ -110,14 +116,16 @@ class Command(BaseCommand):
     # -- set-up --------------------------------------------------------------------------
 
     def _ensure_superuser(self) -> None:
-        User = get_user_model()  # noqa: N806
+        User = get_user_model()
         if User.objects.filter(username=ADMIN_USERNAME).exists():
             self.stdout.write(f"Superuser {ADMIN_USERNAME!r} already exists.")
             return
         User.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", ADMIN_PASSWORD)
-        self.stdout.write(self.style.SUCCESS(
-            f"Created superuser: username {ADMIN_USERNAME!r}, password {ADMIN_PASSWORD!r}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created superuser: username {ADMIN_USERNAME!r}, password {ADMIN_PASSWORD!r}"
+            )
+        )
 
     def _enqueue_demo_jobs(self) -> list[int]:
         """A handful of each demo task, through each way of enqueueing."""
@@ -133,47 +141,73 @@ class Command(BaseCommand):
 
         now = timezone.now()
         ids: list[int] = []
-        people = [("ada@example.com", "Ada"), ("alan@example.com", "Alan"),
-                  ("grace@example.com", "Grace"), ("linus@example.com", "Linus")]
+        people = [
+            ("ada@example.com", "Ada"),
+            ("alan@example.com", "Alan"),
+            ("grace@example.com", "Grace"),
+            ("linus@example.com", "Linus"),
+        ]
         for i, (to, name) in enumerate(people):
-            ids.append(jobs.enqueue(
-                send_welcome_email, kwargs={"to": to, "name": name},
-                priority=Priority.CRITICAL if i == 0 else None,
-                tags=["email", "signup"], metadata={"user_id": i + 1},
-            ).pk)
-        ids.append(jobs.enqueue_delayed(
-            send_welcome_email, timedelta(seconds=10),
-            kwargs={"to": "margaret@example.com", "name": "Margaret"}, tags=["signup"],
-        ).pk)
+            ids.append(
+                jobs.enqueue(
+                    send_welcome_email,
+                    kwargs={"to": to, "name": name},
+                    priority=Priority.CRITICAL if i == 0 else None,
+                    tags=["email", "signup"],
+                    metadata={"user_id": i + 1},
+                ).pk
+            )
+        ids.append(
+            jobs.enqueue_delayed(
+                send_welcome_email,
+                timedelta(seconds=10),
+                kwargs={"to": "margaret@example.com", "name": "Margaret"},
+                tags=["signup"],
+            ).pk
+        )
         # The django.tasks way: returns a TaskResult whose id is the job id.
         result = send_welcome_email.enqueue(to="barbara@example.com", name="Barbara")
         ids.append(int(result.id))
 
-        for report_id, priority, delay in ((1, Priority.LOW, None), (2, Priority.NORMAL, None),
-                                           (3, Priority.HIGH, 5)):
-            ids.append(jobs.enqueue(
-                build_report, kwargs={"report_id": report_id}, priority=priority, delay=delay,
-                metadata={"requested_by": "admin"},
-            ).pk)
+        for report_id, priority, delay in (
+            (1, Priority.LOW, None),
+            (2, Priority.NORMAL, None),
+            (3, Priority.HIGH, 5),
+        ):
+            ids.append(
+                jobs.enqueue(
+                    build_report,
+                    kwargs={"report_id": report_id},
+                    priority=priority,
+                    delay=delay,
+                    metadata={"requested_by": "admin"},
+                ).pk
+            )
 
         for base in ("EUR", "USD", "GBP", "JPY"):
             ids.append(jobs.enqueue(fetch_exchange_rates, kwargs={"base": base}).pk)
         # Always down: uses up its retries and lands in the dead-letter queue.
-        ids.append(jobs.enqueue(
-            fetch_exchange_rates, kwargs={"base": "CHF", "failure_rate": 1.0},
-            max_retries=2, tags=["external", "always-down"],
-        ).pk)
+        ids.append(
+            jobs.enqueue(
+                fetch_exchange_rates,
+                kwargs={"base": "CHF", "failure_rate": 1.0},
+                max_retries=2,
+                tags=["external", "always-down"],
+            ).pk
+        )
 
         ids.append(int(clear_expired_sessions.enqueue().id))
         later = clear_expired_sessions.using(priority=-20, run_after=now + timedelta(seconds=15))
         ids.append(int(later.enqueue().id))
 
         # A chain: each step runs after the previous one completed.
-        order = jobs.chain([
-            (validate_order, (), {"order_id": 1001}),
-            (charge_payment, (), {"order_id": 1001, "amount": 42.0}),
-            (send_order_confirmation, (), {"order_id": 1001}),
-        ])
+        order = jobs.chain(
+            [
+                (validate_order, (), {"order_id": 1001}),
+                (charge_payment, (), {"order_id": 1001, "amount": 42.0}),
+                (send_order_confirmation, (), {"order_id": 1001}),
+            ]
+        )
         ids += [step.pk for step in order.jobs]
 
         self.stdout.write(self.style.SUCCESS(f"Enqueued {len(ids)} demo jobs:"))
@@ -195,27 +229,32 @@ class Command(BaseCommand):
         return subprocess.Popen(
             [sys.executable, str(MANAGE_PY), *args],
             env={**os.environ, **(env or {})},
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def _start_workers(self) -> subprocess.Popen:
         args = ["runworkers"]
         if connection.vendor == "sqlite":
             args += ["--concurrency", "1"]  # one writer at a time on SQLite anyway
-        self.stdout.write(self.style.MIGRATE_HEADING(f"Starting workers: manage.py {' '.join(args)}"))
+        self.stdout.write(
+            self.style.MIGRATE_HEADING(f"Starting workers: manage.py {' '.join(args)}")
+        )
         # A long-running worker has no use for DEBUG's per-query log.
         return self._spawn(*args, env={"DEBUG": "False"})
 
     def _start_server(self, addrport: str) -> subprocess.Popen:
         host, _, port = addrport.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        if host in ("0", "0.0.0.0", "::"):  # noqa: S104
+        if host in ("0", "0.0.0.0", "::"):
             host = "127.0.0.1"
         url = f"http://{host}:{port}/admin/"
-        self.stdout.write(self.style.SUCCESS(
-            f"\nAdmin: {url}  (username {ADMIN_USERNAME!r}, password {ADMIN_PASSWORD!r})\n"
-            "Press Ctrl-C to stop the server and the workers.\n"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nAdmin: {url}  (username {ADMIN_USERNAME!r}, password {ADMIN_PASSWORD!r})\n"
+                "Press Ctrl-C to stop the server and the workers.\n"
+            )
+        )
         return self._spawn("runserver", "--noreload", addrport)
 
     def _watch(self, server: subprocess.Popen, workers: subprocess.Popen | None) -> str | None:
