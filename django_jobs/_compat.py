@@ -25,7 +25,7 @@ try:  # Django 6.0+
 
     TASKS_MODULE = "django.tasks"
 except ImportError:  # Django 5.2 with the django-tasks backport
-    from django_tasks import (  # type: ignore[no-redef]
+    from django_tasks import (
         DEFAULT_TASK_BACKEND_ALIAS,
         DEFAULT_TASK_QUEUE_NAME,
         TaskContext,
@@ -34,19 +34,19 @@ except ImportError:  # Django 5.2 with the django-tasks backport
         task,
         task_backends,
     )
-    from django_tasks.backends.base import BaseTaskBackend  # type: ignore[no-redef]
-    from django_tasks.base import Task, TaskError  # type: ignore[no-redef]
-    from django_tasks.exceptions import (  # type: ignore[no-redef]
+    from django_tasks.backends.base import BaseTaskBackend
+    from django_tasks.base import Task, TaskError
+    from django_tasks.exceptions import (
         InvalidTaskBackendError as InvalidTaskBackend,
     )
-    from django_tasks.exceptions import (  # type: ignore[no-redef]
+    from django_tasks.exceptions import (
         InvalidTaskError as InvalidTask,
     )
-    from django_tasks.exceptions import (  # type: ignore[no-redef]
+    from django_tasks.exceptions import (
         TaskResultDoesNotExist,
         TaskResultMismatch,
     )
-    from django_tasks.signals import (  # type: ignore[no-redef]
+    from django_tasks.signals import (
         task_enqueued,
         task_finished,
         task_started,

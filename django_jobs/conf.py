@@ -1,58 +1,38 @@
-"""Typed access to the ``DJANGO_JOBS`` setting.
+"""The ``DJANGO_JOBS`` setting, as one typed object.
 
-Values are read from ``django.conf.settings`` on every access (never cached), so
-``override_settings`` and pytest-django's ``settings`` fixture just work. Bad values are
-reported by the system checks in :mod:`django_jobs.checks`, not here.
+``jobs_settings.DEFAULT_QUEUE`` (a ``str``), ``jobs_settings.WORKER_TIMEOUT`` (float
+seconds) ...: each key is one annotated attribute of :class:`JobsSettings`, a
+:class:`Setting` that knows its default and how to read a raw value. The system checks
+(:mod:`django_jobs.checks`) validate every key once with that same reader, so a value
+that passed ``manage.py check`` reads the same at run time. A bad value never breaks a
+worker or a request: it reads as the key's fallback (its default), and the checks report
+it with the key's ``django_jobs.E0xx`` id.
+
+Values are cached and forgotten whenever Django reports that ``DJANGO_JOBS`` changed
+(``override_settings``, pytest-django's ``settings`` fixture).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 
-DEFAULTS: dict[str, Any] = {
-    "DEFAULT_QUEUE": "default",
-    "DEFAULT_PRIORITY": 0,
-    "DEFAULT_MAX_RETRIES": 3,
-    "DEFAULT_RETRY_DELAY": 60.0,  # seconds
-    "DEFAULT_RETRY_BACKOFF": 2.0,
-    "DEFAULT_RETRY_JITTER": True,
-    "MAX_RETRY_DELAY": 3600.0,  # seconds
-    "DEFAULT_TIMEOUT": None,  # seconds, None = no limit
-    "DEAD_LETTER_QUEUE": "dead-letter",
-    "HEARTBEAT_INTERVAL": 5.0,  # seconds
-    "WORKER_TIMEOUT": 30.0,  # seconds without heartbeat before a worker counts as dead
-    "POLL_INTERVAL": 1.0,  # seconds between claims when idle (LISTEN wakes sooner on PostgreSQL)
-    "RETENTION": timedelta(days=7),  # auto-prune age of finished jobs; None disables
-    "NOTIFICATIONS": {},
-    "API_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
-    "MAX_PAYLOAD_BYTES": 1_000_000,
-    "EAGER": False,
-    "DATABASE": None,  # database alias for the job tables; None = the router's choice
-    "PROGRESS_THROTTLE": 0.5,  # seconds between progress writes of one job
-    "SHUTDOWN_TIMEOUT": 30.0,
-    "CLAIM_BATCH_SIZE": 1000,
-    # A schedule's due time fired later than this counts as missed (see misfire_policy).
-    "MISFIRE_GRACE": 60.0,  # seconds
-}
+from .enums import Priority
 
-DURATION_KEYS = (
-    "DEFAULT_RETRY_DELAY",
-    "MAX_RETRY_DELAY",
-    "DEFAULT_TIMEOUT",
-    "HEARTBEAT_INTERVAL",
-    "WORKER_TIMEOUT",
-    "POLL_INTERVAL",
-    "PROGRESS_THROTTLE",
-    "SHUTDOWN_TIMEOUT",
-    "MISFIRE_GRACE",
-)
+T = TypeVar("T")
 
 
+@overload
+def to_seconds(value: None, name: str = ...) -> None: ...
+@overload
+def to_seconds(value: float | timedelta, name: str = ...) -> float: ...
+@overload
+def to_seconds(value: Any, name: str = ...) -> float | None: ...
 def to_seconds(value: Any, name: str = "a duration") -> float | None:
     """Seconds as a float from a number or a ``timedelta`` (None stays None).
 
@@ -77,46 +57,290 @@ def finite(value: Any, name: str) -> float:
     return number
 
 
-class JobsSettings:
-    """``jobs_settings.DEFAULT_QUEUE`` etc.; durations come back as float seconds."""
+# -- readers: a raw value in, a typed value out, ValueError saying what is wanted -------
 
-    def __init__(self):
-        # Read on every enqueue and every job: cached, and forgotten whenever Django
-        # reports DJANGO_JOBS changed (override_settings, the settings fixture).
-        self._cache: dict[str, Any] = {}
 
-    def raw(self) -> dict[str, Any]:
-        return getattr(django_settings, "DJANGO_JOBS", None) or {}
+def _name(value: Any) -> str:
+    if isinstance(value, str) and value.strip() and len(value) <= 255:
+        return value
+    raise ValueError("must be a non-empty string of at most 255 characters.")
 
-    def clear_cache(self, **kwargs) -> None:
-        if kwargs.get("setting") in (None, "DJANGO_JOBS"):
-            self._cache.clear()
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self._cache[name]
-        except KeyError:
-            pass
-        if name not in DEFAULTS:
-            raise AttributeError(name)
-        value = self.raw().get(name, DEFAULTS[name])
-        if name in DURATION_KEYS:
-            try:
-                value = to_seconds(value, name)
-            except (TypeError, ValueError):  # reported by the system checks
-                value = to_seconds(DEFAULTS[name])
-        self._cache[name] = value
+def _priority(value: Any) -> int:
+    try:
+        priority = Priority.coerce(value)
+    except ValueError as exc:
+        raise ValueError(f"is invalid: {exc}") from None
+    if priority is None:
+        raise ValueError("is invalid: None is not a priority.")
+    return priority
+
+
+def _integer(minimum: int, wanted: str) -> Callable[[Any], int]:
+    def read(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"must be {wanted}.")
         return value
 
-    @property
-    def RETENTION_SECONDS(self) -> float | None:  # noqa: N802
-        value = self.raw().get("RETENTION", DEFAULTS["RETENTION"])
+    return read
+
+
+def _optional_integer(minimum: int, wanted: str) -> Callable[[Any], int | None]:
+    required = _integer(minimum, wanted)
+    return lambda value: None if value is None else required(value)
+
+
+def _seconds(minimum: float, *, strict: bool, wanted: str) -> Callable[[Any], float]:
+    """Seconds >= ``minimum`` (> it when ``strict``) from a number or a ``timedelta``."""
+
+    def read(value: Any) -> float:
         try:
-            return to_seconds(value, "RETENTION")
+            seconds = to_seconds(value)
         except (TypeError, ValueError):
-            return None
+            seconds = None
+        if seconds is None or seconds < minimum or (strict and seconds == minimum):
+            raise ValueError(f"must be {wanted}.")
+        return seconds
+
+    return read
+
+
+def _optional_seconds(minimum: float, *, wanted: str) -> Callable[[Any], float | None]:
+    required = _seconds(minimum, strict=True, wanted=wanted)
+    return lambda value: None if value is None else required(value)
+
+
+def _factor(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a finite number >= 1.")
+    if not math.isfinite(value) or value < 1:
+        raise ValueError("must be a finite number >= 1.")
+    return float(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be True or False.")
+    return value
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("must be a dict.")
+    return value
+
+
+def _dotted_paths(value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be a list of dotted paths.")
+    return list(value)
+
+
+def _alias(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ValueError("must be None or a database alias from DATABASES.")
+
+
+_DEFAULT: Any = object()
+
+
+class Setting(Generic[T]):
+    """One key of ``DJANGO_JOBS``: its default, its reader, its check id and hint.
+
+    A bad value reads as ``fallback`` (the default's value unless given).
+    """
+
+    name: str
+
+    def __init__(
+        self,
+        default: Any,
+        read: Callable[[Any], T],
+        check_id: str,
+        hint: str,
+        *,
+        fallback: Any = _DEFAULT,
+    ):
+        self.default = default
+        self.read = read
+        self.check_id = check_id
+        self.hint = hint
+        self.default_value: T = read(default)
+        self.fallback: T = self.default_value if fallback is _DEFAULT else fallback
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Setting[T]: ...
+    @overload
+    def __get__(self, instance: JobsSettings, owner: type) -> T: ...
+    def __get__(self, instance: JobsSettings | None, owner: type) -> Setting[T] | T:
+        if instance is None:
+            return self
+        return instance.value(self)
+
+    def problem(self, raw: Any) -> str | None:
+        """What is wrong with ``raw`` as this key's value ("DJANGO_JOBS['X'] must be
+        ..."), or None when it reads."""
+        try:
+            self.read(raw)
+        except (TypeError, ValueError) as exc:
+            return f"DJANGO_JOBS[{self.name!r}] {exc}"
+        return None
+
+    def value_in(self, raw: dict[str, Any]) -> T:
+        """This key's value in the ``DJANGO_JOBS`` dict ``raw`` (its default when
+        absent); ``ValueError``/``TypeError`` when it does not read."""
+        return self.read(raw[self.name]) if self.name in raw else self.default_value
+
+
+class JobsSettings:
+    """``DJANGO_JOBS``, one typed attribute per key (SPEC section 11)."""
+
+    DEFAULT_QUEUE: Setting[str] = Setting("default", _name, "E002", "For example 'default'.")
+    DEFAULT_PRIORITY: Setting[int] = Setting(
+        0,
+        _priority,
+        "E003",
+        "Use an integer in [-100, 100] or 'critical', 'high', 'normal', 'low'.",
+    )
+    DEFAULT_MAX_RETRIES: Setting[int] = Setting(
+        3, _integer(0, "an integer >= 0"), "E004", "For example 3."
+    )
+    DEFAULT_RETRY_DELAY: Setting[float] = Setting(
+        60.0,
+        _seconds(0, strict=False, wanted="a finite number of seconds >= 0 or a timedelta"),
+        "E005",
+        "For example 60 or timedelta(minutes=1).",
+    )
+    DEFAULT_RETRY_BACKOFF: Setting[float] = Setting(
+        2.0, _factor, "E006", "2.0 doubles the delay at every retry; 1 keeps it constant."
+    )
+    DEFAULT_RETRY_JITTER: Setting[bool] = Setting(
+        True, _flag, "E021", "True spreads retries by a random factor in [0.5, 1.5]."
+    )
+    MAX_RETRY_DELAY: Setting[float] = Setting(
+        3600.0,
+        _seconds(0, strict=False, wanted="a finite number of seconds >= 0 or a timedelta"),
+        "E007",
+        "For example 3600 or timedelta(hours=1).",
+    )
+    DEFAULT_TIMEOUT: Setting[float | None] = Setting(
+        None,
+        _optional_seconds(0, wanted="None or a finite, positive number of seconds or timedelta"),
+        "E008",
+        "For example 300.",
+    )
+    DEAD_LETTER_QUEUE: Setting[str] = Setting(
+        "dead-letter", _name, "E009", "The default is 'dead-letter'."
+    )
+    HEARTBEAT_INTERVAL: Setting[float] = Setting(
+        5.0,
+        _seconds(0, strict=True, wanted="a finite, positive number of seconds"),
+        "E010",
+        "For example 5.",
+    )
+    # Seconds without a heartbeat before a worker counts as dead.
+    WORKER_TIMEOUT: Setting[float] = Setting(
+        30.0,
+        _seconds(0, strict=True, wanted="a finite, positive number of seconds"),
+        "E011",
+        "For example 30.",
+    )
+    # Seconds between claims when idle (LISTEN wakes workers sooner on PostgreSQL).
+    POLL_INTERVAL: Setting[float] = Setting(
+        1.0,
+        _seconds(0, strict=False, wanted="a finite number of seconds >= 0"),
+        "E018",
+        "For example 1.",
+    )
+    # Age of finished jobs the workers prune, in seconds; None keeps them. A bad value
+    # reads as None: a typo never deletes anything.
+    RETENTION: Setting[float | None] = Setting(
+        timedelta(days=7),
+        _optional_seconds(0, wanted="None (keep forever) or a positive timedelta"),
+        "E012",
+        "For example timedelta(days=7).",
+        fallback=None,
+    )
+    NOTIFICATIONS: Setting[dict[str, Any]] = Setting({}, _mapping, "E013", "See docs/settings.md.")
+    NOTIFICATIONS_QUEUE: Setting[str] = Setting(
+        "notifications", _name, "E023", "The default is 'notifications'."
+    )
+    HEALTH: Setting[dict[str, Any]] = Setting(
+        {}, _mapping, "E024", "For example {'MIN_WORKERS': 1}; see docs/settings.md."
+    )
+    API_PERMISSION_CLASSES: Setting[list[str]] = Setting(
+        ["rest_framework.permissions.IsAdminUser"],
+        _dotted_paths,
+        "E014",
+        "For example ['rest_framework.permissions.IsAdminUser'].",
+    )
+    # The JSON of a job's args, kwargs and metadata together, in bytes; None = no limit.
+    MAX_PAYLOAD_BYTES: Setting[int | None] = Setting(
+        1_048_576,
+        _optional_integer(1, "a positive integer or None"),
+        "E015",
+        "For example 1_048_576 (1 MiB).",
+    )
+    EAGER: Setting[bool] = Setting(False, _flag, "E016", "EAGER runs jobs inline, for tests.")
+    # Database alias of the job tables; None = the router's choice.
+    DATABASE: Setting[str | None] = Setting(None, _alias, "E017", "Use an alias from DATABASES.")
+    # Seconds between two progress writes of one job.
+    PROGRESS_THROTTLE: Setting[float] = Setting(
+        0.5,
+        _seconds(0, strict=False, wanted="a finite number of seconds >= 0"),
+        "E018",
+        "For example 0.5.",
+    )
+    SHUTDOWN_TIMEOUT: Setting[float] = Setting(
+        30.0,
+        _seconds(0, strict=False, wanted="a finite number of seconds >= 0"),
+        "E018",
+        "For example 30.",
+    )
+    CLAIM_BATCH_SIZE: Setting[int] = Setting(
+        1000, _integer(1, "a positive integer"), "E019", "For example 100."
+    )
+    # A schedule's due time fired later than this counts as missed (misfire_policy).
+    MISFIRE_GRACE: Setting[float] = Setting(
+        60.0,
+        _seconds(0, strict=False, wanted="a finite number of seconds >= 0 or a timedelta"),
+        "E022",
+        "For example 60: a schedule fired up to a minute late still counts as on time.",
+    )
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    @classmethod
+    def keys(cls) -> list[Setting[Any]]:
+        """Every key, in the order above."""
+        return [value for value in vars(cls).values() if isinstance(value, Setting)]
+
+    def raw(self) -> dict[str, Any]:
+        """``settings.DJANGO_JOBS`` as the project wrote it ({} when absent or not a dict)."""
+        raw = getattr(django_settings, "DJANGO_JOBS", None)
+        return raw if isinstance(raw, dict) else {}
+
+    def value(self, setting: Setting[T]) -> T:
+        try:
+            return self._cache[setting.name]
+        except KeyError:
+            pass
+        raw = self.raw()
+        try:
+            value = setting.value_in(raw)
+        except (TypeError, ValueError):  # reported by the system checks
+            value = setting.fallback
+        self._cache[setting.name] = value
+        return value
+
+    def clear_cache(self, **kwargs: Any) -> None:
+        if kwargs.get("setting") in (None, "DJANGO_JOBS"):
+            self._cache.clear()
 
 
 jobs_settings = JobsSettings()

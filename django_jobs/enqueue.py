@@ -68,12 +68,6 @@ def build_job(
         raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}.")
     args = check_json(list(args), "args")
     kwargs = check_json(kwargs, "kwargs")
-    limit = jobs_settings.MAX_PAYLOAD_BYTES
-    if limit and len(json.dumps([args, kwargs])) > limit:
-        raise ValueError(
-            f"The job's arguments are larger than MAX_PAYLOAD_BYTES ({limit} bytes): "
-            "store large data elsewhere and pass a reference."
-        )
     unknown = set(options) - {"retry_backoff", "retry_jitter", "max_retry_delay"}
     if unknown:
         raise TypeError(f"Unknown enqueue option(s): {', '.join(sorted(unknown))}.")
@@ -156,6 +150,12 @@ def build_job(
     metadata = check_json(metadata or {}, "metadata")
     if not isinstance(metadata, dict):
         raise TypeError("metadata must be a dict.")
+    limit = jobs_settings.MAX_PAYLOAD_BYTES
+    if limit and len(json.dumps([args, kwargs, metadata]).encode()) > limit:
+        raise ValueError(
+            f"The job's args, kwargs and metadata are larger than MAX_PAYLOAD_BYTES ({limit} "
+            "bytes) in JSON: store large data elsewhere and pass a reference."
+        )
     job = Job(
         task_name=task.name,
         args=args,
@@ -164,7 +164,7 @@ def build_job(
         priority=priority,
         status=JobStatus.PENDING,
         # Both from the database clock when the row is written (see _stamp).
-        created_at=None,
+        created_at=None,  # type: ignore[misc]  # not a datetime until then
         scheduled_at=scheduled_at,
         max_retries=max_retries,
         retry_delay=retry_delay,
@@ -296,13 +296,13 @@ def _insert_postgresql(job: Job, db: str) -> None:
     if sql is None:
         qn = conn.ops.quote_name
         fields = _fields()
-        columns = ", ".join(qn(f.column) for f in fields)
+        columns = ", ".join(qn(str(f.column)) for f in fields)
         values = ", ".join(
             "n.t"
             if f.attname == "created_at"
-            else f"COALESCE(r.{qn(f.column)}, n.t + %s * INTERVAL '1 second')"
+            else f"COALESCE(r.{qn(str(f.column))}, n.t + %s * INTERVAL '1 second')"
             if f.attname == "scheduled_at"
-            else f"r.{qn(f.column)}"
+            else f"r.{qn(str(f.column))}"
             for f in fields
         )
         job_table, queue_table = qn(Job._meta.db_table), qn(Queue._meta.db_table)
@@ -319,7 +319,7 @@ def _insert_postgresql(job: Job, db: str) -> None:
             "FROM j"
         )
         _INSERT_SQL[conn.alias] = sql
-    params = [
+    params: list[Any] = [
         job.queue,
         job._delay,
         row_document([job], conn, many=False),

@@ -61,7 +61,7 @@ class Priority(enum.IntEnum):
                     "'critical', 'high', 'normal', 'low'."
                 ) from None
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
+            if not isinstance(value, bool) and isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
                 raise ValueError(f"Priority must be an integer in [-100, 100], got {value!r}.")

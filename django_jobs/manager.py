@@ -218,11 +218,9 @@ class JobManager:
             raise ValueError(
                 f"Job {pk} cannot be retried: another unfinished job holds its unique key."
             ) from None
-        if not retried:
-            job = self.get_job(pk)  # raises DoesNotExist for unknown ids
-            raise ValueError(
-                f"Job {pk} is {job.status}; only failed or cancelled jobs can be retried."
-            )
+        if job is None:  # nothing was retried
+            status = self.get_job(pk).status  # raises DoesNotExist for unknown ids
+            raise ValueError(f"Job {pk} is {status}; only failed or cancelled jobs can be retried.")
         return job
 
     def requeue_stuck(

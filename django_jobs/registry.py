@@ -127,7 +127,7 @@ class JobTask(Task):
         registry.register(self)
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         """The registered name: ``name=`` if given, else ``module.function``."""
         return self.job_name or self.module_path
 

@@ -104,10 +104,10 @@ def result_from_job(job: Job, backend=None, task=None) -> TaskResult:
     worker_ids = list(job.worker_ids or [])
     if job.status == JobStatus.RUNNING and job.worker_id:
         worker_ids.append(job.worker_id)
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task,
         id=str(job.pk),
-        status=STATUS_MAP[job.status],
+        status=STATUS_MAP[JobStatus(job.status)],
         enqueued_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

@@ -274,7 +274,7 @@ def _definition(
             f"queue must be a non-empty name of at most 255 characters, got {queue!r}."
         )
     values["queue"] = queue or ""
-    values["priority"] = None if priority is None else int(Priority.coerce(priority))
+    values["priority"] = Priority.coerce(priority)
     if misfire_policy is not None:
         if misfire_policy not in MisfirePolicy.values:
             raise ValueError(

@@ -7,7 +7,7 @@ time: no database, no models (a schedule is anything with ``kind``, ``cron``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -229,12 +229,13 @@ def describe(schedule) -> str:
     """A short human-readable form: ``cron 0 9 * * * (Europe/Paris)``, ``every 5m``,
     ``once at 2026-01-01 09:00 UTC``."""
     if schedule.kind == ScheduleKind.CRON:
-        zone = "" if schedule.timezone == "UTC" else f" ({schedule.timezone})"
-        return f"cron {schedule.cron}{zone}"
+        named = "" if schedule.timezone == "UTC" else f" ({schedule.timezone})"
+        return f"cron {schedule.cron}{named}"
     if schedule.kind == ScheduleKind.INTERVAL:
         return f"every {format_seconds(schedule.interval or 0)}"
     if schedule.run_at is None:
         return "once"
+    zone: tzinfo
     try:
         zone, label = validate_timezone(schedule.timezone), schedule.timezone
     except ValueError:

@@ -41,7 +41,7 @@ def run_jobs(
 try:
     import pytest
 except ImportError:  # pragma: no cover - pytest is optional
-    pytest = None
+    pytest = None  # type: ignore[assignment]
 
 if pytest is not None:
 

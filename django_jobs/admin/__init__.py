@@ -23,7 +23,7 @@ from ..enums import MAX_PRIORITY, MIN_PRIORITY, JobStatus, Priority
 from ..manager import JobManager, jobs
 from ..models import Batch, Job, Queue, Schedule, Worker
 
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     JobStatus.WAITING: "#6c757d",
     JobStatus.PENDING: "#0d6efd",
     JobStatus.RESERVED: "#6610f2",
@@ -419,15 +419,15 @@ class QueueAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description=_("pending"), ordering="pending")
-    def pending_count(self, obj: Queue) -> int:
+    def pending_count(self, obj: Any) -> int:  # a Queue annotated with its counts
         return obj.pending
 
     @admin.display(description=_("running"), ordering="running")
-    def running_count(self, obj: Queue) -> int:
+    def running_count(self, obj: Any) -> int:  # a Queue annotated with its counts
         return obj.running
 
     @admin.display(description=_("failed"), ordering="failed")
-    def failed_count(self, obj: Queue) -> int:
+    def failed_count(self, obj: Any) -> int:  # a Queue annotated with its counts
         return obj.failed
 
     @admin.action(description=_("Pause selected queues"), permissions=["change"])
@@ -517,7 +517,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("queues"))
     def queues_display(self, obj: Worker) -> str:
-        text = ", ".join(obj.queues) if obj.queues else _("all")
+        text = ", ".join(obj.queues) if obj.queues else str(_("all"))
         if obj.exclude_queues:
             text = f"{text} (except {', '.join(obj.exclude_queues)})"
         return text

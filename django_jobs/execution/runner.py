@@ -142,11 +142,11 @@ def execute(job, *, allow_retry: bool = True, write: Callable = _write_now) -> t
         return job.status, None
     if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
         # A row written around enqueue() (raw SQL, a bad migration): fail it, clearly.
-        exc = PermanentError(
+        undecodable = PermanentError(
             f"The job's stored arguments cannot be decoded: args={job.args!r:.200}, "
             f"kwargs={job.kwargs!r:.200} (expected a JSON list and a JSON object)."
         )
-        write(record_failed, job, exc, None, False)
+        write(record_failed, job, undecodable, None, False)
         return job.status, None
 
     signals.send(signals.job_started, job)

@@ -44,9 +44,8 @@ def _column_type(field: models.Field, connection) -> str:
     if isinstance(field, models.JSONField):
         return "jsonb" if connection.vendor == "postgresql" else "json"
     if isinstance(field, models.ForeignKey):
-        return field.target_field.rel_db_type(connection)
-    db_type = field.db_type(connection)
-    return db_type.split(" CHECK")[0]
+        return str(field.target_field.rel_db_type(connection))
+    return str(field.db_type(connection)).split(" CHECK")[0]
 
 
 def row_document(jobs: list[Job], connection, many: bool = True) -> str:
@@ -93,10 +92,10 @@ def insert_jobs(jobs: list[Job], using: str) -> int:
     fields = _fields()
     qn = connection.ops.quote_name
     table = qn(Job._meta.db_table)
-    columns = ", ".join(qn(f.column) for f in fields)
+    columns = ", ".join(qn(str(f.column)) for f in fields)
     document = row_document(jobs, connection)
     if connection.vendor == "postgresql":
-        spec = ", ".join(f"{qn(f.column)} {_column_type(f, connection)}" for f in fields)
+        spec = ", ".join(f"{qn(str(f.column))} {_column_type(f, connection)}" for f in fields)
         sql = (
             f"INSERT INTO {table} ({columns}) SELECT {columns} "
             f"FROM jsonb_to_recordset(%s::jsonb) AS x({spec})"
@@ -106,7 +105,7 @@ def insert_jobs(jobs: list[Job], using: str) -> int:
         sql = f"INSERT INTO {table} ({columns}) SELECT {extract} FROM json_each(%s) AS j"
     elif connection.vendor == "mysql":
         spec = ", ".join(
-            f"{qn(f.column)} {_column_type(f, connection)} PATH '$.{f.column}'" for f in fields
+            f"{qn(str(f.column))} {_column_type(f, connection)} PATH '$.{f.column}'" for f in fields
         )
         sql = (
             f"INSERT INTO {table} ({columns}) SELECT {columns} "
@@ -161,7 +160,9 @@ def copy_jobs(template: Job, payloads: list[tuple[str, str]], using: str) -> int
     head = head + "\t" if head else ""
     middle = "\t" + middle + "\t" if middle else "\t"
     tail = "\t" + tail + "\n" if tail else "\n"
-    sql = f"COPY {qn(Job._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) FROM STDIN"
+    sql = (
+        f"COPY {qn(Job._meta.db_table)} ({', '.join(qn(str(f.column)) for f in fields)}) FROM STDIN"
+    )
     started = time.monotonic()
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         chunk = []

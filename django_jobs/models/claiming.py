@@ -15,6 +15,7 @@ from django.db.models import F
 from django.db.models.base import ModelState
 
 from ..enums import CLAIMABLE_STATUSES, JobStatus
+from .filters import JobFilters
 from .functions import DbNow
 from .queue import Queue
 
@@ -26,7 +27,7 @@ def new_lease() -> str:
     return uuid.uuid4().hex
 
 
-class JobClaiming(models.QuerySet):
+class JobClaiming(JobFilters):
     # -- claiming ---------------------------------------------------------------------
 
     def claim(
@@ -89,7 +90,7 @@ class JobClaiming(models.QuerySet):
         with transaction.atomic(using=self.db):
             # Serialise claims on this queue across workers so the limit holds.
             Queue.objects.using(self.db).select_for_update().filter(name=name).first()
-            running = self.model._default_manager.using(self.db).held().filter(queue=name).count()
+            running = self.fresh().held().filter(queue=name).count()
             free = min(limit, lim - running)
             if free <= 0:
                 return []
@@ -117,20 +118,14 @@ class JobClaiming(models.QuerySet):
                 return []
             # The status condition makes the claim safe where rows cannot be locked
             # (SQLite): only one conditional UPDATE can move a row out of pending.
-            self.model._default_manager.using(db).filter(
-                id__in=ids, status__in=CLAIMABLE_STATUSES
-            ).update(
+            self.fresh(db).filter(id__in=ids, status__in=CLAIMABLE_STATUSES).update(
                 status=JobStatus.RUNNING,
                 worker_id=worker_id,
                 lease=lease,
                 attempts=F("attempts") + 1,
                 started_at=DbNow(),
             )
-            return list(
-                self.model._default_manager.using(db)
-                .filter(id__in=ids, lease=lease)
-                .in_claim_order()
-            )
+            return list(self.fresh(db).filter(id__in=ids, lease=lease).in_claim_order())
 
     def _claim_postgresql(self, candidates, worker_id, limit, lease) -> list[Job]:
         """One statement: lock up to ``limit`` due rows (skipping locked ones), mark them
@@ -141,7 +136,7 @@ class JobClaiming(models.QuerySet):
         [inner] = claim_candidates(candidates, limit, conn, columns=("id",))
         qn = conn.ops.quote_name
         table = qn(self.model._meta.db_table)
-        columns = ", ".join(qn(f.column) for f in self.model._meta.concrete_fields)
+        columns = ", ".join(qn(str(f.column)) for f in self.model._meta.concrete_fields)
         inner_sql, inner_params = inner.query.get_compiler(using=db).as_sql()
         # FOR UPDATE goes after LIMIT on PostgreSQL. Added here rather than with
         # select_for_update(), which Django only compiles inside atomic(): the statement is

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from django.db import models
 from django.db.models import Q
@@ -20,9 +20,16 @@ from ..enums import (
 from .functions import DbNow
 from .worker import Worker
 
+if TYPE_CHECKING:
+    from .job import Job  # noqa: F401 - named (as a string) in JobFilters' base
 
-class JobFilters(models.QuerySet):
+
+class JobFilters(models.QuerySet["Job", "Job"]):
     """The named subsets of jobs (part of ``JobQuerySet``)."""
+
+    def fresh(self, db: str | None = None) -> Self:
+        """All jobs, unfiltered, as this QuerySet class, on ``db`` (this one's by default)."""
+        return type(self)(model=self.model, using=db or self.db)
 
     def claimable(self) -> Self:
         return self.filter(status__in=CLAIMABLE_STATUSES)

@@ -16,10 +16,9 @@ from django.utils import timezone
 from ..conf import jobs_settings
 from ..enums import FINISHED_STATUSES, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 from ..registry import registry
-from .claiming import JobClaiming, claim_candidates, jobs_from_rows, new_lease
+from .claiming import claim_candidates, jobs_from_rows, new_lease
 from .dependency import JobDependency
-from .filters import JobFilters
-from .outcomes import JobOutcomes, JobTransitions
+from .outcomes import JobTransitions
 from .pruning import JobPruning
 
 __all__ = [
@@ -40,16 +39,29 @@ def jobs_db() -> str:
     return jobs_settings.DATABASE or router.db_for_write(Job)
 
 
-class JobQuerySet(JobOutcomes, JobPruning, JobClaiming, JobFilters):
-    """Domain queries and verbs over jobs; the admin, API, CLI and worker compose these."""
+class JobQuerySet(JobPruning):
+    """Domain queries and verbs over jobs; the admin, API, CLI and worker compose these.
+
+    One class built in layers, each seeing those below it: ``JobFilters`` (named
+    subsets) < ``JobClaiming`` < ``JobOutcomes`` (guarded transitions, batched
+    completion) < ``JobPruning``.
+    """
 
 
-class JobObjects(models.Manager.from_queryset(JobQuerySet)):
+JobObjectsBase = models.Manager.from_queryset(JobQuerySet)
+
+
+class JobObjects(JobObjectsBase):
     """``Job.objects``."""
 
 
 class Job(JobTransitions, models.Model):
     """One execution request of a registered task."""
+
+    # Set on instances in memory only: when the worker received its claim
+    # (time.monotonic()), and enqueue's delay in seconds until the row is written.
+    _claimed_mono: float
+    _delay: float
 
     id = models.BigAutoField(primary_key=True)
     task_name = models.CharField(max_length=255, db_index=True)

@@ -24,11 +24,12 @@ from ..conf import jobs_settings
 from ..enums import HELD_STATUSES, JobStatus
 from ..results import send_django_signal
 from ..wakeups import notify
+from .claiming import JobClaiming
 from .functions import DbNow, db_now
 from .workflow import advance_batch, job_finished, reopen_batches
 
 
-class JobOutcomes(models.QuerySet):
+class JobOutcomes(JobClaiming):
     """State changes over many jobs (part of ``JobQuerySet``)."""
 
     # -- verbs over many jobs: admin bulk actions and the manager's single-job verbs
@@ -70,7 +71,7 @@ class JobOutcomes(models.QuerySet):
             held_ids = [r[0] for r in rows if r[1] in HELD_STATUSES]
             ids = [r[0] for r in now_ids]
             if ids:
-                self.model._default_manager.using(db).filter(id__in=ids).cancellable().update(
+                self.fresh(db).filter(id__in=ids).cancellable().update(
                     status=JobStatus.CANCELLED,
                     finished_at=DbNow(),
                     cancel_reason=reason,
@@ -93,7 +94,7 @@ class JobOutcomes(models.QuerySet):
             flagged = 0
             if held_ids:
                 flagged = (
-                    self.model._default_manager.using(db)
+                    self.fresh(db)
                     .filter(id__in=held_ids)
                     .held()
                     .update(
@@ -117,14 +118,14 @@ class JobOutcomes(models.QuerySet):
             if not rows:
                 return 0
             ids = [row[0] for row in rows]
-            n = self.model._default_manager.using(self.db).filter(id__in=ids)._retry_rows()
+            n = self.fresh().filter(id__in=ids)._retry_rows()
             reopen_batches(
                 [(batch_id, status) for *_, status, batch_id in rows if batch_id], self.db
             )
             for queue in {orig or queue for _, orig, queue, _, _ in rows}:
                 notify(self.db, queue)
         if signals.job_enqueued.has_listeners():
-            for job in self.model._default_manager.using(self.db).filter(id__in=ids):
+            for job in self.fresh().filter(id__in=ids):
                 signals.send(signals.job_enqueued, job)
         return n
 
@@ -163,7 +164,7 @@ class JobOutcomes(models.QuerySet):
         A job whose cancel was requested while it was held ends ``cancelled`` instead:
         a cancel that returned True is never lost. Returns how many went back to pending.
         """
-        changes = {
+        changes: dict[str, Any] = {
             "status": JobStatus.PENDING,
             "lease": None,
             "worker_id": None,
@@ -269,13 +270,13 @@ class JobOutcomes(models.QuerySet):
         params = [JobStatus.COMPLETED, _json_dumps(rows), *HELD_STATUSES]
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
-            rows = cursor.fetchall()
+            finished = cursor.fetchall()
         if not settings.USE_TZ:  # naive already with Django's adapters; never aware
-            rows = [
+            finished = [
                 (pk, b, timezone.make_naive(f, UTC) if timezone.is_aware(f) else f)
-                for pk, b, f in rows
+                for pk, b, f in finished
             ]
-        return rows
+        return finished
 
 
 def _signal_cancelled(job_model, db: str, ids: list[int]) -> None:
@@ -290,14 +291,23 @@ def _signal_cancelled(job_model, db: str, ids: list[int]) -> None:
 class JobTransitions(models.Model):
     """A held job's own state changes, each guarded by its lease (mixed into ``Job``)."""
 
+    # The fields of Job these use (declared on Job).
+    queue: str
+    original_queue: str
+    lease: str | None
+    batch_id: int | None
+    started_at: datetime | None
+    worker_id: str | None
+    worker_ids: list[str]
+    errors: list[dict[str, Any]]
+
     class Meta:
         abstract = True
 
     def _guarded(self):
-        return (
-            type(self)
-            ._default_manager.using(self._state.db or router.db_for_write(type(self)))
-            .filter(pk=self.pk, lease=self.lease, status__in=HELD_STATUSES)
+        manager: Any = type(self)._default_manager  # Job's: the fields below are Job's
+        return manager.using(self._state.db or router.db_for_write(type(self))).filter(
+            pk=self.pk, lease=self.lease, status__in=HELD_STATUSES
         )
 
     def _finish(self, changes: dict, outcome: str, qs=None) -> bool:
@@ -375,11 +385,16 @@ class JobTransitions(models.Model):
         """
         worker_ids = [*self.worker_ids, self.worker_id] if self.worker_id else self.worker_ids
         errors = [*self.errors, error]
-        common = {"error": error, "errors": errors, "lease": None, "worker_ids": worker_ids}
+        common: dict[str, Any] = {
+            "error": error,
+            "errors": errors,
+            "lease": None,
+            "worker_ids": worker_ids,
+        }
         if self.started_at is not None:
             common["started_at"] = self.started_at
         if retry_in is not None:
-            changes = dict(
+            changes: dict[str, Any] = dict(
                 status=retry_status,
                 retry_count=F("retry_count") + (1 if count_retry else 0),
                 worker_id=None,

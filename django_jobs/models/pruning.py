@@ -6,17 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from django.db import connections, models, transaction
+from django.db import connections, transaction
 from django.db.models import Q
 
 from ..enums import FINISHED_STATUSES
 from .batch import Batch
 from .dependency import JobDependency
 from .functions import DbNow
+from .outcomes import JobOutcomes
 from .schedule import Schedule
 
 
-class JobPruning(models.QuerySet):
+class JobPruning(JobOutcomes):
     def prunable(self, older_than: timedelta, statuses: Iterable[str] = FINISHED_STATUSES):
         """Finished jobs that finished more than ``older_than`` ago (database clock)."""
         cutoff = DbNow(-older_than.total_seconds())
@@ -55,7 +56,7 @@ class JobPruning(models.QuerySet):
                 ids = list(candidates.values_list("id", flat=True)[:chunk])
                 if not ids:
                     break
-                rows = self.model._default_manager.using(db).filter(pk__in=ids, status__in=statuses)
+                rows = self.fresh(db).filter(pk__in=ids, status__in=statuses)
                 if collector_needed:
                     deleted += rows.delete()[1].get(self.model._meta.label, 0)
                 else:

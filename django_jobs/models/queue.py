@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from django.db import models
 from django.db.models import Q
@@ -32,7 +33,7 @@ class QueueQuerySet(models.QuerySet):
     def ensure(self, name: str) -> Queue:
         """The queue of that name, created on first use."""
         obj, _ = self.get_or_create(name=name)
-        return obj
+        return cast(Queue, obj)
 
 
 class Queue(models.Model):

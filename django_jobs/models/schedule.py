@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
 from django.db.models import Q
@@ -45,6 +47,8 @@ class ScheduleQuerySet(models.QuerySet):
 
 class Schedule(models.Model):
     """A task run on a cron expression, an interval, or once at a given time."""
+
+    db_now: datetime  # annotated by the scheduler's due query: the database's clock
 
     name = models.CharField(max_length=255, unique=True)
     task_name = models.CharField(max_length=255)

@@ -136,7 +136,7 @@ def reopen_batches(jobs: list[tuple[int, str]], db: str) -> None:
 
     counts: dict[int, dict[str, int]] = {}
     for batch_id, status in jobs:
-        field = OUTCOME_FIELD[status]
+        field = OUTCOME_FIELD[JobStatus(status)]
         per_batch = counts.setdefault(batch_id, {})
         per_batch[field] = per_batch.get(field, 0) + 1
     for batch_id in sorted(counts):  # one lock order, as advance_batch
@@ -149,7 +149,7 @@ def advance_batch(batch_id: int, outcome: str, db: str, count: int = 1) -> None:
     (once). The worker's batched completion counts a whole flush in one call."""
     from .batch import Batch
 
-    field = OUTCOME_FIELD[outcome]
+    field = OUTCOME_FIELD[JobStatus(outcome)]
     Batch.objects.using(db).filter(pk=batch_id).update(**{field: F(field) + count})
     # The row lock taken by the UPDATE serialises finishers: exactly one of them sees
     # the batch complete while finished_at is still empty.

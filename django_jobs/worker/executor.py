@@ -32,6 +32,11 @@ Trust rules kept here:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.queue import ClaimConfig
+
 import logging
 import os
 import signal
@@ -111,7 +116,7 @@ class ExecutorLoop(BatchKeeper):
         self.db = claim["database"]
         self.sizer = BatchSizer(jobs_settings.CLAIM_BATCH_SIZE)
         self.poll_interval = jobs_settings.POLL_INTERVAL
-        self.config = None
+        self.config: ClaimConfig | None = None
         self.config_expires = 0.0
         # Shared by the main thread (which runs jobs) and the keeper thread.
         self.lock = threading.Lock()

@@ -6,12 +6,18 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
+from collections import deque
+from typing import TYPE_CHECKING
 
 from django.db import connections
 
 from ..execution.resilience import discard
-from .protocol import Slot
+from .protocol import Shared, Slot
+
+if TYPE_CHECKING:
+    from ..models import Job
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -24,6 +30,22 @@ KEEPER_TICK = 0.05
 
 class BatchKeeper:
     """Mixed into ``ExecutorLoop``: runs on threads of their own beside its main thread."""
+
+    # What the keeper uses of the executor it is mixed into (set by ExecutorLoop).
+    shared: Shared
+    slot: Slot
+    lock: threading.Lock
+    write_lock: threading.RLock
+    pending: deque[Job]
+    current: Job | None
+    current_since: float
+    buffer: list  # (job, result) successes not written yet
+
+    def write_completions(self, done: list) -> None:
+        raise NotImplementedError
+
+    def hand_back(self, rest: list) -> None:
+        raise NotImplementedError
 
     def keep(self) -> None:
         """While a job runs long, hand back the jobs after it and write the successes

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db import close_old_connections, connections
 
@@ -19,6 +20,9 @@ from ..execution.runner import record_cancelled, record_failed
 from ..registry import registry
 from ..wakeups import notify
 from .executor import _executor_main
+
+if TYPE_CHECKING:
+    from ..manager import JobManager
 from .protocol import BATCH, BUSY, CANCEL_SIGNAL, IDLE, STOP, WAKE, Shared, Slot, _mp, from_epoch
 
 logger = logging.getLogger("django_jobs.worker")
@@ -108,7 +112,8 @@ class Executor:
         """Ask the running job ``job_id`` to stop (cooperative cancel)."""
         self.slot.numbers[Slot.CANCEL] = job_id
         try:
-            os.kill(self.process.pid, CANCEL_SIGNAL)
+            if self.process.pid is not None:
+                os.kill(self.process.pid, CANCEL_SIGNAL)
         except ProcessLookupError:
             pass
 
@@ -132,6 +137,20 @@ class Executor:
 
 class ExecutorPool:
     """Mixed into ``WorkerProcess``: its executors and what becomes of their jobs."""
+
+    # What the pool uses of the worker it is mixed into (set by WorkerProcess.__init__).
+    worker_id: str
+    db: str
+    manager: JobManager
+    shared: Shared
+    executors: list[Executor]
+    unsettled: list[Unsettled]
+    stopping: bool
+    processed: int
+    _next_reconcile: float
+
+    def _new_executor(self, index: int) -> Executor:
+        raise NotImplementedError
 
     def _running(self) -> dict[int, Executor]:
         running = {}

@@ -9,6 +9,11 @@ it forks executors.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
 import logging
 import os
 import signal
@@ -68,7 +73,7 @@ class WorkerProcess(ExecutorPool):
         self.stopping = False
         self.forced = False
         self.processed = 0
-        self.listener = None
+        self.listener: BaseDatabaseWrapper | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
@@ -76,7 +81,7 @@ class WorkerProcess(ExecutorPool):
         self._next_reconcile = 0.0
         self._next_poll = 0.0
         self._notified = 0  # NOTIFYs received since executors were last woken
-        self.shared: Shared | None = None
+        self.shared = None  # type: ignore[assignment]  # made by run(), before any use
         self.sidecar: Sidecar | None = None
         self.unsettled: list[Unsettled] = []
         self._fenced_warned = False
@@ -262,7 +267,7 @@ class WorkerProcess(ExecutorPool):
             logger.error(
                 "The heartbeat process of worker %s died (exit code %s); restarting it",
                 self.worker_id,
-                self.sidecar.process.exitcode,
+                self.sidecar.process and self.sidecar.process.exitcode,
             )
             self.sidecar.start()
 

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from datetime import timedelta
+from multiprocessing.process import BaseProcess
 
 from django.db import close_old_connections, connections
 
@@ -159,7 +160,7 @@ class Housekeeper:
     def prune(self) -> None:
         from ..models import Worker
 
-        retention = jobs_settings.RETENTION_SECONDS
+        retention = jobs_settings.RETENTION
         if retention:
             n = self.manager.prune(older_than=retention)
             if n:
@@ -230,7 +231,7 @@ class Sidecar:
     def __init__(self, worker: dict, shared: Shared):
         self.worker = worker
         self.shared = shared
-        self.process = None
+        self.process: BaseProcess | None = None
 
     def start(self) -> None:
         self.shared.sidecar_stop.value = False

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import time
+from multiprocessing.process import BaseProcess
 
 from django.db import connections
 
@@ -33,7 +34,7 @@ class Supervisor:
     def __init__(self, processes: int, options: dict):
         self.processes = processes
         self.options = options
-        self.children: dict[int, multiprocessing.Process] = {}
+        self.children: dict[int, BaseProcess] = {}
         self.stopping = False
         self.signals_seen = 0
 
@@ -53,7 +54,8 @@ class Supervisor:
                 try:
                     # The second signal is forwarded too: each worker then stops at once
                     # and hands its unfinished jobs back itself.
-                    os.kill(proc.pid, signum)
+                    if proc.pid is not None:
+                        os.kill(proc.pid, signum)
                 except ProcessLookupError:
                     pass
 
