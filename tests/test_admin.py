@@ -325,3 +325,33 @@ def test_schedule_admin_refuses_what_enqueue_would(admin_client):
         r = admin_client.post(url, {**base, **bad})
         assert r.status_code == 200 and "errorlist" in r.content.decode(), bad
     assert Schedule.objects.count() == 0
+
+
+def test_markup_comes_from_templates_and_the_stylesheet(admin_client):
+    _a, _b, c, _d = make_jobs()
+    html = admin_client.get(reverse("admin:django_jobs_job_changelist")).content.decode()
+    assert "django_jobs/admin.css" in html
+    assert 'class="dj-status dj-status--failed"' in html
+    assert '<progress max="100" value="40"' in html and 'title="step 2/5"' in html
+    assert "style=" not in html.split('id="result_list"')[1].split("</table>")[0]
+    detail = admin_client.get(reverse("admin:django_jobs_job_change", args=[c.pk]))
+    page = detail.content.decode()
+    assert 'class="dj-failure"' in page and "ValueError: &lt;boom&gt;" in page
+    assert "<boom>" not in page  # escaped everywhere
+    assert 'class="dj-json"' in page and "&lt;b&gt;" in page
+
+
+def test_retry_all_skips_only_unique_conflicts():
+    first = jobs.enqueue(add, args=[1, 1], unique_key="k")
+    jobs.cancel(first.pk)
+    holder = jobs.enqueue(add, args=[1, 1], unique_key="k")  # holds the key now
+    other = jobs.enqueue(add, args=[2, 2])
+    jobs.cancel(other.pk)
+    ids = [first.pk, other.pk, holder.pk]
+    assert Job.objects.filter(pk__in=ids).retry_all() == (1, 1)
+    statuses = dict(Job.objects.filter(pk__in=ids).values_list("pk", "status"))
+    assert statuses == {
+        first.pk: JobStatus.CANCELLED,
+        other.pk: JobStatus.PENDING,
+        holder.pk: JobStatus.PENDING,
+    }

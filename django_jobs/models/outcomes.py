@@ -13,7 +13,14 @@ from json import dumps as _json_dumps
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connections, models, router, transaction
+from django.db import (
+    IntegrityError,
+    OperationalError,
+    connections,
+    models,
+    router,
+    transaction,
+)
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -128,6 +135,24 @@ class JobOutcomes(JobClaiming):
             for job in self.fresh().filter(id__in=ids):
                 signals.send(signals.job_enqueued, job)
         return n
+
+    def retry_all(self) -> tuple[int, int]:
+        """``retry_now()`` for every failed or cancelled job of this QuerySet (the others
+        are left alone), skipping those whose unique key another unfinished job holds.
+        Returns ``(retried, skipped for their unique key)``."""
+        try:
+            with transaction.atomic(using=self.db):
+                return self.retry_now(), 0
+        except IntegrityError:  # some unique key is taken: retry the others one by one
+            pass
+        retried = conflicts = 0
+        for pk in self.retriable().values_list("pk", flat=True):
+            try:
+                with transaction.atomic(using=self.db):
+                    retried += self.fresh().filter(pk=pk).retry_now()
+            except IntegrityError:
+                conflicts += 1
+        return retried, conflicts
 
     def _retry_rows(self) -> int:
         return self.retriable().update(
