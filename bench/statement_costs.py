@@ -64,6 +64,7 @@ def run(n: int) -> None:
     from ours_app.tasks import noop
 
     from django_jobs import enqueue, jobs
+    from django_jobs.models import inserts
     from django_jobs.models.bulk import row_document
 
     call_command("migrate", verbosity=0)
@@ -123,8 +124,8 @@ def run(n: int) -> None:
     )
 
     job = enqueue.build_job(noop, [], {"tag": 1})
-    enqueue._insert_postgresql(job, "default")
-    sql = enqueue._INSERT_SQL["default"]
+    inserts.insert_in_one_statement(job, "default")
+    sql = inserts._INSERT_SQL["default"]
     params = ["default", 0.0, row_document([job], connection, many=False), "django_jobs", "default"]
     connection.ensure_connection()
     variants = {

@@ -6,6 +6,7 @@ Public API: ``job``, ``register_task``, ``jobs``, ``Priority``, ``JobStatus``,
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 __version__ = "0.1.0.dev0"
@@ -38,8 +39,6 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from importlib import import_module
-
         module, attr = _LAZY[name]
         return getattr(import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'django_jobs' has no attribute {name!r}")

@@ -8,11 +8,15 @@ class DjangoJobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, once the models are loaded: each of these imports them.
         from django.db.models.signals import post_migrate, pre_delete
 
         from . import checks  # noqa: F401 - registers the system checks
-        from .scheduler import sync_code_schedules_after_migrate
-        from .signal_handlers import enqueue_on_complete, job_pre_delete
+        from .signal_handlers import (
+            enqueue_on_complete,
+            job_pre_delete,
+            sync_code_schedules_after_migrate,
+        )
         from .signals import batch_finished
 
         post_migrate.connect(

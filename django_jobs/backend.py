@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core import checks
 
 from ._compat import DEFAULT_TASK_QUEUE_NAME, BaseTaskBackend, TaskResult, TaskResultDoesNotExist
@@ -46,6 +47,8 @@ class JobsBackend(BaseTaskBackend):
         }
 
     def enqueue(self, task, args, kwargs) -> TaskResult:
+        # Django may load this backend before the app registry is ready; the manager
+        # imports the models.
         from .manager import jobs
 
         self.validate_task(task)
@@ -60,6 +63,8 @@ class JobsBackend(BaseTaskBackend):
     # -- results -------------------------------------------------------------------------
 
     def get_result(self, result_id: Any) -> TaskResult:
+        # Django may load this backend before the app registry is ready; the manager
+        # imports the models.
         from .manager import jobs
 
         try:
@@ -81,6 +86,5 @@ class JobsBackend(BaseTaskBackend):
 
 
 def _installed_apps() -> list[str]:
-    from django.conf import settings
 
     return list(settings.INSTALLED_APPS)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core import checks
+from django.db import connections, router
 from django.utils.module_loading import import_string
 
-from .conf import JobsSettings
+from .conf import JobsSettings, jobs_settings
+from .models import Job
+from .wakeups import uses_psycopg3
 
 Error = checks.Error
 E001 = "django_jobs.E001"
@@ -81,14 +84,8 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 @checks.register("django_jobs", checks.Tags.database)
 def check_database_driver(app_configs=None, databases=None, **kwargs):
     """PostgreSQL wake-ups (LISTEN/NOTIFY) need psycopg 3."""
-    from django.db import connections, router
-
-    from .conf import jobs_settings
 
     try:
-        from .models import Job
-        from .wakeups import uses_psycopg3
-
         alias = jobs_settings.DATABASE or router.db_for_write(Job)
         conn = connections[alias]
     except Exception:  # noqa: BLE001 - E017 reports a bad alias
@@ -169,13 +166,8 @@ def sqlite_transaction_warnings(databases: dict, aliases=None) -> list[checks.Ch
 
 @checks.register("django_jobs")
 def check_sqlite_transactions(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    from django.db import router
-
-    from .conf import jobs_settings
 
     try:
-        from .models import Job
-
         alias = jobs_settings.DATABASE or router.db_for_write(Job)
     except Exception:  # noqa: BLE001 - E017 reports a bad alias
         return []

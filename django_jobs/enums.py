@@ -11,7 +11,10 @@ class JobStatus(models.TextChoices):
     WAITING = "waiting", _("Waiting")
     # Ready to be claimed once scheduled_at has passed.
     PENDING = "pending", _("Pending")
-    # Claimed by a worker, not started yet.
+    # Claimed, not started: a status SPEC 5.4 names, which no job enters today. A claim
+    # marks its batch `running` at once (the batch starts within ~50 ms of work, and a
+    # second write per job to go from reserved to running would cost the drain one
+    # UPDATE per job); filters and counts treat it as held, like `running`.
     RESERVED = "reserved", _("Reserved")
     # Running in a worker.
     RUNNING = "running", _("Running")

@@ -1,4 +1,4 @@
-"""``jobs``: the public verbs. Admin actions, API viewsets, CLI subcommands and the
+"""``jobs``: the public verbs. Admin actions, CLI subcommands and the
 django.tasks backend all call these (or the model/QuerySet methods they call)."""
 
 from __future__ import annotations
@@ -14,14 +14,18 @@ from django.db import IntegrityError, transaction
 
 from .conf import jobs_settings, to_seconds
 from .enqueue import build_job, enqueue_chain, enqueue_job, enqueue_many, job_pk
+from .execution.rescue import rescue_stalled
 from .models import (
     FINISHED_STATUSES,
     Batch,
     Job,
     Queue,
+    Schedule,
     Worker,
 )
 from .models.job import jobs_db
+from .models.schedule_definitions import upsert_schedule
+from .monitoring import get_statistics
 from .registry import JobTask
 from .wakeups import notify
 
@@ -235,7 +239,6 @@ class JobManager:
         age) is never taken below two heartbeat intervals; ``worker_id`` rescues what a
         restarted worker of that id held before.
         """
-        from .execution.rescue import rescue_stalled
 
         return rescue_stalled(self.db, older_than, worker_id=worker_id)
 
@@ -308,7 +311,6 @@ class JobManager:
         """Run ``task`` on a 5-field cron expression read in ``timezone``; returns the
         ``Schedule``. ``name`` defaults to the task name. Options: ``tags``, ``metadata``,
         ``description``."""
-        from .scheduler import upsert_schedule
 
         return upsert_schedule(
             task=task,
@@ -342,7 +344,6 @@ class JobManager:
         """Run ``task`` every ``interval`` (seconds or timedelta), first one interval from
         now (or at ``start_at=``). Options: ``start_at``, ``tags``, ``metadata``,
         ``description``, ``timezone``."""
-        from .scheduler import upsert_schedule
 
         return upsert_schedule(
             task=task,
@@ -373,7 +374,6 @@ class JobManager:
         **options: Any,
     ):
         """Run ``task`` once at ``at`` (an aware datetime)."""
-        from .scheduler import upsert_schedule
 
         return upsert_schedule(
             task=task,
@@ -392,20 +392,17 @@ class JobManager:
 
     def unschedule(self, name: str) -> bool:
         """Delete the schedule ``name``; False if there was none. Its jobs are kept."""
-        from .models import Schedule
 
         deleted, _ = Schedule.objects.using(self.db).filter(name=name).delete()
         return bool(deleted)
 
     def list_scheduled(self):
         """All schedules (enabled or not), by name."""
-        from .models import Schedule
 
         return Schedule.objects.using(self.db).order_by("name")
 
     def get_schedule(self, name: str):
         """The schedule ``name``; raises ``Schedule.DoesNotExist``."""
-        from .models import Schedule
 
         return Schedule.objects.using(self.db).get(name=name)
 
@@ -433,7 +430,6 @@ class JobManager:
     # -- monitoring ----------------------------------------------------------------------
 
     def get_statistics(self) -> dict[str, Any]:
-        from .monitoring import get_statistics
 
         return get_statistics(self.db)
 

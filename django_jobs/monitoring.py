@@ -1,4 +1,4 @@
-"""Statistics (and, later, health and metrics) shared by the admin, API and CLI."""
+"""Statistics shared by the admin and the CLI."""
 
 from __future__ import annotations
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import inspect
 import logging
 
-from django.db import transaction
+from django.db import router, transaction
+
+from .conf import jobs_settings
+from .enums import FINISHED_STATUSES, JobStatus
+from .manager import JobManager
+from .models import Batch, Schedule
+from .models.schedule_definitions import sync_code_schedules
+from .models.workflow import advance_batch, cancel_dependents
+from .registry import registry
 
 logger = logging.getLogger("django_jobs.workflows")
 
@@ -16,8 +24,6 @@ def job_pre_delete(sender, instance, using, **kwargs) -> None:
     Its dependants would wait forever (their dependency rows go with it) and its batch
     would never finish: treat the deletion as a cancellation of the job first.
     """
-    from .enums import FINISHED_STATUSES, JobStatus
-    from .models.workflow import advance_batch, cancel_dependents
 
     if instance.status in FINISHED_STATUSES:
         return
@@ -35,9 +41,6 @@ def enqueue_on_complete(sender, batch, using, **kwargs) -> None:
     transaction that finished the batch, with the batch's options (queue, priority,
     tags); it receives ``batch_id=`` if it accepts it. A callback that cannot be enqueued
     is logged and never fails the job that finished the batch."""
-    from .manager import JobManager
-    from .models import Batch
-    from .registry import registry
 
     kwargs_ = dict(batch.on_complete_kwargs or {})
     options = {k: v for k, v in (batch.options or {}).items() if k in ("queue", "priority", "tags")}
@@ -64,3 +67,22 @@ def _accepts(func, name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def sync_code_schedules_after_migrate(sender, *, using, apps=None, **kwargs) -> None:
+    """``post_migrate`` receiver: code-declared schedules exist right after ``migrate``."""
+    if apps is not None:
+        try:
+            apps.get_model("django_jobs", "Schedule")
+        except LookupError:
+            return  # migrated to a state before schedules existed
+    if not router.allow_migrate_model(using, Schedule):
+        return
+    if jobs_settings.DATABASE and jobs_settings.DATABASE != using:
+        return
+
+    try:
+        registry.autodiscover()
+        sync_code_schedules(using=using)
+    except Exception:  # never fail migrate; workers sync again at start
+        logger.exception("Could not sync the schedules declared in code after migrate")

@@ -5,6 +5,8 @@
 (seconds); ``job_cancelled`` gets ``reason``.
 """
 
+import logging
+
 from django.dispatch import Signal
 
 job_enqueued = Signal()
@@ -24,7 +26,6 @@ def send(signal: Signal, job, **kwargs) -> None:
     """Send robustly: a failing receiver is logged and never fails the job or worker."""
     if not signal.receivers:
         return  # the common case, once or twice per job
-    import logging
 
     for receiver, result in signal.send_robust(sender=type(job), job=job, **kwargs):
         if isinstance(result, Exception):

@@ -1,6 +1,7 @@
 """The shape of django_jobs/: the layer contracts hold and no module imports itself back
 through others (see docs/architecture.md)."""
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "django_jobs"
 
 
 def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -72,3 +74,36 @@ def test_layer_contracts_are_kept():
         pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
     result = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_import_inside_a_function_says_why():
+    """Imports go at the top of a module; the few that Django's app loading forces into a
+    function carry a comment saying why: on the line above the block of imports, or on
+    the import's own line."""
+    unexplained = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        source = path.read_text()
+        lines = source.split("\n")
+        for function in ast.walk(ast.parse(source)):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for holder in ast.walk(function):
+                body = getattr(holder, "body", None)
+                if not isinstance(body, list):
+                    continue
+                block: list[ast.stmt] = []
+                for statement in [*body, None]:
+                    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+                        block.append(statement)
+                        continue
+                    if block:
+                        first, last = block[0].lineno, block[-1].end_lineno or block[-1].lineno
+                        said = lines[first - 2].strip().startswith("#") or all(
+                            "#" in lines[node.lineno - 1] for node in block
+                        )
+                        if not said:
+                            unexplained.append(f"{path}:{first}-{last}")
+                    block = []
+    assert not unexplained, "\n".join(unexplained)

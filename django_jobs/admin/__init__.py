@@ -1,7 +1,7 @@
 """Django admin for jobs, queues, workers, schedules and batches.
 
 An observatory with explicit actions: every action filters the selection to the rows it
-applies to and then calls the same QuerySet/manager verbs as the API and the CLI, so no
+applies to and then calls the same QuerySet/manager verbs as the CLI, so no
 state change is written here. One module per ModelAdmin; ``display`` renders values
 through templates, ``filters`` holds the list filters.
 """

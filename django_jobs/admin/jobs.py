@@ -140,7 +140,7 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
         return found, may_have_duplicates
 
     def has_add_permission(self, request):
-        return False  # jobs are enqueued by code, the API or the CLI
+        return False  # jobs are enqueued by code or the CLI
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = {

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import signals
 from ..conf import jobs_settings
 from ..exceptions import JobCancelled
 
@@ -86,7 +88,6 @@ def progress(fraction: float, message: str = "", **details: Any) -> None:
             raise JobCancelled(f"job {job.pk} was cancelled")
         return
     state.last_write = now
-    from .. import signals
 
     try:
         cancel = job.set_progress(fraction, str(message), _jsonable(details))
@@ -100,7 +101,6 @@ def progress(fraction: float, message: str = "", **details: Any) -> None:
 
 
 def _jsonable(details: dict) -> dict:
-    import json
 
     try:
         json.dumps(details)

@@ -19,6 +19,8 @@ from django.db import connections, transaction
 from ..conf import jobs_settings, to_seconds
 from ..enums import JobStatus
 from ..exceptions import WorkerLost
+from ..models import Job
+from ..wakeups import notify
 from .policy import error_entry
 from .runner import record_failure
 
@@ -67,7 +69,6 @@ def rescue_stalled(
     heartbeat intervals; ``worker_id`` rescues what a restarted worker of that id held
     before, alive or not.
     """
-    from ..models import Job
 
     cutoff = None
     if older_than is not None:
@@ -108,7 +109,5 @@ def rescue_stalled(
         if len(batch) < chunk:
             break
     if rescued:
-        from ..wakeups import notify
-
         notify(db, "*")
     return rescued

@@ -1,4 +1,4 @@
-"""Domain filters over jobs: what the admin, the API, the CLI and the worker compose."""
+"""Domain filters over jobs: what the admin, the CLI and the worker compose."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import models
+from django.db.models.sql import Query
 
 
 class DbNow(models.Func):
@@ -45,7 +46,6 @@ class DbNow(models.Func):
 
 def db_now(using: str) -> datetime:
     """The database's current time (aware UTC when ``USE_TZ``): one round trip."""
-    from django.db.models.sql import Query
 
     query = Query(None)
     query.add_annotation(DbNow(), "now")

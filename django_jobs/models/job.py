@@ -2,7 +2,7 @@
 
 Its QuerySet is composed from :mod:`filters` (the named subsets), :mod:`claiming`,
 :mod:`outcomes` (state changes over many jobs) and :mod:`pruning`; its own guarded state
-changes come from ``outcomes.JobTransitions``.
+changes come from ``transitions.JobTransitions``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from ..enums import FINISHED_STATUSES, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 from ..registry import registry
 from .claiming import claim_candidates, jobs_from_rows, new_lease
 from .dependency import JobDependency
-from .outcomes import JobTransitions
 from .pruning import JobPruning
+from .transitions import JobTransitions
 
 __all__ = [
     "Job",
@@ -40,7 +40,7 @@ def jobs_db() -> str:
 
 
 class JobQuerySet(JobPruning):
-    """Domain queries and verbs over jobs; the admin, API, CLI and worker compose these.
+    """Domain queries and verbs over jobs; the admin, the CLI and the worker compose these.
 
     One class built in layers, each seeing those below it: ``JobFilters`` (named
     subsets) < ``JobClaiming`` < ``JobOutcomes`` (guarded transitions, batched

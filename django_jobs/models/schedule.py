@@ -181,7 +181,7 @@ class Schedule(models.Model):
     def reschedule(self) -> None:
         """Recompute ``next_run_at`` from the current definition and save it.
 
-        For forms that save a new or edited schedule directly (the admin, the API):
+        For forms that save a new or edited schedule directly (the admin):
         cron -> next match after now, interval -> one interval from now, once -> run_at.
         """
         db = self._state.db or router.db_for_write(Schedule)

@@ -5,12 +5,12 @@ from datetime import datetime, timedelta
 from django.db import models
 from django.utils import timezone
 
+from ..conf import jobs_settings
 from .functions import DbNow
 
 
 class WorkerQuerySet(models.QuerySet):
     def _cutoff(self, cutoff: datetime | timedelta | None):
-        from ..conf import jobs_settings
 
         if isinstance(cutoff, datetime):
             return cutoff
@@ -62,7 +62,6 @@ class Worker(models.Model):
 
     @property
     def is_alive(self) -> bool:
-        from ..conf import jobs_settings
 
         return self.stopped_at is None and self.heartbeat_age.total_seconds() < (
             jobs_settings.WORKER_TIMEOUT

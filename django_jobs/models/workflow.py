@@ -18,6 +18,8 @@ from django.utils import timezone
 from .. import signals
 from ..enums import JobStatus
 from ..wakeups import notify
+from .batch import Batch
+from .functions import DbNow
 
 logger = logging.getLogger("django_jobs.workflows")
 
@@ -76,7 +78,6 @@ def release_dependents(job_id: int, db: str) -> list[int]:
 
 def cancel_dependents(job_ids: list[int], reason: str, db: str) -> list[int]:
     """Cancel every job waiting on ``job_ids``, transitively, recording ``reason``."""
-    from .functions import DbNow
 
     Job, JobDependency = _models()
 
@@ -132,7 +133,6 @@ def reopen_batches(jobs: list[tuple[int, str]], db: str) -> None:
     to pending (``retry()``): each leaves its batch's count, and the batch is unfinished
     again until it finishes once more. Its ``on_complete`` ran already and does not run
     again."""
-    from .batch import Batch
 
     counts: dict[int, dict[str, int]] = {}
     for batch_id, status in jobs:
@@ -147,7 +147,6 @@ def reopen_batches(jobs: list[tuple[int, str]], db: str) -> None:
 def advance_batch(batch_id: int, outcome: str, db: str, count: int = 1) -> None:
     """Count ``count`` finished jobs; the last one to finish enqueues ``on_complete``
     (once). The worker's batched completion counts a whole flush in one call."""
-    from .batch import Batch
 
     field = OUTCOME_FIELD[JobStatus(outcome)]
     Batch.objects.using(db).filter(pk=batch_id).update(**{field: F(field) + count})
@@ -166,7 +165,6 @@ def finish_batch(batch, db: str) -> None:
     enqueued, send ``batch_finished`` in the finishing transaction: its receiver (wired in
     ``AppConfig.ready()``) enqueues the callback, so that a rolled-back outcome enqueues
     nothing and the models need not know the manager."""
-    from .batch import Batch
 
     batch.finished_at = timezone.now()
     fire = bool(batch.on_complete) and not batch.on_complete_enqueued

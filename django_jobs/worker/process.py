@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Loaded once here, before executors fork, rather than in each executor.
+from .. import backend, signal_handlers  # noqa: F401
+
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -24,10 +27,11 @@ from multiprocessing.connection import wait
 
 from django.db import close_old_connections, connections
 
+from .. import scheduler
 from ..conf import jobs_settings
 from ..execution.resilience import retry_db_errors
 from ..manager import JobManager
-from ..models import Worker
+from ..models import DbNow, Worker
 from ..registry import registry
 from ..wakeups import NOTIFY_CHANNEL, uses_psycopg3
 from .pool import Executor, ExecutorCrashed, ExecutorPool, Unsettled
@@ -172,7 +176,6 @@ class WorkerProcess(ExecutorPool):
                 "exclude_queues": self.exclude_queues,
                 "database": self.db,
             }
-            _preload()
             self.sidecar = Sidecar(row, self.shared)
             self.sidecar.start()
             if self.burst:
@@ -272,7 +275,6 @@ class WorkerProcess(ExecutorPool):
             self.sidecar.start()
 
     def _housekeep_once(self) -> None:
-        from .. import scheduler
 
         try:
             self.manager.requeue_stuck()
@@ -284,7 +286,6 @@ class WorkerProcess(ExecutorPool):
 
     def _sync_code_schedules(self) -> None:
         """Create or update the schedules declared with @job(cron=...)/(interval=...)."""
-        from .. import scheduler
 
         try:
             scheduler.sync_code_schedules(using=self.db)
@@ -413,13 +414,6 @@ class WorkerProcess(ExecutorPool):
         return self.sidecar.worker[f"base_{what}"] if self.sidecar is not None else 0
 
 
-def _preload() -> None:
-    """Import what executors use before forking them, once, instead of in each one."""
-    from .. import backend, signal_handlers  # noqa: F401
-    from ..execution import rescue, runner  # noqa: F401
-
-
 def _db_now():
-    from ..models import DbNow
 
     return DbNow()

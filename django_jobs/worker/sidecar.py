@@ -27,9 +27,11 @@ from multiprocessing.process import BaseProcess
 
 from django.db import close_old_connections, connections
 
-from .. import __version__
+from .. import __version__, scheduler
 from ..conf import jobs_settings
 from ..execution.resilience import retry_db_errors
+from ..manager import JobManager
+from ..models import DbNow, Worker
 from .protocol import Shared, die_with_parent
 
 logger = logging.getLogger("django_jobs.worker")
@@ -66,7 +68,6 @@ class Heartbeat:
             connections.close_all()
 
     def beat(self, sent: float) -> None:
-        from ..models import Worker
 
         worker = self.worker
         current = sorted({slot.job_id for slot in self.shared.slots if slot.job_id})
@@ -111,7 +112,6 @@ class Housekeeper:
     failure logged and retried on the next round."""
 
     def __init__(self, worker: dict, shared: Shared, heartbeat: threading.Thread | None = None):
-        from ..manager import JobManager
 
         self.worker = worker
         self.shared = shared
@@ -123,7 +123,6 @@ class Housekeeper:
         self.next_prune = now + random.uniform(*FIRST_PRUNE)  # noqa: S311
 
     def run(self) -> None:
-        from .. import scheduler
 
         try:
             while not self.shared.sidecar_stop.value:
@@ -158,7 +157,6 @@ class Housekeeper:
             _drop_errored_connections()
 
     def prune(self) -> None:
-        from ..models import Worker
 
         retention = jobs_settings.RETENTION
         if retention:
@@ -190,7 +188,6 @@ def _drop_errored_connections() -> None:
 
 def register_row(worker: dict) -> None:
     """Create or refresh the worker's row (heartbeat now, by the database clock)."""
-    from ..models import DbNow, Worker
 
     Worker.objects.using(worker["database"]).update_or_create(
         id=worker["id"],

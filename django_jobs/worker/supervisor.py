@@ -11,6 +11,7 @@ from multiprocessing.process import BaseProcess
 
 from django.db import connections
 
+from .process import WorkerProcess
 from .protocol import die_with_parent
 
 logger = logging.getLogger("django_jobs.worker")
@@ -22,7 +23,6 @@ def _child(options: dict) -> None:
     # it once; otherwise every worker would see it twice and take it as "stop now".
     os.setpgrp()
     die_with_parent(signal.SIGTERM)
-    from .process import WorkerProcess
 
     code = WorkerProcess(**options).run()
     os._exit(code)

@@ -9,6 +9,9 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ...manager import jobs
+from ...models import FINISHED_STATUSES, Job, Queue
+
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -96,7 +99,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, subcommand, **options):
         handler = getattr(self, "do_" + subcommand.replace("-", "_"))
-        from ...models import Job
 
         try:
             handler(**options)
@@ -108,7 +110,6 @@ class Command(BaseCommand):
     # -- subcommands: thin callers of the manager -------------------------------------------
 
     def do_stats(self, **_):
-        from ...manager import jobs
 
         stats = jobs.get_statistics()
         for key, value in stats.items():
@@ -119,7 +120,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"{key:28} {value if value is not None else '-'}")
 
     def do_list(self, status, queue, task, limit, **_):
-        from ...manager import jobs
 
         qs = jobs.objects.all()
         if status:
@@ -136,7 +136,6 @@ class Command(BaseCommand):
             )
 
     def do_show(self, id, **_):
-        from ...manager import jobs
 
         job = jobs.get_job(id)
         fields = [
@@ -174,7 +173,6 @@ class Command(BaseCommand):
                 self.stdout.write(error["traceback"].rstrip())
 
     def do_enqueue(self, task, job_args, job_kwargs, queue, priority, delay, wait, timeout, **_):
-        from ...manager import jobs
 
         job = jobs.enqueue(
             task, args=job_args, kwargs=job_kwargs, queue=queue, priority=priority, delay=delay
@@ -184,8 +182,6 @@ class Command(BaseCommand):
             self.do_wait(job.pk, timeout)
 
     def do_wait(self, id, timeout=None, **_):
-        from ...manager import jobs
-        from ...models import FINISHED_STATUSES
 
         job = jobs.get_job(id)
         tty = self.stdout.isatty()
@@ -214,7 +210,6 @@ class Command(BaseCommand):
             sys.exit(1)
 
     def do_cancel(self, id, terminate, **_):
-        from ...manager import jobs
 
         jobs.get_job(id)  # an unknown id is "no such job", not "already finished"
         if jobs.cancel(id, terminate=terminate):
@@ -223,32 +218,26 @@ class Command(BaseCommand):
             raise CommandError(f"Job {id} is already finished.")
 
     def do_retry(self, id, **_):
-        from ...manager import jobs
 
         job = jobs.retry(id)
         self.stdout.write(f"job {job.pk} is {job.status} again in queue {job.queue}")
 
     def do_pause(self, queue, **_):
-        from ...manager import jobs
 
         jobs.pause_queue(queue)
         self.stdout.write(f"queue {queue} paused")
 
     def do_resume(self, queue, **_):
-        from ...manager import jobs
 
         jobs.resume_queue(queue)
         self.stdout.write(f"queue {queue} resumed")
 
     def do_clear(self, queue, **_):
-        from ...manager import jobs
 
         n = jobs.clear_queue(queue)
         self.stdout.write(f"queue {queue}: {n} job(s) cancelled")
 
     def do_queues(self, **_):
-        from ...manager import jobs
-        from ...models import Queue
 
         paused = set(Queue.objects.using(jobs.db).paused().values_list("name", flat=True))
         for name in jobs.get_queue_names():
@@ -256,7 +245,6 @@ class Command(BaseCommand):
             self.stdout.write(f"{name:30} {jobs.queue_length(name):>8}{flag}")
 
     def do_workers(self, **_):
-        from ...manager import jobs
 
         for w in jobs.get_workers().filter(stopped_at__isnull=True):
             state = "alive" if w.is_alive else "stale"
@@ -267,7 +255,6 @@ class Command(BaseCommand):
             )
 
     def do_schedules(self, **_):
-        from ...manager import jobs
 
         def when(value):
             return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
@@ -284,14 +271,12 @@ class Command(BaseCommand):
             )
 
     def do_prune(self, older_than, status, **_):
-        from ...manager import jobs
 
         statuses = status or ["completed", "failed", "cancelled"]
         n = jobs.prune(statuses=statuses, older_than=older_than)
         self.stdout.write(f"{n} job(s) deleted")
 
     def do_requeue_stuck(self, older_than, **_):
-        from ...manager import jobs
 
         n = jobs.requeue_stuck(older_than=older_than)
         self.stdout.write(f"{n} job(s) requeued")

@@ -7,6 +7,11 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, router
 
+from ...conf import jobs_settings
+from ...models import Job
+from ...worker.process import WorkerProcess, default_worker_id
+from ...worker.supervisor import Supervisor
+
 
 def positive_int(value: str) -> int:
     try:
@@ -120,10 +125,6 @@ class Command(BaseCommand):
         verbosity,
         **_,
     ):
-        from ...conf import jobs_settings
-        from ...models import Job
-        from ...worker.process import WorkerProcess, default_worker_id
-        from ...worker.supervisor import Supervisor
 
         configure_logging(verbosity)
         db = database or jobs_settings.DATABASE or router.db_for_write(Job)
