@@ -86,5 +86,4 @@ class JobsBackend(BaseTaskBackend):
 
 
 def _installed_apps() -> list[str]:
-
     return list(settings.INSTALLED_APPS)

@@ -166,7 +166,6 @@ def sqlite_transaction_warnings(databases: dict, aliases=None) -> list[checks.Ch
 
 @checks.register("django_jobs")
 def check_sqlite_transactions(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-
     try:
         alias = jobs_settings.DATABASE or router.db_for_write(Job)
     except Exception:  # noqa: BLE001 - E017 reports a bad alias

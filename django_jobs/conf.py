@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, Generic, TypeVar, overload
 
@@ -128,6 +129,42 @@ def _mapping(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("must be a dict.")
     return value
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """``DJANGO_JOBS["HEALTH"]``: the thresholds of the health checks."""
+
+    # The workers check fails with fewer live workers than this.
+    MIN_WORKERS: int = 1
+    # The scheduler check fails when an enabled schedule is later than this (seconds).
+    SCHEDULE_LAG: float = 60.0
+    # The queues check fails when a queue's oldest due job waited longer (seconds) than
+    # this, or than the queue's own max_pending_age; None: only the queues' own limits.
+    MAX_PENDING_AGE: float | None = 3600.0
+
+
+def _health(value: Any) -> HealthSettings:
+    if not isinstance(value, dict):
+        raise ValueError("must be a dict with MIN_WORKERS, SCHEDULE_LAG and MAX_PENDING_AGE.")
+    known = {f.name for f in fields(HealthSettings)}
+    unknown = sorted(set(value) - known, key=str)
+    if unknown:
+        raise ValueError(
+            f"has unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}."
+        )
+    read: dict[str, Any] = {}
+    if "MIN_WORKERS" in value:
+        read["MIN_WORKERS"] = _integer(0, "an integer >= 0 in MIN_WORKERS")(value["MIN_WORKERS"])
+    if "SCHEDULE_LAG" in value:
+        read["SCHEDULE_LAG"] = _seconds(
+            0, strict=True, wanted="a positive number of seconds or a timedelta in SCHEDULE_LAG"
+        )(value["SCHEDULE_LAG"])
+    if "MAX_PENDING_AGE" in value:
+        read["MAX_PENDING_AGE"] = _optional_seconds(
+            0, wanted="None or a positive number of seconds or a timedelta in MAX_PENDING_AGE"
+        )(value["MAX_PENDING_AGE"])
+    return HealthSettings(**read)
 
 
 def _dotted_paths(value: Any) -> list[str]:
@@ -269,8 +306,11 @@ class JobsSettings:
     NOTIFICATIONS_QUEUE: Setting[str] = Setting(
         "notifications", _name, "E023", "The default is 'notifications'."
     )
-    HEALTH: Setting[dict[str, Any]] = Setting(
-        {}, _mapping, "E024", "For example {'MIN_WORKERS': 1}; see docs/settings.md."
+    HEALTH: Setting[HealthSettings] = Setting(
+        {},
+        _health,
+        "E024",
+        "For example {'MIN_WORKERS': 2, 'SCHEDULE_LAG': 60, 'MAX_PENDING_AGE': 600}.",
     )
     API_PERMISSION_CLASSES: Setting[list[str]] = Setting(
         ["rest_framework.permissions.IsAdminUser"],

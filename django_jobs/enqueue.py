@@ -31,6 +31,7 @@ from .models.bulk import copy_jobs, insert_jobs
 from .models.functions import DbNow, db_now
 from .models.inserts import ensure_queue, insert_in_one_statement, insert_job, stamp
 from .models.job import new_lease
+from .models.rollup import CANCELLED, ENQUEUED, rollups
 from .models.workflow import finish_batch
 from .registry import JobTask, default_unique_key, registry
 from .results import backend_for, result_from_job
@@ -266,7 +267,9 @@ def enqueue_job(
         stored = insert_job(job, dep_ids, unique_key, db)
         if stored is not job:
             return stored  # the unfinished job holding the unique key
-    if job.status == JobStatus.CANCELLED:
+    rollups.record_on_commit(db, job.queue, job.task_name, ENQUEUED)
+    if job.status == JobStatus.CANCELLED:  # a dependency had failed already
+        rollups.record_on_commit(db, job.queue, job.task_name, CANCELLED)
         signals.send(signals.job_cancelled, job, reason=job.cancel_reason)
         return job
     signals.send(signals.job_enqueued, job)
@@ -356,6 +359,7 @@ def enqueue_many(
                 insert_jobs(chunk, db)
         if not payloads:
             finish_batch(batch, db)
+        rollups.record_on_commit(db, template.queue, task.name, ENQUEUED, n=len(payloads))
         notify(db, template.queue)
     if signals.job_enqueued.has_listeners():
         for job in Job.objects.using(db).filter(batch_id=batch.pk):

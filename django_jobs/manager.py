@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from .conf import jobs_settings, to_seconds
 from .enqueue import build_job, enqueue_chain, enqueue_job, enqueue_many, job_pk
 from .execution.rescue import rescue_stalled
+from .health import HealthReport, run_checks
 from .models import (
     FINISHED_STATUSES,
     Batch,
@@ -429,8 +430,11 @@ class JobManager:
 
     # -- monitoring ----------------------------------------------------------------------
 
-    def get_statistics(self) -> dict[str, Any]:
+    def health(self, checks: Iterable[str] | None = None) -> HealthReport:
+        """The health checks ``checks`` (all five by default) on the job database."""
+        return run_checks(checks, using=self.db)
 
+    def get_statistics(self) -> dict[str, Any]:
         return get_statistics(self.db)
 
     def get_workers(self):

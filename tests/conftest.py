@@ -145,3 +145,14 @@ def pytest_collection_modifyitems(config, items):
         for name, vendor_name in marks.items():
             if item.get_closest_marker(name) and current != vendor_name:
                 item.add_marker(pytest.mark.skip(reason=f"needs {vendor_name}"))
+
+
+@pytest.fixture(autouse=True)
+def _rollups_flushed_by_hand():
+    """No thread writes counts behind a test's back; what a test leaves unflushed is
+    dropped with it (its tables are gone when the process exits)."""
+    from django_jobs.models.rollup import rollups
+
+    rollups.autoflush = False
+    yield
+    rollups.take()

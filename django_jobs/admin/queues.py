@@ -29,7 +29,15 @@ class QueueAdmin(JobsAdminMedia, admin.ModelAdmin):
     list_filter = ("paused",)
     search_fields = ("name", "description")
     actions = ("pause_queues", "resume_queues", "clear_queues")
-    fields = ("name", "description", "paused", "concurrency_limit", "created_at", "updated_at")
+    fields = (
+        "name",
+        "description",
+        "paused",
+        "concurrency_limit",
+        "max_pending_age",
+        "created_at",
+        "updated_at",
+    )
 
     def get_readonly_fields(self, request, obj=None):
         # Pausing goes through the actions (resume also wakes idle workers).

@@ -101,7 +101,6 @@ def progress(fraction: float, message: str = "", **details: Any) -> None:
 
 
 def _jsonable(details: dict) -> dict:
-
     try:
         json.dumps(details)
         return details

@@ -10,6 +10,7 @@ from .batch import Batch, BatchKind
 from .functions import DbNow
 from .job import Job, JobDependency, JobQuerySet
 from .queue import Queue
+from .rollup import Rollup
 from .schedule import MisfirePolicy, Schedule, ScheduleKind
 from .worker import Worker
 
@@ -28,6 +29,7 @@ __all__ = [
     "MisfirePolicy",
     "Priority",
     "Queue",
+    "Rollup",
     "Schedule",
     "ScheduleKind",
     "Worker",

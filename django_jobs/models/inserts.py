@@ -145,7 +145,6 @@ def _apply_dependencies(job: Job, dep_ids: list[int], db: str) -> None:
 
 
 def _link_dependencies(job: Job, dep_ids: list[int], db: str) -> None:
-
     JobDependency.objects.using(db).bulk_create(
         [JobDependency(job_id=job.pk, depends_on_id=pk) for pk in sorted(set(dep_ids))]
     )

@@ -29,6 +29,7 @@ from ..results import send_django_signal
 from ..wakeups import notify
 from .claiming import JobClaiming
 from .functions import DbNow, db_now
+from .rollup import CANCELLED, COMPLETED, rollups
 from .workflow import advance_batch, job_finished, reopen_batches
 
 
@@ -68,7 +69,7 @@ class JobOutcomes(JobClaiming):
                 self.unfinished()
                 .order_by("pk")
                 .select_for_update()
-                .values_list("id", "status", "batch_id", "has_dependents")
+                .values_list("id", "status", "batch_id", "has_dependents", "queue", "task_name")
             )
             now_ids = [r for r in rows if r[1] not in HELD_STATUSES]
             held_ids = [r[0] for r in rows if r[1] in HELD_STATUSES]
@@ -82,8 +83,10 @@ class JobOutcomes(JobClaiming):
                     lease=None,
                     unique_active=None,
                 )
+                for _pk, _status, _batch, _has, queue, task in now_ids:
+                    rollups.record_on_commit(db, queue, task, CANCELLED)
             # Batches in one order (as the workers' writes), so no deadlock between them.
-            for pk, _status, batch_id, has_dependents in sorted(
+            for pk, _status, batch_id, has_dependents, _queue, _task in sorted(
                 now_ids, key=lambda r: (r[2] or 0, r[0])
             ):
                 if batch_id or has_dependents:
@@ -257,10 +260,13 @@ class JobOutcomes(JobClaiming):
                     batches[batch_id] = batches.get(batch_id, 0) + 1
             for batch_id in sorted(batches):  # one lock order: no deadlock between flushes
                 advance_batch(batch_id, JobStatus.COMPLETED, db, count=batches[batch_id])
+        counted = []
         for job, result in done:
             if job.pk in finished_at:
+                counted += job.observations(COMPLETED, finished_at[job.pk])
                 for key, value in job.completion_changes(result, finished_at[job.pk]).items():
                     setattr(job, key, value)
+        rollups.record_many_on_commit(db, counted)
         return set(finished_at)
 
     def _complete_many_postgresql(self, done) -> list[tuple[int, int | None, datetime]]:

@@ -44,6 +44,14 @@ class Queue(models.Model):
     paused = models.BooleanField(default=False)
     # At most this many running jobs of the queue across all workers (None: no limit).
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    # The health check (and the queue_backlog alert) fail when the queue's oldest due job
+    # has waited longer than this (None: DJANGO_JOBS["HEALTH"]["MAX_PENDING_AGE"]).
+    max_pending_age = models.DurationField(
+        null=True,
+        blank=True,
+        help_text="Alert when the oldest due job has waited longer than this "
+        "(empty: the HEALTH setting's MAX_PENDING_AGE).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,5 +1,5 @@
 """Defining schedules: validating a definition, creating or updating its row
-(``jobs.schedule(...)``, ``jobs.every(...)``, ``jobs.at(...)``), and keeping the
+(``jobs.schedule``, ``jobs.schedule_interval``, ``jobs.schedule_once``), and keeping the
 schedules declared in code (``@job(cron=...)``) in step with the code."""
 
 from __future__ import annotations

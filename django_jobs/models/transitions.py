@@ -16,10 +16,12 @@ from django.db import (
 )
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from ..conf import jobs_settings
 from ..enums import HELD_STATUSES, JobStatus
 from .functions import DbNow, db_now
+from .rollup import CANCELLED, COMPLETED, FAILED, RAN, RETRIED, WAITED, Observation, rollups
 from .workflow import job_finished
 
 
@@ -28,6 +30,8 @@ class JobTransitions(models.Model):
 
     # The fields of Job these use (declared on Job).
     queue: str
+    task_name: str
+    scheduled_at: datetime | None
     original_queue: str
     lease: str | None
     batch_id: int | None
@@ -90,6 +94,25 @@ class JobTransitions(models.Model):
             "worker_ids": [*self.worker_ids, self.worker_id],
         }
 
+    def count_outcome(self, kind: str, finished: datetime | None = None) -> None:
+        """Count this attempt's outcome for the metrics, and how long it ran and waited
+        (``models/rollup.py``), once the transaction that recorded it commits. Call it
+        with the job's fields as they were while it was held."""
+        db = self._state.db or router.db_for_write(type(self))
+        rollups.record_many_on_commit(db, self.observations(kind, finished))
+
+    def observations(self, kind: str, finished: datetime | None = None) -> list[Observation]:
+        """What this attempt's outcome counts: the outcome, and when it started, how long
+        it ran and how long it waited first."""
+        seen: list[Observation] = [(self.queue, self.task_name, kind, None)]
+        if self.started_at is not None:
+            end = finished if finished is not None else timezone.now()
+            seen.append((self.queue, self.task_name, RAN, (end - self.started_at).total_seconds()))
+            if self.scheduled_at is not None:
+                waited = (self.started_at - self.scheduled_at).total_seconds()
+                seen.append((self.queue, "", WAITED, waited))
+        return seen
+
     def set_completed(self, result: Any) -> bool:
         """Record success; False if this worker no longer holds the lease."""
         now = db_now(self._guarded().db)
@@ -97,6 +120,7 @@ class JobTransitions(models.Model):
         changes = self.completion_changes(result, finished)
         done = self._finish(changes, JobStatus.COMPLETED)
         if done:
+            self.count_outcome(COMPLETED, finished)
             for key, value in changes.items():
                 setattr(self, key, value)
         return done
@@ -156,6 +180,7 @@ class JobTransitions(models.Model):
         if not done and self._guarded().filter(cancel_requested=True).exists():
             return self.set_cancelled_while_running("cancelled", extra=common)
         if done:
+            self.count_outcome(RETRIED if retry_in is not None else FAILED)
             self.refresh_from_db()
         return done
 
@@ -180,6 +205,7 @@ class JobTransitions(models.Model):
             changes["started_at"] = self.started_at
         done = self._finish(changes, JobStatus.CANCELLED)
         if done:
+            self.count_outcome(CANCELLED)
             self.refresh_from_db()
         return done
 

@@ -11,7 +11,6 @@ from .functions import DbNow
 
 class WorkerQuerySet(models.QuerySet):
     def _cutoff(self, cutoff: datetime | timedelta | None):
-
         if isinstance(cutoff, datetime):
             return cutoff
         age = cutoff if cutoff is not None else timedelta(seconds=jobs_settings.WORKER_TIMEOUT)
@@ -62,7 +61,6 @@ class Worker(models.Model):
 
     @property
     def is_alive(self) -> bool:
-
         return self.stopped_at is None and self.heartbeat_age.total_seconds() < (
             jobs_settings.WORKER_TIMEOUT
         )

@@ -20,6 +20,7 @@ from ..enums import JobStatus
 from ..wakeups import notify
 from .batch import Batch
 from .functions import DbNow
+from .rollup import CANCELLED, rollups
 
 logger = logging.getLogger("django_jobs.workflows")
 
@@ -93,29 +94,29 @@ def cancel_dependents(job_ids: list[int], reason: str, db: str) -> list[int]:
                 .values("job_id")
             )
             .select_for_update()
-            .values_list("pk", "batch_id", "has_dependents")
+            .values_list("pk", "batch_id", "has_dependents", "queue", "task_name")
         )
         if not rows:
             break
-        ids = [pk for pk, _, _ in rows]
+        ids = [pk for pk, *_ in rows]
         Job.objects.using(db).filter(pk__in=ids, status=JobStatus.WAITING).update(
             status=JobStatus.CANCELLED,
             finished_at=DbNow(),
             cancel_reason=reason,
             unique_active=None,
         )
-        for _pk, batch_id, _ in rows:
+        for _pk, batch_id, _has, queue, task in rows:
+            rollups.record_on_commit(db, queue, task, CANCELLED)
             if batch_id:
                 advance_batch(batch_id, JobStatus.CANCELLED, db)
         cancelled += ids
-        frontier = [pk for pk, _, has in rows if has]
+        frontier = [pk for pk, _, has, _, _ in rows if has]
     if cancelled:
         _signal_cancelled_on_commit(cancelled, reason, db)
     return cancelled
 
 
 def _signal_cancelled_on_commit(ids: list[int], reason: str, db: str) -> None:
-
     if not signals.job_cancelled.has_listeners():
         return
 

@@ -58,6 +58,7 @@ from ..execution.runner import (
     started_at,
 )
 from ..models import Job, Queue
+from ..models.rollup import flush_counts
 from ..wakeups import notify
 from .keeper import BatchKeeper
 from .protocol import (
@@ -437,4 +438,5 @@ def _executor_main(conn, parent_pid: int, index: int, shared: Shared, claim: dic
     try:
         ExecutorLoop(conn, index, shared, claim).run()
     finally:
+        flush_counts()  # a forked process skips atexit: write the last counts now
         connections.close_all()

@@ -32,6 +32,7 @@ from ..conf import jobs_settings
 from ..execution.resilience import retry_db_errors
 from ..manager import JobManager
 from ..models import DbNow, Worker
+from ..models.rollup import flush_counts
 from ..registry import registry
 from ..wakeups import NOTIFY_CHANNEL, uses_psycopg3
 from .pool import Executor, ExecutorCrashed, ExecutorPool, Unsettled
@@ -60,8 +61,10 @@ class WorkerProcess(ExecutorPool):
         shutdown_timeout: float | None = None,
         scheduler: bool = True,
         database: str | None = None,
+        health_file: str | None = None,
     ):
         self.worker_id = worker_id or default_worker_id()
+        self.health_file = health_file
         self.queues = queues or []
         self.exclude_queues = exclude_queues or []
         self.concurrency = max(1, concurrency)
@@ -176,6 +179,7 @@ class WorkerProcess(ExecutorPool):
                 "exclude_queues": self.exclude_queues,
                 "database": self.db,
             }
+            row["health_file"] = self.health_file
             self.sidecar = Sidecar(row, self.shared)
             self.sidecar.start()
             if self.burst:
@@ -194,6 +198,7 @@ class WorkerProcess(ExecutorPool):
         finally:
             self._shutdown()
             self.restore_signals()
+            flush_counts()  # hand-backs and losses count; a forked worker skips atexit
         return 0
 
     def _new_executor(self, index: int) -> Executor:
@@ -275,7 +280,6 @@ class WorkerProcess(ExecutorPool):
             self.sidecar.start()
 
     def _housekeep_once(self) -> None:
-
         try:
             self.manager.requeue_stuck()
             if self.scheduler:
@@ -415,5 +419,4 @@ class WorkerProcess(ExecutorPool):
 
 
 def _db_now():
-
     return DbNow()

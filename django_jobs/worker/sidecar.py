@@ -30,8 +30,11 @@ from django.db import close_old_connections, connections
 from .. import __version__, scheduler
 from ..conf import jobs_settings
 from ..execution.resilience import retry_db_errors
+from ..health import touch
 from ..manager import JobManager
 from ..models import DbNow, Worker
+from ..models.rollup import COMPACT_CHUNK, flush_counts
+from ..models.rollup import compact as compact_rollups
 from .protocol import Shared, die_with_parent
 
 logger = logging.getLogger("django_jobs.worker")
@@ -68,7 +71,6 @@ class Heartbeat:
             connections.close_all()
 
     def beat(self, sent: float) -> None:
-
         worker = self.worker
         current = sorted({slot.job_id for slot in self.shared.slots if slot.job_id})
         try:
@@ -105,6 +107,11 @@ class Heartbeat:
             logger.info("Heartbeat of worker %s reaches the database again", worker["id"])
             self.failures = 0
         self.shared.beat_ok.value = sent
+        if worker.get("health_file"):
+            try:
+                touch(worker["health_file"])
+            except OSError as exc:
+                logger.warning("Could not touch the health file %s: %s", worker["health_file"], exc)
 
 
 class Housekeeper:
@@ -112,7 +119,6 @@ class Housekeeper:
     failure logged and retried on the next round."""
 
     def __init__(self, worker: dict, shared: Shared, heartbeat: threading.Thread | None = None):
-
         self.worker = worker
         self.shared = shared
         self.heartbeat = heartbeat
@@ -123,7 +129,6 @@ class Housekeeper:
         self.next_prune = now + random.uniform(*FIRST_PRUNE)  # noqa: S311
 
     def run(self) -> None:
-
         try:
             while not self.shared.sidecar_stop.value:
                 if self.heartbeat is not None and not self.heartbeat.is_alive():
@@ -157,7 +162,6 @@ class Housekeeper:
             _drop_errored_connections()
 
     def prune(self) -> None:
-
         retention = jobs_settings.RETENTION
         if retention:
             n = self.manager.prune(older_than=retention)
@@ -169,6 +173,9 @@ class Housekeeper:
                     extra={"action": "jobs_pruned"},
                 )
         Worker.objects.using(self.worker["database"]).silent_for(FORGET_WORKERS_AFTER).delete()
+        # Minute counts older than a day become hourly ones (the charts' history).
+        while compact_rollups(self.worker["database"]) == COMPACT_CHUNK:
+            pass
 
 
 def _sleep_until(shared: Shared, deadline: float) -> None:
@@ -219,6 +226,7 @@ def _sidecar_main(parent_pid: int, worker: dict, shared: Shared) -> None:
         Housekeeper(worker, shared, heartbeat).run()
     finally:
         heartbeat.join(timeout=jobs_settings.HEARTBEAT_INTERVAL + 1)
+        flush_counts()  # rescues count outcomes too; a forked process skips atexit
         connections.close_all()
 
 

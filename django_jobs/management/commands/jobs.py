@@ -6,9 +6,12 @@ import re
 import sys
 import time
 from datetime import timedelta
+from json import dumps
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ...conf import jobs_settings
+from ...health import CHECKS, worker_file_age
 from ...manager import jobs
 from ...models import FINISHED_STATUSES, Job, Queue
 
@@ -96,6 +99,31 @@ class Command(BaseCommand):
         )
         p = sub.add_parser("requeue-stuck", help="Rescue jobs of workers that stopped.")
         p.add_argument("--older-than", type=duration, default=None)
+        sub.add_parser("metrics", help="The Prometheus metrics, in the text exposition format.")
+        p = sub.add_parser(
+            "health",
+            help="Run the health checks; exit status 0 when healthy, 1 when not.",
+        )
+        p.add_argument(
+            "--check",
+            action="append",
+            default=None,
+            choices=CHECKS,
+            help="Run only this check (repeatable).",
+        )
+        p.add_argument("--json", action="store_true", help="Print the report as JSON.")
+        p.add_argument(
+            "--worker-file",
+            default=None,
+            help="Check only that `runworkers --health-file` touched this file lately "
+            "(no database needed: a liveness probe for worker containers).",
+        )
+        p.add_argument(
+            "--max-age",
+            type=duration,
+            default=None,
+            help="How old --worker-file may be (default: WORKER_TIMEOUT).",
+        )
 
     def handle(self, *args, subcommand, **options):
         handler = getattr(self, "do_" + subcommand.replace("-", "_"))
@@ -110,7 +138,6 @@ class Command(BaseCommand):
     # -- subcommands: thin callers of the manager -------------------------------------------
 
     def do_stats(self, **_):
-
         stats = jobs.get_statistics()
         for key, value in stats.items():
             if isinstance(value, dict):
@@ -120,7 +147,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"{key:28} {value if value is not None else '-'}")
 
     def do_list(self, status, queue, task, limit, **_):
-
         qs = jobs.objects.all()
         if status:
             qs = qs.filter(status=status)
@@ -136,7 +162,6 @@ class Command(BaseCommand):
             )
 
     def do_show(self, id, **_):
-
         job = jobs.get_job(id)
         fields = [
             "id",
@@ -173,7 +198,6 @@ class Command(BaseCommand):
                 self.stdout.write(error["traceback"].rstrip())
 
     def do_enqueue(self, task, job_args, job_kwargs, queue, priority, delay, wait, timeout, **_):
-
         job = jobs.enqueue(
             task, args=job_args, kwargs=job_kwargs, queue=queue, priority=priority, delay=delay
         )
@@ -182,7 +206,6 @@ class Command(BaseCommand):
             self.do_wait(job.pk, timeout)
 
     def do_wait(self, id, timeout=None, **_):
-
         job = jobs.get_job(id)
         tty = self.stdout.isatty()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -210,7 +233,6 @@ class Command(BaseCommand):
             sys.exit(1)
 
     def do_cancel(self, id, terminate, **_):
-
         jobs.get_job(id)  # an unknown id is "no such job", not "already finished"
         if jobs.cancel(id, terminate=terminate):
             self.stdout.write(f"job {id}: cancel requested")
@@ -218,34 +240,28 @@ class Command(BaseCommand):
             raise CommandError(f"Job {id} is already finished.")
 
     def do_retry(self, id, **_):
-
         job = jobs.retry(id)
         self.stdout.write(f"job {job.pk} is {job.status} again in queue {job.queue}")
 
     def do_pause(self, queue, **_):
-
         jobs.pause_queue(queue)
         self.stdout.write(f"queue {queue} paused")
 
     def do_resume(self, queue, **_):
-
         jobs.resume_queue(queue)
         self.stdout.write(f"queue {queue} resumed")
 
     def do_clear(self, queue, **_):
-
         n = jobs.clear_queue(queue)
         self.stdout.write(f"queue {queue}: {n} job(s) cancelled")
 
     def do_queues(self, **_):
-
         paused = set(Queue.objects.using(jobs.db).paused().values_list("name", flat=True))
         for name in jobs.get_queue_names():
             flag = " (paused)" if name in paused else ""
             self.stdout.write(f"{name:30} {jobs.queue_length(name):>8}{flag}")
 
     def do_workers(self, **_):
-
         for w in jobs.get_workers().filter(stopped_at__isnull=True):
             state = "alive" if w.is_alive else "stale"
             age = w.heartbeat_age.total_seconds()
@@ -255,7 +271,6 @@ class Command(BaseCommand):
             )
 
     def do_schedules(self, **_):
-
         def when(value):
             return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -271,15 +286,55 @@ class Command(BaseCommand):
             )
 
     def do_prune(self, older_than, status, **_):
-
         statuses = status or ["completed", "failed", "cancelled"]
         n = jobs.prune(statuses=statuses, older_than=older_than)
         self.stdout.write(f"{n} job(s) deleted")
 
     def do_requeue_stuck(self, older_than, **_):
-
         n = jobs.requeue_stuck(older_than=older_than)
         self.stdout.write(f"{n} job(s) requeued")
+
+    def do_health(self, check, json, worker_file, max_age, **_):
+        if worker_file is not None:
+            limit = max_age.total_seconds() if max_age else jobs_settings.WORKER_TIMEOUT
+            age = worker_file_age(worker_file)
+            healthy = age is not None and age <= limit
+            report = {
+                "status": "ok" if healthy else "fail",
+                "worker_file": worker_file,
+                "age_seconds": None if age is None else round(age, 1),
+                "max_age_seconds": limit,
+            }
+            if json:
+                self.stdout.write(dumps(report))
+            elif age is None:
+                self.stdout.write(f"fail  {worker_file} does not exist: no worker wrote it")
+            else:
+                word = "ok  " if healthy else "fail"
+                self.stdout.write(
+                    f"{word}  {worker_file} touched {age:.1f} s ago (limit {limit:g} s)"
+                )
+        else:
+            result = jobs.health(check)
+            healthy = result.ok
+            if json:
+                self.stdout.write(dumps(result.as_dict()))
+            else:
+                for item in result.checks:
+                    word = "ok  " if item.ok else "fail"
+                    self.stdout.write(f"{word}  {item.name:11} {item.message}")
+        if not healthy:
+            sys.exit(1)
+
+    def do_metrics(self, **_):
+        try:
+            # Here, not at the top: prometheus-client is the optional extra "metrics".
+            from ...metrics import render
+        except ImportError as exc:
+            raise CommandError(
+                f"{exc}: the metrics need prometheus-client (pip install 'django-jobs[metrics]')."
+            ) from None
+        self.stdout.write(render().decode(), ending="")
 
 
 def _bar(job, width: int = 30) -> str:

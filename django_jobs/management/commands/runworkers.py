@@ -103,6 +103,13 @@ class Command(BaseCommand):
             "(default: DJANGO_JOBS['SHUTDOWN_TIMEOUT'], 30).",
         )
         parser.add_argument(
+            "--health-file",
+            default=None,
+            metavar="PATH",
+            help="Touch PATH at every successful heartbeat, for a liveness probe that "
+            "needs no database: `manage.py jobs health --worker-file PATH`.",
+        )
+        parser.add_argument(
             "--database",
             default=None,
             help="Database alias of the job tables (default: "
@@ -122,10 +129,10 @@ class Command(BaseCommand):
         no_scheduler,
         shutdown_timeout,
         database,
+        health_file,
         verbosity,
         **_,
     ):
-
         configure_logging(verbosity)
         db = database or jobs_settings.DATABASE or router.db_for_write(Job)
         if db not in connections:
@@ -145,6 +152,7 @@ class Command(BaseCommand):
             "shutdown_timeout": shutdown_timeout,
             "scheduler": not no_scheduler,
             "database": database,
+            "health_file": health_file,
         }
         if processes == 1:
             code = WorkerProcess(**options).run()
