@@ -210,6 +210,14 @@ class JobManager:
         ids, flagged = self.objects.filter(pk=pk).cancel(terminate=terminate)
         return bool(ids or flagged)
 
+    def delete_job(self, job_id: Any) -> None:
+        """Delete a finished job. ``ValueError`` for an unfinished one (cancel it first),
+        ``Job.DoesNotExist`` for an unknown id."""
+        job = self.get_job(job_id)
+        if not job.is_finished:
+            raise ValueError(f"Job {job.pk} is {job.status}: only finished jobs can be deleted.")
+        job.delete()
+
     def retry(self, job_id: Any) -> Job:
         """A failed or cancelled job back to pending in its original queue."""
         pk = job_pk(job_id)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import F, Func, IntegerField, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..manager import jobs
-from ..models import Job, Queue
+from ..models import Queue
+from ..models.queue_counts import with_counts
 from .display import JobsAdminMedia
 
 
@@ -47,17 +46,7 @@ class QueueAdmin(JobsAdminMedia, admin.ModelAdmin):
         return readonly
 
     def get_queryset(self, request):
-        name = OuterRef("name")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                pending=_per_queue(Job.objects.claimable(), Q(queue=name)),
-                running=_per_queue(Job.objects.held(), Q(queue=name)),
-                # Failed jobs live in the dead-letter queue and remember where they came from.
-                failed=_per_queue(Job.objects.failed(), Q(queue=name) | Q(original_queue=name)),
-            )
-        )
+        return with_counts(super().get_queryset(request))
 
     @admin.display(description=_("pending"), ordering="pending")
     def pending_count(self, obj: Any) -> int:  # a Queue annotated with its counts
@@ -98,15 +87,3 @@ class QueueAdmin(JobsAdminMedia, admin.ModelAdmin):
             request,
             ngettext("%d pending job cancelled.", "%d pending jobs cancelled.", total) % total,
         )
-
-
-def _per_queue(jobs_qs, condition: Q):
-    """COUNT of the ``jobs_qs`` rows matching ``condition``, per queue row.
-
-    Job.queue is a name, not a foreign key, so this is a correlated scalar subquery; COUNT
-    as a plain function keeps Django from adding a GROUP BY to it.
-    """
-    counted = (
-        jobs_qs.filter(condition).order_by().annotate(n=Func(F("id"), function="COUNT")).values("n")
-    )
-    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)

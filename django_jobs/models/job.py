@@ -7,14 +7,14 @@ changes come from ``transitions.JobTransitions``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import models, router
 from django.db.models import Q
 from django.utils import timezone
 
 from ..conf import jobs_settings
-from ..enums import FINISHED_STATUSES, MAX_PRIORITY, MIN_PRIORITY, JobStatus
+from ..enums import FINISHED_STATUSES, HELD_STATUSES, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 from ..registry import registry
 from .claiming import claim_candidates, jobs_from_rows, new_lease
 from .dependency import JobDependency
@@ -197,6 +197,25 @@ class Job(JobTransitions, models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+    @property
+    def eta(self) -> datetime | None:
+        """When a running job should finish, from the progress it reported so far (the
+        rate so far, kept up); None until it reported some progress."""
+        if self.status not in HELD_STATUSES or self.started_at is None:
+            return None
+        if not 0.0 < self.progress < 1.0:
+            return None
+        elapsed = timezone.now() - self.started_at
+        return self.started_at + elapsed / self.progress
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds until ``eta`` (0 once it passed); None when unknown."""
+        eta = self.eta
+        if eta is None:
+            return None
+        return max(0.0, (eta - timezone.now()).total_seconds())
 
     def get_task(self):
         """The registered task of this job (raises ``TaskNotFound``)."""

@@ -1,0 +1,190 @@
+"""What the API reads and writes."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from ..models import Batch, Job, Queue, Schedule, Worker
+
+
+class JobSerializer(serializers.ModelSerializer):
+    eta = serializers.DateTimeField(read_only=True, allow_null=True)
+    eta_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    task = serializers.CharField(source="task_name", read_only=True)
+    depends_on = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "task",
+            "status",
+            "queue",
+            "original_queue",
+            "priority",
+            "args",
+            "kwargs",
+            "result",
+            "error",
+            "errors",
+            "attempts",
+            "retry_count",
+            "max_retries",
+            "timeout",
+            "progress",
+            "progress_message",
+            "progress_details",
+            "eta",
+            "eta_seconds",
+            "tags",
+            "metadata",
+            "unique_key",
+            "batch",
+            "chain_index",
+            "depends_on",
+            "schedule",
+            "worker_id",
+            "cancel_requested",
+            "cancel_reason",
+            "created_at",
+            "scheduled_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_depends_on(self, job: Job) -> list[int]:
+        return list(job.depends_on.values_list("pk", flat=True))
+
+
+class EnqueueSerializer(serializers.Serializer):
+    """``POST /jobs/``: what ``jobs.enqueue()`` takes, by name."""
+
+    task = serializers.CharField(max_length=255)
+    args = serializers.ListField(child=serializers.JSONField(), required=False, default=list)
+    kwargs = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+    queue = serializers.CharField(max_length=255, required=False)
+    priority = serializers.JSONField(
+        required=False, help_text="An integer in [-100, 100] or a name."
+    )
+    scheduled_at = serializers.DateTimeField(required=False)
+    delay = serializers.FloatField(required=False, min_value=0, help_text="Seconds.")
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    metadata = serializers.DictField(child=serializers.JSONField(), required=False)
+    max_retries = serializers.IntegerField(required=False, min_value=0)
+    timeout = serializers.FloatField(required=False, help_text="Seconds, > 0.")
+    unique_key = serializers.CharField(max_length=255, required=False, allow_null=True)
+    depends_on = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+
+
+class CancelSerializer(serializers.Serializer):
+    terminate = serializers.BooleanField(required=False, default=False)
+
+
+class BatchSerializer(serializers.ModelSerializer):
+    progress = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = Batch
+        fields = [
+            "id",
+            "kind",
+            "task_name",
+            "total",
+            "enqueued",
+            "completed",
+            "failed",
+            "cancelled",
+            "progress",
+            "on_complete",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class QueueSerializer(serializers.ModelSerializer):
+    pending = serializers.IntegerField(read_only=True)
+    running = serializers.IntegerField(read_only=True)
+    failed = serializers.IntegerField(read_only=True)
+    oldest_pending_age_seconds = serializers.SerializerMethodField()
+    max_pending_age = serializers.DurationField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Queue
+        fields = [
+            "name",
+            "description",
+            "paused",
+            "concurrency_limit",
+            "max_pending_age",
+            "pending",
+            "running",
+            "failed",
+            "oldest_pending_age_seconds",
+        ]
+        read_only_fields = fields
+
+    def get_oldest_pending_age_seconds(self, queue: Queue) -> float | None:
+        """Seconds the oldest due job has waited (None: no job is due)."""
+        due = getattr(queue, "oldest_due", None)
+        if due is None:
+            return None
+        return round(max(0.0, (timezone.now() - due).total_seconds()), 3)
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    alive = serializers.BooleanField(source="is_alive", read_only=True)
+    heartbeat_age_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Worker
+        fields = [
+            "id",
+            "hostname",
+            "pid",
+            "queues",
+            "exclude_queues",
+            "concurrency",
+            "started_at",
+            "last_heartbeat_at",
+            "heartbeat_age_seconds",
+            "stopped_at",
+            "alive",
+            "current_jobs",
+            "jobs_processed",
+            "jobs_failed",
+        ]
+        read_only_fields = fields
+
+    def get_heartbeat_age_seconds(self, worker: Worker) -> float:
+        return round(max(0.0, worker.heartbeat_age.total_seconds()), 3)
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    task = serializers.CharField(source="task_name", read_only=True)
+    description_of_timing = serializers.CharField(source="describe", read_only=True)
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "name",
+            "task",
+            "kind",
+            "cron",
+            "interval",
+            "run_at",
+            "timezone",
+            "description_of_timing",
+            "args",
+            "kwargs",
+            "queue",
+            "priority",
+            "misfire_policy",
+            "enabled",
+            "next_run_at",
+            "last_run_at",
+            "run_count",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,248 @@
+"""The API's views: thin callers of the manager and QuerySet verbs (SPEC 9.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..exceptions import TaskNotFound
+from ..health import CHECKS
+from ..manager import jobs
+from ..metrics import CONTENT_TYPE_LATEST, render
+from ..models import Batch, Job, Queue, Worker
+from ..models.queue_counts import with_counts
+from .filters import JobFilter
+from .pagination import JobCursorPagination
+from .permissions import api_permissions
+from .serializers import (
+    BatchSerializer,
+    CancelSerializer,
+    EnqueueSerializer,
+    JobSerializer,
+    QueueSerializer,
+    WorkerSerializer,
+)
+
+CONFLICT = OpenApiResponse(description="The state of the object does not allow this.")
+
+
+def documented(**kwargs: Any):
+    """drf-spectacular's ``extend_schema`` for a view method, built on drf-spectacular's
+    AutoSchema whatever the project's DEFAULT_SCHEMA_CLASS is."""
+
+    def decorate(method):
+        method.schema = AutoSchema
+        return extend_schema(**kwargs)(method)
+
+    return decorate
+
+
+def conflict(message: str) -> Response:
+    return Response({"detail": message}, status=status.HTTP_409_CONFLICT)
+
+
+class ConfiguredPermissions:
+    """Mixed into every view but health and metrics: API_PERMISSION_CLASSES, and the
+    schema generator (so a project needs no DEFAULT_SCHEMA_CLASS setting)."""
+
+    schema = AutoSchema()
+
+    def get_permissions(self):
+        return api_permissions()
+
+
+class JobViewSet(
+    ConfiguredPermissions,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Jobs: list (cursor-paginated, filtered), enqueue, read, cancel, retry, delete."""
+
+    serializer_class = JobSerializer
+    pagination_class = JobCursorPagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = JobFilter
+
+    def get_queryset(self):
+        return jobs.objects.all()
+
+    def get_object(self) -> Job:
+        return get_object_or_404(jobs.objects.all(), pk=_job_id(self.kwargs["pk"]))
+
+    @documented(request=EnqueueSerializer, responses={201: JobSerializer})
+    def create(self, request: Request) -> Response:
+        """Enqueue a registered task by name."""
+        body = EnqueueSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        options: dict[str, Any] = dict(body.validated_data)
+        task = options.pop("task")
+        try:
+            job = jobs.enqueue(task, **options)
+        except TaskNotFound:
+            raise ValidationError({"task": [f"No registered task named {task!r}."]}) from None
+        except (TypeError, ValueError) as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @documented(responses={204: None, 404: OpenApiResponse(), 409: CONFLICT})
+    def destroy(self, request: Request, pk: str) -> Response:
+        """Delete a finished job (409 for an unfinished one: cancel it first)."""
+        job = self.get_object()
+        try:
+            jobs.delete_job(job.pk)
+        except ValueError as exc:
+            return conflict(str(exc))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @documented(request=CancelSerializer, responses={200: JobSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel: at once if no worker holds the job, else its worker stops it
+        (``terminate``: kill it at the next heartbeat)."""
+        job = self.get_object()
+        body = CancelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if not jobs.cancel(job.pk, terminate=body.validated_data["terminate"]):
+            return conflict(f"Job {job.pk} is already {job.status}.")
+        job.refresh_from_db()
+        return Response(JobSerializer(job).data)
+
+    @documented(request=None, responses={200: JobSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        """A failed or cancelled job back to pending in its original queue."""
+        job = self.get_object()
+        try:
+            job = jobs.retry(job.pk)
+        except ValueError as exc:
+            return conflict(str(exc))
+        return Response(JobSerializer(job).data)
+
+
+class BatchViewSet(ConfiguredPermissions, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A batch or chain with its counts and progress."""
+
+    serializer_class = BatchSerializer
+
+    def get_queryset(self):
+        return Batch.objects.using(jobs.db).all()
+
+    def get_object(self) -> Batch:
+        return get_object_or_404(self.get_queryset(), pk=_job_id(self.kwargs["pk"]))
+
+
+class QueueViewSet(
+    ConfiguredPermissions,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Queues with their counts and oldest pending age; pause, resume, clear."""
+
+    serializer_class = QueueSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return with_counts(Queue.objects.using(jobs.db).all()).order_by("name")
+
+    def _reply(self, name: str) -> Response:
+        queue = get_object_or_404(self.get_queryset(), name=name)
+        return Response(QueueSerializer(queue).data)
+
+    @documented(request=None, responses={200: QueueSerializer})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, name: str) -> Response:
+        get_object_or_404(Queue.objects.using(jobs.db), name=name)
+        jobs.pause_queue(name)
+        return self._reply(name)
+
+    @documented(request=None, responses={200: QueueSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, name: str) -> Response:
+        get_object_or_404(Queue.objects.using(jobs.db), name=name)
+        jobs.resume_queue(name)
+        return self._reply(name)
+
+    @documented(request=None, responses={200: QueueSerializer})
+    @action(detail=True, methods=["post"])
+    def clear(self, request: Request, name: str) -> Response:
+        """Cancel the queue's pending, waiting and retrying jobs."""
+        get_object_or_404(Queue.objects.using(jobs.db), name=name)
+        jobs.clear_queue(name)
+        return self._reply(name)
+
+
+class WorkerViewSet(ConfiguredPermissions, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Workers and their heartbeat state, newest first."""
+
+    serializer_class = WorkerSerializer
+
+    def get_queryset(self):
+        return Worker.objects.using(jobs.db).order_by("-started_at")
+
+
+class StatsView(ConfiguredPermissions, APIView):
+    @documented(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        """The statistics of SPEC 5.8 (``jobs.get_statistics()``)."""
+        return Response(jobs.get_statistics())
+
+
+class HealthView(APIView):
+    """Anyone may ask; only staff see each check's details."""
+
+    permission_classes = [AllowAny]
+    schema = AutoSchema()
+
+    @documented(
+        parameters=[
+            OpenApiParameter(
+                "check", str, many=True, enum=list(CHECKS), description="Run only these checks."
+            )
+        ],
+        responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        try:
+            report = jobs.health(request.query_params.getlist("check") or None)
+        except ValueError as exc:
+            raise ValidationError({"check": [str(exc)]}) from None
+        details = IsAdminUser().has_permission(request, self)
+        code = status.HTTP_200_OK if report.ok else status.HTTP_503_SERVICE_UNAVAILABLE
+        return Response(report.as_dict(details=details), status=code)
+
+
+class MetricsView(APIView):
+    """Prometheus' text exposition format (SPEC 10), for anyone."""
+
+    permission_classes = [AllowAny]
+    schema = AutoSchema()
+
+    @documented(responses={(200, "text/plain"): OpenApiTypes.STR})
+    def get(self, request: Request) -> HttpResponse:
+        return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _job_id(value: str) -> int:
+    try:
+        pk = int(value)
+    except (TypeError, ValueError):
+        pk = 0
+    if not 0 < pk <= 2**63 - 1:
+        raise Http404("No such id.")
+    return pk
