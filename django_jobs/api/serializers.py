@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 from rest_framework import serializers
 
-from ..models import Batch, Job, Queue, Schedule, Worker
+from ..models import Batch, Job, MisfirePolicy, Queue, Schedule, Worker
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -188,3 +188,33 @@ class ScheduleSerializer(serializers.ModelSerializer):
             "run_count",
         ]
         read_only_fields = fields
+
+
+class ScheduleWriteSerializer(serializers.Serializer):
+    """``POST /schedules/`` and ``PATCH /schedules/{name}/``: one of ``cron``,
+    ``interval`` (seconds) or ``run_at``."""
+
+    name = serializers.CharField(max_length=255)
+    task = serializers.CharField(max_length=255)
+    cron = serializers.CharField(max_length=255, required=False)
+    interval = serializers.FloatField(required=False, min_value=0.001, help_text="Seconds.")
+    run_at = serializers.DateTimeField(required=False)
+    args = serializers.ListField(child=serializers.JSONField(), required=False)
+    kwargs = serializers.DictField(child=serializers.JSONField(), required=False)
+    queue = serializers.CharField(max_length=255, required=False, allow_null=True)
+    priority = serializers.JSONField(
+        required=False, help_text="An integer in [-100, 100] or a name."
+    )
+    timezone = serializers.CharField(max_length=64, required=False)
+    misfire_policy = serializers.ChoiceField(choices=MisfirePolicy.choices, required=False)
+    enabled = serializers.BooleanField(required=False)
+
+    def validate(self, data: dict) -> dict:
+        timing = [key for key in ("cron", "interval", "run_at") if key in data]
+        if len(timing) > 1:
+            raise serializers.ValidationError(
+                {timing[1]: [f"Give one of cron, interval and run_at, not {' and '.join(timing)}."]}
+            )
+        if self.context.get("creating") and not timing:
+            raise serializers.ValidationError({"cron": ["Give one of cron, interval and run_at."]})
+        return data

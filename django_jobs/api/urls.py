@@ -13,6 +13,7 @@ from .views import (
     JobViewSet,
     MetricsView,
     QueueViewSet,
+    ScheduleViewSet,
     StatsView,
     WorkerViewSet,
 )
@@ -32,6 +33,7 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("batches", BatchViewSet, basename="batch")
 router.register("queues", QueueViewSet, basename="queue")
 router.register("workers", WorkerViewSet, basename="worker")
+router.register("schedules", ScheduleViewSet, basename="schedule")
 
 
 class SchemaView(SpectacularAPIView):

@@ -22,7 +22,7 @@ from ..exceptions import TaskNotFound
 from ..health import CHECKS
 from ..manager import jobs
 from ..metrics import CONTENT_TYPE_LATEST, render
-from ..models import Batch, Job, Queue, Worker
+from ..models import Batch, Job, Queue, Schedule, Worker
 from ..models.queue_counts import with_counts
 from .filters import JobFilter
 from .pagination import JobCursorPagination
@@ -33,6 +33,8 @@ from .serializers import (
     EnqueueSerializer,
     JobSerializer,
     QueueSerializer,
+    ScheduleSerializer,
+    ScheduleWriteSerializer,
     WorkerSerializer,
 )
 
@@ -194,6 +196,115 @@ class WorkerViewSet(ConfiguredPermissions, mixins.ListModelMixin, viewsets.Gener
 
     def get_queryset(self):
         return Worker.objects.using(jobs.db).order_by("-started_at")
+
+
+class ScheduleViewSet(ConfiguredPermissions, viewsets.GenericViewSet):
+    """Schedules: list, create, read, change, delete; run now, enable, disable."""
+
+    serializer_class = ScheduleSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return Schedule.objects.using(jobs.db).order_by("name")
+
+    def get_object(self) -> Schedule:
+        return get_object_or_404(self.get_queryset(), name=self.kwargs["name"])
+
+    def list(self, request: Request) -> Response:
+        return Response(ScheduleSerializer(self.get_queryset(), many=True).data)
+
+    def retrieve(self, request: Request, name: str) -> Response:
+        return Response(ScheduleSerializer(self.get_object()).data)
+
+    @documented(request=ScheduleWriteSerializer, responses={201: ScheduleSerializer, 409: CONFLICT})
+    def create(self, request: Request) -> Response:
+        """Create a schedule: ``cron``, ``interval`` (seconds) or ``run_at``, exactly one."""
+        body = ScheduleWriteSerializer(data=request.data, context={"creating": True})
+        body.is_valid(raise_exception=True)
+        values = dict(body.validated_data)
+        if self.get_queryset().filter(name=values["name"]).exists():
+            return conflict(f"A schedule named {values['name']!r} exists: PATCH it instead.")
+        schedule = _define(values)
+        return Response(ScheduleSerializer(schedule).data, status=status.HTTP_201_CREATED)
+
+    @documented(request=ScheduleWriteSerializer, responses={200: ScheduleSerializer})
+    def partial_update(self, request: Request, name: str) -> Response:
+        """Change some fields; the others keep their values."""
+        current = self.get_object()
+        body = ScheduleWriteSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        values = {**_definition_of(current), **body.validated_data, "name": current.name}
+        timing = {"cron", "interval", "run_at"} & set(body.validated_data)
+        if timing:
+            for other in {"cron", "interval", "run_at"} - timing:
+                values.pop(other, None)
+        return Response(ScheduleSerializer(_define(values)).data)
+
+    @documented(responses={204: None})
+    def destroy(self, request: Request, name: str) -> Response:
+        self.get_object()
+        jobs.unschedule(name)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @documented(request=None, responses={200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, name: str) -> Response:
+        """Enqueue the schedule's job now (its next run does not move)."""
+        self.get_object()
+        return Response(JobSerializer(jobs.run_schedule_now(name)).data)
+
+    @documented(request=None, responses={200: ScheduleSerializer})
+    @action(detail=True, methods=["post"])
+    def enable(self, request: Request, name: str) -> Response:
+        self.get_object()
+        jobs.enable_schedule(name)
+        return Response(ScheduleSerializer(self.get_object()).data)
+
+    @documented(request=None, responses={200: ScheduleSerializer})
+    @action(detail=True, methods=["post"])
+    def disable(self, request: Request, name: str) -> Response:
+        self.get_object()
+        jobs.disable_schedule(name)
+        return Response(ScheduleSerializer(self.get_object()).data)
+
+
+def _definition_of(schedule: Schedule) -> dict[str, Any]:
+    timings: dict[str, dict[str, Any]] = {
+        "cron": {"cron": schedule.cron},
+        "interval": {"interval": schedule.interval},
+        "once": {"run_at": schedule.run_at},
+    }
+    timing = timings.get(schedule.kind, {})
+    return {
+        "task": schedule.task_name,
+        **timing,
+        "args": schedule.args,
+        "kwargs": schedule.kwargs,
+        "queue": schedule.queue or None,
+        "priority": schedule.priority,
+        "timezone": schedule.timezone,
+        "misfire_policy": schedule.misfire_policy,
+        "enabled": schedule.enabled,
+    }
+
+
+def _define(values: dict[str, Any]) -> Schedule:
+    """Create or update through the manager's verb for the schedule's kind."""
+    values = {k: v for k, v in values.items() if v is not None or k in ("priority", "queue")}
+    task = values.pop("task")
+    try:
+        if "cron" in values:
+            return jobs.schedule(task, **values)
+        zone = values.pop("timezone", None)
+        if "interval" in values:
+            return jobs.schedule_interval(task, timezone=zone or "UTC", **values)
+        values["at"] = values.pop("run_at")
+        return jobs.schedule_once(task, **values)
+    except TaskNotFound:
+        raise ValidationError({"task": [f"No registered task named {task!r}."]}) from None
+    except (TypeError, ValueError) as exc:
+        raise ValidationError({"detail": str(exc)}) from None
 
 
 class StatsView(ConfiguredPermissions, APIView):

@@ -44,7 +44,7 @@ def post(client, path, body=None):
 
 
 PROTECTED = ["jobs/", "jobs/1/", "batches/1/", "queues/", "queues/default/", "workers/",
-             "stats/", "schema/"]  # fmt: skip
+             "stats/", "schema/", "schedules/", "schedules/nightly/"]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", PROTECTED)
@@ -57,6 +57,8 @@ def test_anonymous_and_non_staff_get_no_data(anonymous, user, path):
         assert "add" not in response.content.decode()
     assert post(anonymous, "jobs/", {"task": tasks.add.name}).status_code in {401, 403}
     assert post(user, f"jobs/{job.pk}/cancel/").status_code == 403
+    every_minute = {"name": "x", "task": tasks.add.name, "cron": "* * * * *"}
+    assert post(user, "schedules/", every_minute).status_code == 403
     assert Job.objects.count() == 1
 
 
@@ -191,3 +193,63 @@ def test_schema_documents_every_endpoint(staff):
                  "/batches/{id}/", "/queues/", "/queues/{name}/", "/queues/{name}/pause/",
                  "/workers/", "/stats/", "/health/", "/metrics/"]:  # fmt: skip
         assert path in paths, (path, paths)
+
+
+def test_schedules_create_read_change_control_and_delete(staff):
+    from django_jobs.models import Schedule
+
+    nightly = {"name": "nightly", "task": tasks.add.name, "cron": "0 3 * * *",
+               "timezone": "Europe/Paris", "args": [1, 2], "queue": "night"}  # fmt: skip
+    response = post(staff, "schedules/", nightly)
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["kind"] == "cron" and body["next_run_at"] and body["enabled"] is True
+    assert post(staff, "schedules/", nightly).status_code == 409
+    every = {"name": "often", "task": tasks.noop.name, "interval": 30}
+    assert post(staff, "schedules/", every).json()["interval"] == 30.0
+    names = [s["name"] for s in staff.get(f"{API}schedules/").json()]
+    assert names == ["nightly", "often"]
+
+    changed = staff.patch(
+        f"{API}schedules/nightly/", data=json.dumps({"cron": "30 4 * * 1-5"}),
+        content_type="application/json",
+    )  # fmt: skip
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["cron"] == "30 4 * * 1-5" and changed.json()["args"] == [1, 2]
+    assert changed.json()["timezone"] == "Europe/Paris"
+
+    assert post(staff, "schedules/nightly/disable/").json()["enabled"] is False
+    assert post(staff, "schedules/nightly/enable/").json()["enabled"] is True
+    job = post(staff, "schedules/nightly/run/").json()
+    assert job["status"] == "pending" and job["args"] == [1, 2] and job["queue"] == "night"
+
+    assert staff.delete(f"{API}schedules/nightly/").status_code == 204
+    assert staff.get(f"{API}schedules/nightly/").status_code == 404
+    assert post(staff, "schedules/nightly/run/").status_code == 404
+    assert list(Schedule.objects.values_list("name", flat=True)) == ["often"]
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"name": "b", "task": tasks.add.name, "cron": "61 * * * *"}, "cron"),
+        (
+            {"name": "b", "task": tasks.add.name, "cron": "* * * * *", "timezone": "Mars/Base"},
+            "zone",
+        ),
+        ({"name": "b", "task": "no.such.task", "cron": "* * * * *"}, "task"),
+        ({"name": "b", "task": tasks.add.name}, "cron"),
+        ({"name": "b", "task": tasks.add.name, "cron": "* * * * *", "interval": 5}, "interval"),
+        ({"name": "b", "task": tasks.add.name, "interval": -1}, "interval"),
+        ({"name": "b", "task": tasks.add.name, "run_at": "soon"}, "run_at"),
+        ({"name": "b", "task": tasks.add.name, "cron": "* * * * *", "priority": 101}, "priority"),
+        ({"task": tasks.add.name, "cron": "* * * * *"}, "name"),
+    ],
+)
+def test_bad_schedules_are_400s_and_write_nothing(staff, body, field):
+    from django_jobs.models import Schedule
+
+    response = post(staff, "schedules/", body)
+    assert response.status_code == 400, response.content
+    assert field.lower() in response.content.decode().lower()
+    assert not Schedule.objects.exists()
