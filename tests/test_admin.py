@@ -355,3 +355,17 @@ def test_retry_all_skips_only_unique_conflicts():
         other.pk: JobStatus.PENDING,
         holder.pk: JobStatus.PENDING,
     }
+
+
+def test_admin_actions_are_audited_and_the_log_is_read_only(admin_client):
+    from django_jobs.models import AuditEntry
+
+    a, b, _c, _d = make_jobs()
+    url = reverse("admin:django_jobs_job_changelist")
+    admin_client.post(url, {"action": "cancel_jobs", "_selected_action": [a.pk, b.pk]})
+    entry = AuditEntry.objects.get()
+    assert (entry.source, entry.username, entry.action) == ("admin", "root", "cancel")
+    assert sorted(entry.targets) == sorted([a.pk, b.pk]) and entry.count == 2
+    log = admin_client.get(reverse("admin:django_jobs_auditentry_changelist"))
+    assert log.status_code == 200 and "cancel" in log.content.decode()
+    assert admin_client.get(reverse("admin:django_jobs_auditentry_add")).status_code == 403

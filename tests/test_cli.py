@@ -75,3 +75,17 @@ def test_prune_and_requeue_stuck():
 def test_cancel_unknown_job_is_a_clear_error():
     with pytest.raises(CommandError, match="No job"):
         cli("cancel", "987654")
+
+
+def test_state_changes_from_the_command_line_are_audited():
+    import getpass
+
+    from django_jobs.models import AuditEntry
+
+    job = jobs.enqueue(tasks.add, args=[1, 2])
+    cli("cancel", str(job.pk))
+    cli("pause", "emails")
+    cli("stats")  # reading is not logged
+    entries = list(AuditEntry.objects.order_by("id").values_list("source", "username", "action"))
+    me = getpass.getuser()
+    assert entries == [("cli", me, "cancel"), ("cli", me, "pause")]

@@ -8,10 +8,18 @@ through templates, ``filters`` holds the list filters.
 
 from __future__ import annotations
 
+from .audit import AuditEntryAdmin
 from .batches import BatchAdmin
 from .jobs import JobAdmin
 from .queues import QueueAdmin
 from .schedules import ScheduleAdmin
 from .workers import WorkerAdmin
 
-__all__ = ["BatchAdmin", "JobAdmin", "QueueAdmin", "ScheduleAdmin", "WorkerAdmin"]
+__all__ = [
+    "AuditEntryAdmin",
+    "BatchAdmin",
+    "JobAdmin",
+    "QueueAdmin",
+    "ScheduleAdmin",
+    "WorkerAdmin",
+]

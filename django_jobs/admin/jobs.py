@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..models import Job
+from .audit import audit
 from .display import (
     JobsAdminMedia,
     failures,
@@ -206,7 +207,9 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
     @admin.action(description=_("Retry selected failed/cancelled jobs"), permissions=["change"])
     def retry_jobs(self, request, queryset):
         selected = queryset.count()
+        targets = list(queryset.retriable().values_list("pk", flat=True)[:100])
         count, conflicts = queryset.retry_all()
+        audit(request, queryset.db, "retry", "job", targets, count=count)
         self.message_user(
             request,
             ngettext("%d job sent back to pending.", "%d jobs sent back to pending.", count)
@@ -241,6 +244,7 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
     def cancel_jobs(self, request, queryset):
         eligible = queryset.unfinished()
         ids, flagged = eligible.cancel(reason="cancelled from the admin")
+        audit(request, queryset.db, "cancel", "job", ids, count=len(ids) + flagged)
         if ids:
             self.message_user(
                 request,

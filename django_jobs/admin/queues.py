@@ -11,6 +11,7 @@ from django.utils.translation import ngettext
 from ..manager import jobs
 from ..models import Queue
 from ..models.queue_counts import with_counts
+from .audit import audit
 from .display import JobsAdminMedia
 
 
@@ -65,6 +66,7 @@ class QueueAdmin(JobsAdminMedia, admin.ModelAdmin):
         names = list(queryset.filter(paused=False).values_list("name", flat=True))
         for name in names:
             jobs.pause_queue(name)
+        audit(request, queryset.db, "pause", "queue", names)
         self.message_user(
             request, ngettext("%d queue paused.", "%d queues paused.", len(names)) % len(names)
         )
@@ -74,6 +76,7 @@ class QueueAdmin(JobsAdminMedia, admin.ModelAdmin):
         names = list(queryset.filter(paused=True).values_list("name", flat=True))
         for name in names:
             jobs.resume_queue(name)
+        audit(request, queryset.db, "resume", "queue", names)
         self.message_user(
             request, ngettext("%d queue resumed.", "%d queues resumed.", len(names)) % len(names)
         )
@@ -82,7 +85,9 @@ class QueueAdmin(JobsAdminMedia, admin.ModelAdmin):
         description=_("Clear selected queues (cancel their pending jobs)"), permissions=["change"]
     )
     def clear_queues(self, request, queryset):
-        total = sum(jobs.clear_queue(name) for name in queryset.values_list("name", flat=True))
+        names = list(queryset.values_list("name", flat=True))
+        total = sum(jobs.clear_queue(name) for name in names)
+        audit(request, queryset.db, "clear", "queue", names, jobs_cancelled=total)
         self.message_user(
             request,
             ngettext("%d pending job cancelled.", "%d pending jobs cancelled.", total) % total,

@@ -8,6 +8,7 @@ from django.utils.translation import ngettext
 
 from ..manager import JobManager
 from ..models import Schedule
+from .audit import audit
 from .display import JobsAdminMedia, status_badge
 
 
@@ -86,7 +87,9 @@ class ScheduleAdmin(JobsAdminMedia, admin.ModelAdmin):
     @admin.action(description=_("Run selected schedules now"), permissions=["change"])
     def run_now(self, request, queryset):
         manager = JobManager(queryset.db)
-        fired = [manager.run_schedule_now(schedule.name) for schedule in queryset]
+        names = list(queryset.values_list("name", flat=True))
+        fired = [manager.run_schedule_now(name) for name in names]
+        audit(request, queryset.db, "schedule.run", "schedule", names)
         self.message_user(
             request,
             ngettext("%d job enqueued.", "%d jobs enqueued.", len(fired)) % len(fired),
@@ -95,7 +98,9 @@ class ScheduleAdmin(JobsAdminMedia, admin.ModelAdmin):
 
     @admin.action(description=_("Enable selected schedules"), permissions=["change"])
     def enable_schedules(self, request, queryset):
+        names = list(queryset.values_list("name", flat=True))
         n = sum(schedule.enable() for schedule in queryset)
+        audit(request, queryset.db, "schedule.enable", "schedule", names, count=n)
         self.message_user(
             request,
             ngettext("%d schedule enabled.", "%d schedules enabled.", n) % n,
@@ -104,7 +109,9 @@ class ScheduleAdmin(JobsAdminMedia, admin.ModelAdmin):
 
     @admin.action(description=_("Disable selected schedules"), permissions=["change"])
     def disable_schedules(self, request, queryset):
+        names = list(queryset.values_list("name", flat=True))
         n = queryset.disable()
+        audit(request, queryset.db, "schedule.disable", "schedule", names, count=n)
         self.message_user(
             request,
             ngettext("%d schedule disabled.", "%d schedules disabled.", n) % n,

@@ -22,7 +22,7 @@ from ..exceptions import TaskNotFound
 from ..health import CHECKS
 from ..manager import jobs
 from ..metrics import CONTENT_TYPE_LATEST, render
-from ..models import Batch, Job, Queue, Schedule, Worker
+from ..models import AuditEntry, Batch, Job, Queue, Schedule, Worker
 from ..models.queue_counts import with_counts
 from .filters import JobFilter
 from .pagination import JobCursorPagination
@@ -50,6 +50,19 @@ def documented(**kwargs: Any):
         return extend_schema(**kwargs)(method)
 
     return decorate
+
+
+def audit(request: Request, action: str, target_type: str, targets: list, **details: Any):
+    """Record a state change made through the API by ``request.user``."""
+    AuditEntry.record(
+        source=AuditEntry.API,
+        action=action,
+        target_type=target_type,
+        targets=targets,
+        user=request.user,
+        using=jobs.db,
+        **details,
+    )
 
 
 def conflict(message: str) -> Response:
@@ -98,6 +111,7 @@ class JobViewSet(
             raise ValidationError({"task": [f"No registered task named {task!r}."]}) from None
         except (TypeError, ValueError) as exc:
             raise ValidationError({"detail": str(exc)}) from None
+        audit(request, "enqueue", "job", [job.pk], task=job.task_name)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @documented(responses={204: None, 404: OpenApiResponse(), 409: CONFLICT})
@@ -108,6 +122,7 @@ class JobViewSet(
             jobs.delete_job(job.pk)
         except ValueError as exc:
             return conflict(str(exc))
+        audit(request, "delete", "job", [job.pk])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @documented(request=CancelSerializer, responses={200: JobSerializer, 409: CONFLICT})
@@ -118,8 +133,10 @@ class JobViewSet(
         job = self.get_object()
         body = CancelSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        if not jobs.cancel(job.pk, terminate=body.validated_data["terminate"]):
+        terminate = body.validated_data["terminate"]
+        if not jobs.cancel(job.pk, terminate=terminate):
             return conflict(f"Job {job.pk} is already {job.status}.")
+        audit(request, "cancel", "job", [job.pk], terminate=terminate)
         job.refresh_from_db()
         return Response(JobSerializer(job).data)
 
@@ -132,6 +149,7 @@ class JobViewSet(
             job = jobs.retry(job.pk)
         except ValueError as exc:
             return conflict(str(exc))
+        audit(request, "retry", "job", [job.pk])
         return Response(JobSerializer(job).data)
 
 
@@ -171,6 +189,7 @@ class QueueViewSet(
     def pause(self, request: Request, name: str) -> Response:
         get_object_or_404(Queue.objects.using(jobs.db), name=name)
         jobs.pause_queue(name)
+        audit(request, "pause", "queue", [name])
         return self._reply(name)
 
     @documented(request=None, responses={200: QueueSerializer})
@@ -178,6 +197,7 @@ class QueueViewSet(
     def resume(self, request: Request, name: str) -> Response:
         get_object_or_404(Queue.objects.using(jobs.db), name=name)
         jobs.resume_queue(name)
+        audit(request, "resume", "queue", [name])
         return self._reply(name)
 
     @documented(request=None, responses={200: QueueSerializer})
@@ -185,7 +205,8 @@ class QueueViewSet(
     def clear(self, request: Request, name: str) -> Response:
         """Cancel the queue's pending, waiting and retrying jobs."""
         get_object_or_404(Queue.objects.using(jobs.db), name=name)
-        jobs.clear_queue(name)
+        cancelled = jobs.clear_queue(name)
+        audit(request, "clear", "queue", [name], jobs_cancelled=cancelled)
         return self._reply(name)
 
 
@@ -226,6 +247,7 @@ class ScheduleViewSet(ConfiguredPermissions, viewsets.GenericViewSet):
         if self.get_queryset().filter(name=values["name"]).exists():
             return conflict(f"A schedule named {values['name']!r} exists: PATCH it instead.")
         schedule = _define(values)
+        audit(request, "schedule.create", "schedule", [schedule.name])
         return Response(ScheduleSerializer(schedule).data, status=status.HTTP_201_CREATED)
 
     @documented(request=ScheduleWriteSerializer, responses={200: ScheduleSerializer})
@@ -239,12 +261,15 @@ class ScheduleViewSet(ConfiguredPermissions, viewsets.GenericViewSet):
         if timing:
             for other in {"cron", "interval", "run_at"} - timing:
                 values.pop(other, None)
-        return Response(ScheduleSerializer(_define(values)).data)
+        schedule = _define(values)
+        audit(request, "schedule.change", "schedule", [name], fields=sorted(body.validated_data))
+        return Response(ScheduleSerializer(schedule).data)
 
     @documented(responses={204: None})
     def destroy(self, request: Request, name: str) -> Response:
         self.get_object()
         jobs.unschedule(name)
+        audit(request, "schedule.delete", "schedule", [name])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @documented(request=None, responses={200: JobSerializer})
@@ -252,13 +277,16 @@ class ScheduleViewSet(ConfiguredPermissions, viewsets.GenericViewSet):
     def run(self, request: Request, name: str) -> Response:
         """Enqueue the schedule's job now (its next run does not move)."""
         self.get_object()
-        return Response(JobSerializer(jobs.run_schedule_now(name)).data)
+        job = jobs.run_schedule_now(name)
+        audit(request, "schedule.run", "schedule", [name], job=job.pk)
+        return Response(JobSerializer(job).data)
 
     @documented(request=None, responses={200: ScheduleSerializer})
     @action(detail=True, methods=["post"])
     def enable(self, request: Request, name: str) -> Response:
         self.get_object()
         jobs.enable_schedule(name)
+        audit(request, "schedule.enable", "schedule", [name])
         return Response(ScheduleSerializer(self.get_object()).data)
 
     @documented(request=None, responses={200: ScheduleSerializer})
@@ -266,6 +294,7 @@ class ScheduleViewSet(ConfiguredPermissions, viewsets.GenericViewSet):
     def disable(self, request: Request, name: str) -> Response:
         self.get_object()
         jobs.disable_schedule(name)
+        audit(request, "schedule.disable", "schedule", [name])
         return Response(ScheduleSerializer(self.get_object()).data)
 
 

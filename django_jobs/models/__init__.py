@@ -6,6 +6,7 @@ from ..enums import (
     JobStatus,
     Priority,
 )
+from .audit import AuditEntry
 from .batch import Batch, BatchKind
 from .functions import DbNow
 from .job import Job, JobDependency, JobQuerySet
@@ -19,6 +20,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "HELD_STATUSES",
     "UNFINISHED_STATUSES",
+    "AuditEntry",
     "Batch",
     "BatchKind",
     "DbNow",

@@ -253,3 +253,24 @@ def test_bad_schedules_are_400s_and_write_nothing(staff, body, field):
     assert response.status_code == 400, response.content
     assert field.lower() in response.content.decode().lower()
     assert not Schedule.objects.exists()
+
+
+def test_every_state_change_is_in_the_audit_log(staff):
+    from django_jobs.models import AuditEntry
+
+    job = post(staff, "jobs/", {"task": tasks.add.name, "args": [1, 1], "delay": 60}).json()
+    post(staff, f"jobs/{job['id']}/cancel/", {"terminate": True})
+    post(staff, f"jobs/{job['id']}/retry/")
+    post(staff, "queues/default/pause/")
+    post(staff, "schedules/", {"name": "s", "task": tasks.noop.name, "interval": 60})
+    staff.get(f"{API}jobs/")  # reading is not logged
+    columns = ("source", "username", "action", "target_type", "targets")
+    entries = list(AuditEntry.objects.order_by("id").values_list(*columns))
+    assert entries == [
+        ("api", "staff", "enqueue", "job", [job["id"]]),
+        ("api", "staff", "cancel", "job", [job["id"]]),
+        ("api", "staff", "retry", "job", [job["id"]]),
+        ("api", "staff", "pause", "queue", ["default"]),
+        ("api", "staff", "schedule.create", "schedule", ["s"]),
+    ]
+    assert AuditEntry.objects.get(action="cancel").details == {"terminate": True}

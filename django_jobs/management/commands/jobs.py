@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import re
 import sys
@@ -13,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from ...conf import jobs_settings
 from ...health import CHECKS, worker_file_age
 from ...manager import jobs
-from ...models import FINISHED_STATUSES, Job, Queue
+from ...models import FINISHED_STATUSES, AuditEntry, Job, Queue
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -201,6 +202,7 @@ class Command(BaseCommand):
         job = jobs.enqueue(
             task, args=job_args, kwargs=job_kwargs, queue=queue, priority=priority, delay=delay
         )
+        _audit("enqueue", "job", [job.pk], task=job.task_name)
         self.stdout.write(str(job.pk))
         if wait:
             self.do_wait(job.pk, timeout)
@@ -235,24 +237,29 @@ class Command(BaseCommand):
     def do_cancel(self, id, terminate, **_):
         jobs.get_job(id)  # an unknown id is "no such job", not "already finished"
         if jobs.cancel(id, terminate=terminate):
+            _audit("cancel", "job", [int(id)], terminate=terminate)
             self.stdout.write(f"job {id}: cancel requested")
         else:
             raise CommandError(f"Job {id} is already finished.")
 
     def do_retry(self, id, **_):
         job = jobs.retry(id)
+        _audit("retry", "job", [job.pk])
         self.stdout.write(f"job {job.pk} is {job.status} again in queue {job.queue}")
 
     def do_pause(self, queue, **_):
         jobs.pause_queue(queue)
+        _audit("pause", "queue", [queue])
         self.stdout.write(f"queue {queue} paused")
 
     def do_resume(self, queue, **_):
         jobs.resume_queue(queue)
+        _audit("resume", "queue", [queue])
         self.stdout.write(f"queue {queue} resumed")
 
     def do_clear(self, queue, **_):
         n = jobs.clear_queue(queue)
+        _audit("clear", "queue", [queue], jobs_cancelled=n)
         self.stdout.write(f"queue {queue}: {n} job(s) cancelled")
 
     def do_queues(self, **_):
@@ -288,10 +295,12 @@ class Command(BaseCommand):
     def do_prune(self, older_than, status, **_):
         statuses = status or ["completed", "failed", "cancelled"]
         n = jobs.prune(statuses=statuses, older_than=older_than)
+        _audit("prune", "job", [], count=n, statuses=statuses, older_than=str(older_than))
         self.stdout.write(f"{n} job(s) deleted")
 
     def do_requeue_stuck(self, older_than, **_):
         n = jobs.requeue_stuck(older_than=older_than)
+        _audit("requeue-stuck", "job", [], count=n)
         self.stdout.write(f"{n} job(s) requeued")
 
     def do_health(self, check, json, worker_file, max_age, **_):
@@ -335,6 +344,20 @@ class Command(BaseCommand):
                 f"{exc}: the metrics need prometheus-client (pip install 'django-jobs[metrics]')."
             ) from None
         self.stdout.write(render().decode(), ending="")
+
+
+def _audit(action: str, target_type: str, targets: list, count: int | None = None, **details):
+    """Record a state change made from the command line, under the operating-system user."""
+    AuditEntry.record(
+        source=AuditEntry.CLI,
+        action=action,
+        target_type=target_type,
+        targets=targets,
+        count=count,
+        username=getpass.getuser(),
+        using=jobs.db,
+        **details,
+    )
 
 
 def _bar(job, width: int = 30) -> str:
