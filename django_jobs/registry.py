@@ -262,7 +262,7 @@ class TaskRegistry:
 
 registry = TaskRegistry()
 
-_TASK_OPTIONS = {
+TASK_OPTIONS = {
     "max_retries",
     "retry_delay",
     "retry_backoff",
@@ -289,7 +289,7 @@ def _make_task(
     takes_context=False,
     **options: Any,
 ) -> JobTask:
-    unknown = set(options) - _TASK_OPTIONS
+    unknown = set(options) - TASK_OPTIONS
     if unknown:
         raise TypeError(f"Unknown @job option(s): {', '.join(sorted(unknown))}.")
     # Without queue/priority the task carries Django's defaults ("default", 0), which

@@ -14,7 +14,14 @@ from django.utils.module_loading import import_string
 
 from ._compat import TaskError, TaskResult, TaskResultStatus, task_backends
 from .enums import JobStatus
-from .registry import BACKEND_PATH, INTERNAL_ALIAS, JobTask, internal_backend, registry
+from .registry import (
+    BACKEND_PATH,
+    INTERNAL_ALIAS,
+    TASK_OPTIONS,
+    JobTask,
+    internal_backend,
+    registry,
+)
 
 if TYPE_CHECKING:  # the models need the app registry; this module must not
     from .models import Job
@@ -67,22 +74,8 @@ def _task_for(job: Job, backend) -> JobTask:
     return task
 
 
-_EXTRA_FIELDS = (
-    "job_name",
-    "max_retries",
-    "retry_delay",
-    "retry_backoff",
-    "retry_jitter",
-    "max_retry_delay",
-    "timeout",
-    "retry_on",
-    "dont_retry_on",
-    "tags",
-    "description",
-    "unique",
-    "cron",
-    "interval",
-)
+# What a JobTask carries beyond a plain django.tasks Task: its name and its options.
+_EXTRA_FIELDS = ("job_name", *sorted(TASK_OPTIONS))
 
 
 def _missing_task(*args, **kwargs):  # pragma: no cover - placeholder for unknown tasks

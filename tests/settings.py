@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",  # the live server of the browser test serves the CSS
     "rest_framework",
     "django_jobs",
     "tests.testapp",
@@ -91,3 +92,4 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_jobs": {"handlers": ["console"], "level": "WARNING"}},
 }
+STATIC_URL = "/static/"
