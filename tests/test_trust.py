@@ -657,6 +657,31 @@ def test_a_cancel_arriving_while_the_job_starts_is_not_lost():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_cancel_landing_in_a_progress_write_stops_the_job():
+    """The worker's cancel signal can arrive while progress() is in its UPDATE; the
+    JobCancelled it raises there must stop the job, not be logged as a failed write."""
+    from django.db import connection
+
+    from django_jobs.execution.context import interrupt_current
+    from django_jobs.execution.runner import run_job
+
+    job = jobs.enqueue(tasks.cooperative, args=["coop"], kwargs={"seconds": 20})
+    [held] = Job.objects.claim("w1", 1)
+
+    def signal_lands_mid_write(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "progress" in sql and sql.lstrip().upper().startswith("UPDATE"):
+            interrupt_current(job_id=held.pk)
+        return result
+
+    started = time.monotonic()
+    with connection.execute_wrapper(signal_lands_mid_write):
+        assert run_job(held) == JobStatus.CANCELLED
+    assert time.monotonic() - started < 10
+    assert status_of(job) == JobStatus.CANCELLED
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_flagged_job_that_fails_for_good_ends_cancelled():
     job = jobs.enqueue(tasks.raises_permanent, args=["x"])
     [held] = Job.objects.claim("w1", 1)

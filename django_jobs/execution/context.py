@@ -81,17 +81,21 @@ def progress(fraction: float, message: str = "", **details: Any) -> None:
     if fraction != fraction or fraction < 0.0 or fraction > 1.0:
         raise ValueError(f"progress must be in [0, 1], got {fraction!r}")
     job = state.job
+    if state.cancelled:
+        raise JobCancelled(f"job {job.pk} was cancelled")
     job.progress, job.progress_message, job.progress_details = fraction, str(message), details
     now = time.monotonic()
     if fraction < 1.0 and now - state.last_write < jobs_settings.PROGRESS_THROTTLE:
-        if state.cancelled:
-            raise JobCancelled(f"job {job.pk} was cancelled")
         return
     state.last_write = now
 
     try:
         cancel = job.set_progress(fraction, str(message), _jsonable(details))
-    except Exception:  # progress is best effort; the job goes on
+    except JobCancelled:  # the worker's cancel signal landed during the write
+        raise
+    except Exception:  # progress is best effort; the job goes on...
+        if state.cancelled:  # ...unless a cancel landed in the write and was wrapped
+            raise JobCancelled(f"job {job.pk} was cancelled") from None
         logger.exception("Could not record progress of job %s", job.pk)
         return
     signals.send(signals.job_progress, job, progress=fraction, message=message, details=details)
