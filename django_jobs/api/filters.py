@@ -11,7 +11,8 @@ from ..models import Job
 
 
 class JobFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
+    # distinct=False: one status per row, and a DISTINCT over a big table is a sort.
+    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
     queue = django_filters.CharFilter(field_name="queue")
     task = django_filters.CharFilter(field_name="task_name")
     priority = django_filters.CharFilter(
