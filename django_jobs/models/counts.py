@@ -6,9 +6,10 @@ of that many index entries, seconds on every scrape and every dashboard refresh.
 PostgreSQL, once the table holds more than :data:`ESTIMATE_ABOVE` rows, a group of
 finished jobs is counted exactly only while it is small (up to :data:`EXACT_UP_TO` rows,
 a bounded index-only count) and estimated from the planner's statistics beyond that (the
-estimate ``EXPLAIN`` prints, which an extended statistics object on ``(queue, status)``,
-migration 0009, keeps accurate for the pair). Estimates are as fresh as the table's last
-``ANALYZE``: autovacuum runs it after a few per cent of the rows changed (migration 0003).
+estimate ``EXPLAIN`` prints, which extended statistics objects on ``(queue, status)`` and
+``(original_queue, status)``, migration 0009, keep accurate for the pairs). Estimates are
+as fresh as the table's last ``ANALYZE``, which autovacuum runs after every 10,000 changed
+rows (migration 0003).
 Other databases always count exactly.
 """
 
@@ -17,9 +18,10 @@ from __future__ import annotations
 import json
 
 from django.db import connections
-from django.db.models import Count
+from django.db.models import Case, Count, F, When
 
-from ..enums import FINISHED_STATUSES, UNFINISHED_STATUSES
+from ..conf import jobs_settings
+from ..enums import FINISHED_STATUSES, UNFINISHED_STATUSES, JobStatus
 from .job import Job
 from .queue import Queue
 from .rollup import TOTAL, Rollup
@@ -31,12 +33,12 @@ EXACT_UP_TO = 10_000  # a finished group this small is counted exactly
 def job_counts(db: str, *, by_queue: bool) -> tuple[dict, bool]:
     """``({(queue, status): n}, estimated)`` or, without ``by_queue``, ``({status: n},
     estimated)``; ``estimated`` says whether any number is an estimate. Groups with no
-    job are left out."""
+    job are left out. ``queue`` is the queue a job ran in: a failed job that was moved to
+    the dead-letter queue counts under its original queue (SPEC 10)."""
     jobs = Job.objects.using(db).order_by()
-    keys = ("queue", "status") if by_queue else ("status",)
     if not _big(db):
-        return _grouped(jobs, keys), False
-    counts = _grouped(jobs.filter(status__in=UNFINISHED_STATUSES), keys)
+        return _grouped(jobs, by_queue), False
+    counts = _grouped(jobs.filter(status__in=UNFINISHED_STATUSES), by_queue)
     estimated = False
     queues = _known_queues(db, counts) if by_queue else [None]
     for queue in queues:
@@ -48,10 +50,22 @@ def job_counts(db: str, *, by_queue: bool) -> tuple[dict, bool]:
     return counts, estimated
 
 
-def _grouped(jobs, keys: tuple[str, ...]) -> dict:
-    rows = jobs.values_list(*keys).annotate(n=Count("id"))
-    if len(keys) == 1:
-        return dict(rows)
+def failed_by_queue(db: str) -> tuple[dict[str, int], bool]:
+    """``({queue: failed jobs}, estimated)``, by the queue each failed in."""
+    counts, estimated = job_counts(db, by_queue=True)
+    failed = {queue: n for (queue, status), n in counts.items() if status == JobStatus.FAILED}
+    return failed, estimated
+
+
+def _origin():
+    """The queue a job ran in (dead-lettered jobs keep it in ``original_queue``)."""
+    return Case(When(original_queue="", then=F("queue")), default=F("original_queue"))
+
+
+def _grouped(jobs, by_queue: bool) -> dict:
+    if not by_queue:
+        return dict(jobs.values_list("status").annotate(n=Count("id")))
+    rows = jobs.annotate(origin=_origin()).values_list("origin", "status").annotate(n=Count("id"))
     return {(queue, status): n for queue, status, n in rows}
 
 
@@ -69,25 +83,37 @@ def _big(db: str) -> bool:
 
 
 def _known_queues(db: str, counts: dict) -> list[str]:
-    """Every queue that may hold finished jobs: declared, holding unfinished jobs, or with
-    outcomes in the running totals."""
+    """Every queue that may hold finished jobs: declared (enqueue declares its queue), the
+    dead-letter queue, holding unfinished jobs, or with outcomes in the running totals."""
     names = set(Queue.objects.using(db).values_list("name", flat=True))
+    names.add(jobs_settings.DEAD_LETTER_QUEUE)
     names.update(queue for queue, _ in counts)
     names.update(Rollup.objects.using(db).filter(resolution=TOTAL).values_list("queue", flat=True))
     return sorted(names)
 
 
 def _finished(db: str, status: str, queue: str | None) -> tuple[int, bool]:
-    """The jobs of one finished group: exact while few, else the planner's estimate."""
+    """The jobs of one finished group, exact while few, else the planner's estimate.
+    A queue's failed jobs are those dead-lettered from it plus those that failed in it
+    (the dead-letter queue's own)."""
     jobs = Job.objects.using(db).order_by().filter(status=status)
-    if queue is not None:
-        jobs = jobs.filter(queue=queue)
-    estimate = _planner_rows(db, jobs)
-    if estimate < EXACT_UP_TO:
-        exact = _bounded_count(db, jobs, EXACT_UP_TO)
+    if queue is None:
+        parts = [jobs]
+    elif status == JobStatus.FAILED:
+        parts = [jobs.filter(original_queue=queue), jobs.filter(queue=queue, original_queue="")]
+    else:
+        parts = [jobs.filter(queue=queue)]
+    total, guessed = 0, False
+    for part in parts:
+        # Counting up to the bound reads at most that many index entries (the (status,
+        # queue) index; migration 0009's for original_queue), whatever the table's size.
+        exact = _bounded_count(db, part, EXACT_UP_TO)
         if exact < EXACT_UP_TO:
-            return exact, False
-    return max(estimate, EXACT_UP_TO), True
+            total += exact
+        else:
+            total += max(_planner_rows(db, part), EXACT_UP_TO)
+            guessed = True
+    return total, guessed
 
 
 def _planner_rows(db: str, jobs) -> int:
@@ -105,11 +131,3 @@ def _bounded_count(db: str, jobs, limit: int) -> int:
     with connections[db].cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM ({sql}) AS bounded", params)
         return int(cursor.fetchone()[0])
-
-
-def statuses_total(counts: dict) -> dict[str, int]:
-    """``{(queue, status): n}`` folded to ``{status: n}``."""
-    total: dict[str, int] = {}
-    for (_, status), n in counts.items():
-        total[status] = total.get(status, 0) + n
-    return total
