@@ -5,6 +5,8 @@ import json
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 from datetime import timedelta
 
 import pytest
@@ -147,11 +149,21 @@ def test_cli_worker_file_probe_needs_no_database(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_health_follows_a_real_worker_and_its_health_file(workers, tmp_path):
+def test_health_follows_a_real_worker_and_its_health_file(workers, tmp_path, live_server):
     # tests/settings.py: heartbeats every 0.5 s, a worker is dead after 3 s without one.
+    def http_status():  # GET /api/jobs/health/?check=workers over HTTP, anonymously
+        url = f"{live_server.url}/api/jobs/health/?check=workers"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert http_status() == 503  # no worker yet
     path = tmp_path / "worker-alive"
     proc = workers.start("--health-file", str(path), "--concurrency", "1")
     wait_until(lambda: run_checks(["workers"]).ok, message="the worker to be alive")
+    assert http_status() == 200
     wait_until(path.exists, message="the health file")
     first = path.stat().st_mtime
     wait_until(lambda: path.stat().st_mtime > first, message="the health file to be touched again")
@@ -162,5 +174,7 @@ def test_health_follows_a_real_worker_and_its_health_file(workers, tmp_path):
         call_command("jobs", "health", "--worker-file", str(path), "--max-age", "1s")
     # Dead worker rows count once their heartbeat is older than WORKER_TIMEOUT.
     wait_until(lambda: not run_checks(["workers"]).ok, timeout=30, message="workers to fail")
+    assert http_status() == 503
     workers.start("--concurrency", "1")
     wait_until(lambda: run_checks(["workers"]).ok, message="the new worker to count")
+    assert http_status() == 200
