@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .audit import AuditEntryAdmin
 from .batches import BatchAdmin
+from .dashboard import DashboardAdmin
 from .jobs import JobAdmin
 from .queues import QueueAdmin
 from .schedules import ScheduleAdmin
@@ -18,6 +19,7 @@ from .workers import WorkerAdmin
 __all__ = [
     "AuditEntryAdmin",
     "BatchAdmin",
+    "DashboardAdmin",
     "JobAdmin",
     "QueueAdmin",
     "ScheduleAdmin",

@@ -10,17 +10,35 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import django
 from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString
 
 from ..enums import JobStatus, Priority
 
 
 class JobsAdminMedia:
-    """Mixed into every ModelAdmin of the app: its stylesheet."""
+    """Mixed into every ModelAdmin of the app: its stylesheet, and the script that keeps
+    running jobs' progress bars up to date."""
 
     class Media:
         css = {"all": ("django_jobs/admin.css",)}
+        js = ("django_jobs/progress.js",)
+
+
+def page_context(request, model_admin, title: Any, trail=()) -> dict[str, Any]:
+    """What a page of ours needs to look like the admin's own (header, sidebar,
+    breadcrumbs for this Django version)."""
+    return {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.model._meta,
+        "trail": list(trail),
+        # Django 6 draws breadcrumbs as a list, 5.2 as links with separators.
+        "ol_breadcrumbs": django.VERSION >= (6, 0),
+    }
 
 
 def format_duration(seconds: float | None) -> str:
@@ -61,28 +79,75 @@ def priority_label(priority: int) -> SafeString:
     )
 
 
-def progress_bar(fraction: float | None, message: str = "") -> SafeString:
-    percent = round(max(0.0, min(1.0, fraction or 0.0)) * 100)
+def task_label(name: str) -> SafeString:
+    """A task's dotted name by its last part (the whole name in the title): the job
+    list's narrowest way to tell tasks apart."""
+    module, _, short = name.rpartition(".")
     return render_to_string(
-        "django_jobs/admin/progress.html", {"percent": percent, "message": message}
+        "django_jobs/admin/task_name.html",
+        {"name": name, "short": short, "module": module.rpartition(".")[2]},
     )
 
 
-def failures(errors: list[Any]) -> SafeString | str:
-    """Every failed attempt of ``errors`` (a job's), newest first, with its traceback."""
-    if not errors:
-        return "-"
-    shown = []
-    for number, entry in reversed(list(enumerate(errors, start=1))):
+def when(moment: Any) -> SafeString:
+    """A time, short: hours only when it is today (the full date in the title)."""
+    today = False
+    if moment is not None:
+        local = timezone.localtime(moment) if timezone.is_aware(moment) else moment
+        now = timezone.localtime() if timezone.is_aware(moment) else timezone.now()
+        today = local.date() == now.date()
+        moment = local
+    return render_to_string("django_jobs/admin/when.html", {"when": moment, "today": today})
+
+
+def progress_bar(
+    fraction: float | None, message: str = "", *, job_id: int | None = None, eta: str = ""
+) -> SafeString:
+    """A ``<progress>`` bar; with ``job_id`` (a running job) the page's script keeps it
+    up to date, with its ETA."""
+    percent = round(max(0.0, min(1.0, fraction or 0.0)) * 100)
+    return render_to_string(
+        "django_jobs/admin/progress.html",
+        {"percent": percent, "message": message, "job_id": job_id, "eta": eta},
+    )
+
+
+def attempts_timeline(job: Any) -> SafeString:
+    """A job's attempts, newest first: the current (or last) one with its worker, times
+    and outcome, then every failed one with its error and traceback."""
+    failed = []
+    for number, entry in reversed(list(enumerate(job.errors or [], start=1))):
         entry = entry if isinstance(entry, dict) else {"message": str(entry)}
-        details = {k: v for k, v in entry.items() if k not in ("traceback", "type", "message")}
-        shown.append(
+        known = ("traceback", "type", "message", "attempt", "worker_id", "at")
+        details = {k: v for k, v in entry.items() if k not in known and k != "exception_class_path"}
+        failed.append(
             {
-                "number": number,
+                "number": entry.get("attempt") or number,
                 "type": entry.get("type", "?"),
                 "message": entry.get("message", ""),
+                "worker": entry.get("worker_id") or "",
+                "at": parse_datetime(str(entry.get("at") or "")),
                 "details": json_text(details) if details else "",
                 "traceback": entry.get("traceback") or "",
             }
         )
-    return render_to_string("django_jobs/admin/failures.html", {"failures": shown})
+    duration = job.duration
+    current: dict[str, Any] = {
+        "number": job.attempts,
+        "status": job.status,
+        "badge": status_badge(job.status),
+        "worker": job.worker_id or ((job.worker_ids or [""])[-1]),
+        "started": job.started_at,
+        "finished": job.finished_at,
+        "duration": format_duration(duration.total_seconds()) if duration else "",
+    }
+    if failed and failed[0]["number"] == job.attempts and job.status in ("failed", "retrying"):
+        # The last attempt is the last failure: one entry, with its outcome and timing.
+        failed[0].update(
+            badge=current["badge"], duration=current["duration"], started=job.started_at
+        )
+        current = {}
+    return render_to_string(
+        "django_jobs/admin/attempts.html",
+        {"current": current if current and job.attempts else None, "failures": failed},
+    )

@@ -2,22 +2,60 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import JsonResponse
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from ..enums import FINISHED_STATUSES, HELD_STATUSES
 from ..models import Job
+from ..models.counts import bounded_count
 from .audit import audit
 from .display import (
     JobsAdminMedia,
-    failures,
+    attempts_timeline,
     format_duration,
     pretty_json,
     priority_label,
     progress_bar,
     status_badge,
+    task_label,
+    when,
 )
-from .filters import PriorityFilter
+from .failures import failures_view
+from .filters import CreatedRangeFilter, PriorityFilter, QueueFilter, TagFilter, TaskFilter
+
+MAX_PROGRESS_IDS = 200  # ids one progress request may ask about
+
+
+class JobPaginator(Paginator):
+    """Counts exactly up to 10,000 rows, then (on a big PostgreSQL table) trusts the
+    planner's estimate: no ``COUNT(*)`` over millions of rows on each page view."""
+
+    @cached_property
+    def count(self) -> int:
+        n, self.estimated = bounded_count(self.object_list)
+        return n
+
+
+class JobActionForm(ActionForm):
+    terminate = forms.BooleanField(
+        required=False,
+        label=_("terminate running jobs"),
+        help_text=_(
+            "With “Cancel selected jobs”: stop running jobs now instead of at "
+            "their next progress call."
+        ),
+    )
+
 
 # Large JSON columns the change list never shows.
 LIST_DEFERRED = (
@@ -34,24 +72,36 @@ LIST_DEFERRED = (
 
 @admin.register(Job)
 class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
+    # Narrow columns (short task names and times, full ones in the title) so the list
+    # fits a 1366 px screen beside the admin's sidebar and the filters.
     list_display = (
         "id",
-        "task_name",
+        "task_display",
         "status_badge",
         "queue",
         "priority_display",
         "progress_display",
         "attempts",
-        "created_at",
+        "created_display",
         "duration_display",
     )
-    list_display_links = ("id", "task_name")
-    list_filter = ("status", "queue", PriorityFilter, "task_name")
+    list_display_links = ("id", "task_display")
+    list_filter = (
+        "status",
+        QueueFilter,
+        PriorityFilter,
+        TaskFilter,
+        TagFilter,
+        ("created_at", CreatedRangeFilter),
+    )
     search_fields = ("task_name",)
     ordering = ("-id",)
     list_per_page = 50
     show_full_result_count = False  # COUNT(*) over a large jobs table on every page load
-    actions = ("retry_jobs", "cancel_jobs")
+    paginator = JobPaginator
+    change_list_template = "django_jobs/admin/job_change_list.html"
+    action_form = JobActionForm
+    actions = ("retry_jobs", "cancel_jobs", "requeue_jobs", "delete_selected")
     fieldsets = (
         (
             None,
@@ -69,7 +119,7 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
                 "fields": (
                     ("attempts", "retry_count", "max_retries"),
                     ("retry_delay", "retry_backoff", "retry_jitter", "max_retry_delay"),
-                    "errors_display",
+                    "attempts_display",
                 )
             },
         ),
@@ -95,6 +145,7 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
                 "fields": (
                     ("batch", "chain_index"),
                     "depends_on_display",
+                    "dependants_display",
                     "unique_key",
                     ("schedule", "schedule_due_at"),
                 ),
@@ -143,6 +194,54 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # jobs are enqueued by code or the CLI
 
+    def has_delete_permission(self, request, obj=None):
+        # An unfinished job is cancelled, not deleted (as in the API and the CLI).
+        if obj is not None and obj.status not in FINISHED_STATUSES:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("failures/", wrap(self.failures), name="django_jobs_job_failures"),
+            path("progress/", wrap(self.progress_json), name="django_jobs_job_progress"),
+            *super().get_urls(),
+        ]
+
+    def failures(self, request):
+        return failures_view(self, request)
+
+    def progress_json(self, request):
+        """``?id=1&id=2``: the progress of those jobs, for the bars that update
+        themselves on the list and detail pages."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        ids = [int(v) for v in request.GET.getlist("id")[:MAX_PROGRESS_IDS] if v.isdigit()]
+        found = {}
+        for job in (
+            self.get_queryset(request)
+            .filter(pk__in=ids)
+            .only("pk", "status", "progress", "progress_message", "started_at")
+        ):
+            eta = job.eta_seconds
+            found[str(job.pk)] = {
+                "status": job.status,
+                "status_label": str(job.get_status_display()),
+                "running": job.status in HELD_STATUSES,
+                "percent": round(max(0.0, min(1.0, job.progress or 0.0)) * 100),
+                "message": job.progress_message,
+                "eta": format_duration(eta) if eta is not None else "",
+            }
+        return JsonResponse({"jobs": found})
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "failures_url": reverse("admin:django_jobs_job_failures"),
+            "dashboard_url": reverse("admin:django_jobs_dashboard"),
+        }
+        return super().changelist_view(request, extra_context)
+
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         extra_context = {
             **(extra_context or {}),
@@ -154,6 +253,14 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
 
     # -- columns -------------------------------------------------------------------------
 
+    @admin.display(description=_("task"), ordering="task_name")
+    def task_display(self, obj: Job) -> str:
+        return task_label(obj.task_name)
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: Job) -> str:
+        return when(obj.created_at)
+
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Job) -> str:
         return status_badge(obj.status)
@@ -164,7 +271,14 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
 
     @admin.display(description=_("progress"), ordering="progress")
     def progress_display(self, obj: Job) -> str:
-        return progress_bar(obj.progress, obj.progress_message)
+        running = obj.status in HELD_STATUSES
+        eta = obj.eta_seconds if running else None
+        return progress_bar(
+            obj.progress,
+            obj.progress_message,
+            job_id=obj.pk if running else None,
+            eta=format_duration(eta) if eta is not None else "",
+        )
 
     @admin.display(description=_("duration"))
     def duration_display(self, obj: Job) -> str:
@@ -193,14 +307,22 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
 
     @admin.display(description=_("depends on"))
     def depends_on_display(self, obj: Job) -> str:
-        # Through the relation's own rows: depends_on has an explicit through model.
-        ids = list(obj.depends_on.values_list("pk", flat=True))
-        return ", ".join(f"#{pk}" for pk in ids) or "-"
+        return _job_links(obj.depends_on.order_by("pk").values_list("pk", "task_name", "status"))
 
-    @admin.display(description=_("errors"))
-    def errors_display(self, obj: Job) -> str:
-        """Every failed attempt, newest first, with its traceback."""
-        return failures(obj.errors)
+    @admin.display(description=_("dependants"))
+    def dependants_display(self, obj: Job) -> str:
+        return _job_links(
+            Job.objects.using(obj._state.db)
+            .filter(depends_on=obj)
+            .order_by("pk")
+            .values_list("pk", "task_name", "status")
+        )
+
+    @admin.display(description=_("attempts"))
+    def attempts_display(self, obj: Job) -> str:
+        """Every attempt, newest first: the running or last one, then each failure with
+        its worker, time and traceback."""
+        return attempts_timeline(obj)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -242,9 +364,18 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
 
     @admin.action(description=_("Cancel selected jobs"), permissions=["change"])
     def cancel_jobs(self, request, queryset):
+        terminate = request.POST.get("terminate") in ("on", "true", "1")
         eligible = queryset.unfinished()
-        ids, flagged = eligible.cancel(reason="cancelled from the admin")
-        audit(request, queryset.db, "cancel", "job", ids, count=len(ids) + flagged)
+        ids, flagged = eligible.cancel(reason="cancelled from the admin", terminate=terminate)
+        audit(
+            request,
+            queryset.db,
+            "cancel",
+            "job",
+            ids,
+            count=len(ids) + flagged,
+            terminate=terminate,
+        )
         if ids:
             self.message_user(
                 request,
@@ -254,12 +385,20 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
         if flagged:
             self.message_user(
                 request,
-                ngettext(
-                    "%d running job flagged: its worker stops it at its next progress call or "
-                    "heartbeat.",
-                    "%d running jobs flagged: their workers stop them at their next progress "
-                    "call or heartbeat.",
-                    flagged,
+                (
+                    ngettext(
+                        "%d running job flagged: its worker terminates it within a heartbeat.",
+                        "%d running jobs flagged: their workers terminate them within a heartbeat.",
+                        flagged,
+                    )
+                    if terminate
+                    else ngettext(
+                        "%d running job flagged: its worker stops it at its next progress "
+                        "call or heartbeat.",
+                        "%d running jobs flagged: their workers stop them at their next "
+                        "progress call or heartbeat.",
+                        flagged,
+                    )
                 )
                 % flagged,
                 messages.SUCCESS,
@@ -270,3 +409,89 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
                 _("No selected job could be cancelled: they are all finished."),
                 messages.WARNING,
             )
+
+    @admin.action(
+        description=_("Requeue selected finished jobs (run again as a new attempt)"),
+        permissions=["change"],
+    )
+    def requeue_jobs(self, request, queryset):
+        finished = queryset.finished()
+        targets = list(finished.values_list("pk", flat=True)[:100])
+        selected = queryset.count()
+        count, conflicts = finished.retry_all(completed_too=True)
+        audit(request, queryset.db, "requeue", "job", targets, count=count)
+        self.message_user(
+            request,
+            ngettext("%d job requeued.", "%d jobs requeued.", count) % count,
+            messages.SUCCESS if count else messages.WARNING,
+        )
+        if conflicts:
+            self.message_user(
+                request,
+                ngettext(
+                    "%d job skipped: another unfinished job holds its unique key.",
+                    "%d jobs skipped: other unfinished jobs hold their unique keys.",
+                    conflicts,
+                )
+                % conflicts,
+                messages.WARNING,
+            )
+        skipped = selected - count - conflicts
+        if skipped > 0:
+            self.message_user(
+                request,
+                ngettext(
+                    "%d job skipped: only finished jobs can be requeued (cancel a running "
+                    "one first).",
+                    "%d jobs skipped: only finished jobs can be requeued (cancel running "
+                    "ones first).",
+                    skipped,
+                )
+                % skipped,
+                messages.WARNING,
+            )
+
+    @admin.action(description=_("Delete selected finished jobs"), permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        """Django's delete (with its confirmation page) over the finished jobs of the
+        selection; unfinished ones are cancelled, not deleted."""
+        finished = queryset.finished()
+        skipped = queryset.count() - finished.count()
+        if skipped and not request.POST.get("post"):
+            self.message_user(
+                request,
+                ngettext(
+                    "%d unfinished job left out: cancel it first.",
+                    "%d unfinished jobs left out: cancel them first.",
+                    skipped,
+                )
+                % skipped,
+                messages.WARNING,
+            )
+        if not finished.exists():
+            return None
+        return django_delete_selected(self, request, finished)
+
+    def delete_queryset(self, request, queryset):
+        targets = list(queryset.values_list("pk", flat=True)[:100])
+        count = queryset.delete_finished()
+        audit(request, queryset.db, "delete", "job", targets, count=count)
+
+    def delete_model(self, request, obj):
+        count = Job.objects.using(obj._state.db).filter(pk=obj.pk).delete_finished()
+        audit(request, obj._state.db, "delete", "job", [obj.pk], count=count)
+
+
+def _job_links(rows) -> str:
+    """Links to jobs' admin pages, with their task and status."""
+    rows = list(rows)
+    if not rows:
+        return "-"
+    return format_html_join(
+        ", ",
+        '<a href="{}">#{} {}</a> {}',
+        (
+            (reverse("admin:django_jobs_job_change", args=[pk]), pk, task, status_badge(status))
+            for pk, task, status in rows
+        ),
+    )

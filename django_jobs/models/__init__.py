@@ -10,6 +10,7 @@ from .audit import AuditEntry
 from .batch import Batch, BatchKind
 from .functions import DbNow
 from .job import Job, JobDependency, JobQuerySet
+from .proxies import Dashboard
 from .queue import Queue
 from .rollup import Rollup
 from .schedule import MisfirePolicy, Schedule, ScheduleKind
@@ -23,6 +24,7 @@ __all__ = [
     "AuditEntry",
     "Batch",
     "BatchKind",
+    "Dashboard",
     "DbNow",
     "Job",
     "JobDependency",

@@ -69,6 +69,19 @@ def _grouped(jobs, by_queue: bool) -> dict:
     return {(queue, status): n for queue, status, n in rows}
 
 
+def bounded_count(queryset, exact_up_to: int = EXACT_UP_TO) -> tuple[int, bool]:
+    """``(count, estimated)`` of any job QuerySet: exact up to ``exact_up_to`` rows (a
+    count that stops there), beyond that the planner's estimate on a big PostgreSQL
+    table, else an exact ``COUNT(*)``. What the admin's paginator shows."""
+    db = queryset.db
+    exact = _bounded_count(db, queryset.order_by(), exact_up_to)
+    if exact < exact_up_to:
+        return exact, False
+    if _big(db):
+        return max(_planner_rows(db, queryset.order_by()), exact_up_to), True
+    return queryset.order_by().count(), False
+
+
 def _big(db: str) -> bool:
     connection = connections[db]
     if connection.vendor != "postgresql":
@@ -117,7 +130,7 @@ def _finished(db: str, status: str, queue: str | None) -> tuple[int, bool]:
 
 
 def _planner_rows(db: str, jobs) -> int:
-    sql, params = jobs.values("id").query.sql_with_params()
+    sql, params = jobs.values("id").query.get_compiler(using=db).as_sql()
     with connections[db].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
@@ -127,7 +140,7 @@ def _planner_rows(db: str, jobs) -> int:
 
 
 def _bounded_count(db: str, jobs, limit: int) -> int:
-    sql, params = jobs.values("id")[:limit].query.sql_with_params()
+    sql, params = jobs.values("id")[:limit].query.get_compiler(using=db).as_sql()
     with connections[db].cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM ({sql}) AS bounded", params)
         return int(cursor.fetchone()[0])

@@ -84,6 +84,9 @@ class Job(JobTransitions, models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)  # the last failure
     errors = models.JSONField(default=list, blank=True)  # one entry per failed attempt
+    # Failed for good: the error's type and message without its per-job details
+    # (django_jobs.errorgroups), what the admin's failures page groups by.
+    error_group = models.CharField(max_length=255, blank=True, default="", editable=False)
 
     attempts = models.PositiveIntegerField(default=0)  # executions started
     retry_count = models.PositiveIntegerField(default=0)

@@ -109,15 +109,16 @@ class JobOutcomes(JobClaiming):
                 )
         return ids, flagged
 
-    def retry_now(self) -> int:
+    def retry_now(self, *, completed_too: bool = False) -> int:
         """Failed or cancelled jobs back to pending in their original queue, with a fresh
         retry budget; their error history is kept. A job of a batch leaves the batch's
         failed (or cancelled) count and counts again when it finishes. Workers are woken
-        and ``job_enqueued`` is sent for each."""
+        and ``job_enqueued`` is sent for each. ``completed_too``: completed jobs run
+        again as well (the admin's ``requeue_jobs``: a finished job, a new attempt)."""
+        eligible = self.finished() if completed_too else self.retriable()
         with transaction.atomic(using=self.db):
             rows = list(
-                self.retriable()
-                .order_by("pk")
+                eligible.order_by("pk")
                 .select_for_update()
                 .values_list("id", "original_queue", "queue", "status", "batch_id")
             )
@@ -135,29 +136,33 @@ class JobOutcomes(JobClaiming):
                 signals.send(signals.job_enqueued, job)
         return n
 
-    def retry_all(self) -> tuple[int, int]:
-        """``retry_now()`` for every failed or cancelled job of this QuerySet (the others
-        are left alone), skipping those whose unique key another unfinished job holds.
-        Returns ``(retried, skipped for their unique key)``."""
+    def retry_all(self, *, completed_too: bool = False) -> tuple[int, int]:
+        """``retry_now()`` for every failed or cancelled job of this QuerySet (and
+        completed ones with ``completed_too``; the others are left alone), skipping those
+        whose unique key another unfinished job holds. Returns ``(retried, skipped for
+        their unique key)``."""
         try:
             with transaction.atomic(using=self.db):
-                return self.retry_now(), 0
+                return self.retry_now(completed_too=completed_too), 0
         except IntegrityError:  # some unique key is taken: retry the others one by one
             pass
         retried = conflicts = 0
-        for pk in self.retriable().values_list("pk", flat=True):
+        eligible = self.finished() if completed_too else self.retriable()
+        for pk in eligible.values_list("pk", flat=True):
             try:
                 with transaction.atomic(using=self.db):
-                    retried += self.fresh().filter(pk=pk).retry_now()
+                    retried += self.fresh().filter(pk=pk).retry_now(completed_too=completed_too)
             except IntegrityError:
                 conflicts += 1
         return retried, conflicts
 
     def _retry_rows(self) -> int:
-        return self.retriable().update(
+        # The caller chose and locked the rows (failed, cancelled, maybe completed).
+        return self.finished().update(
             status=JobStatus.PENDING,
             queue=Case(When(original_queue="", then=F("queue")), default=F("original_queue")),
             original_queue="",
+            error_group="",
             retry_count=0,
             scheduled_at=DbNow(),
             started_at=None,

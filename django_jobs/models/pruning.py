@@ -43,14 +43,20 @@ class JobPruning(JobOutcomes):
         a foreign key to jobs, each chunk goes through Django's deletion collector
         instead, so its ``on_delete`` rules still apply.
         """
+        return self.prunable(older_than, statuses).delete_finished(chunk=chunk)
+
+    def delete_finished(self, *, chunk: int = 1000) -> int:
+        """Delete this QuerySet's finished jobs (unfinished ones are left alone) as
+        :meth:`prune` does: in short chunks, set-based, skipping locked rows; returns how
+        many. What the admin's "delete a failure group" and ``prune`` use."""
+        statuses = list(FINISHED_STATUSES)
         db = self.db
         conn = connections[db]
-        statuses = list(statuses)
         collector_needed = _has_foreign_relations(self.model)
         deleted = 0
         while True:
             with transaction.atomic(using=db):
-                candidates = self.prunable(older_than, statuses).order_by()
+                candidates = self.filter(status__in=statuses).order_by()
                 if conn.features.has_select_for_update_skip_locked:
                     candidates = candidates.select_for_update(skip_locked=True)
                 ids = list(candidates.values_list("id", flat=True)[:chunk])

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from ..conf import jobs_settings
 from ..enums import HELD_STATUSES, JobStatus
+from ..errorgroups import error_group
 from .functions import DbNow, db_now
 from .rollup import CANCELLED, COMPLETED, FAILED, RAN, RETRIED, WAITED, Observation, rollups
 from .workflow import job_finished
@@ -169,6 +170,7 @@ class JobTransitions(models.Model):
             dlq = jobs_settings.DEAD_LETTER_QUEUE
             changes = dict(
                 status=JobStatus.FAILED,
+                error_group=error_group(error),
                 finished_at=self._finished_at(),
                 original_queue=self.queue if self.queue != dlq else self.original_queue,
                 queue=dlq,

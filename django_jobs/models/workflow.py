@@ -130,10 +130,10 @@ def _signal_cancelled_on_commit(ids: list[int], reason: str, db: str) -> None:
 
 
 def reopen_batches(jobs: list[tuple[int, str]], db: str) -> None:
-    """Jobs of batches, ``(batch_id, status)`` pairs, going from failed or cancelled back
-    to pending (``retry()``): each leaves its batch's count, and the batch is unfinished
-    again until it finishes once more. Its ``on_complete`` ran already and does not run
-    again."""
+    """Jobs of batches, ``(batch_id, status)`` pairs, going from finished (failed,
+    cancelled, or completed for a requeue) back to pending (``retry()``): each leaves its
+    batch's count, and the batch is unfinished again until it finishes once more. Its
+    ``on_complete`` ran already and does not run again."""
 
     counts: dict[int, dict[str, int]] = {}
     for batch_id, status in jobs:
