@@ -2,8 +2,9 @@
 statuses are coloured and progress bars drawn. Skipped, saying so, where Chromium or
 Playwright is not installed.
 
-``JOBS_DOCS_SCREENSHOTS=1`` writes the screenshots to ``docs/images/`` (how the ones in
-``docs/admin.md`` are made); otherwise they go to the test's temporary directory.
+``JOBS_DOCS_SCREENSHOTS=1`` writes the screenshots to ``docs/screenshots/`` (how the ones
+in ``docs/admin.md`` and the README are made); otherwise they go to the test's temporary
+directory.
 """
 
 import os
@@ -17,6 +18,8 @@ from django.utils import timezone
 
 from django_jobs import JobStatus, jobs
 from django_jobs.models import Job
+from django_jobs.models.rollup import rollups
+from django_jobs.testing import run_jobs
 from tests.testapp import tasks
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -26,7 +29,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium on this machine"),
 ]
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "images"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 def make_jobs() -> int:
@@ -58,21 +61,33 @@ def make_jobs() -> int:
     return failed
 
 
+def browser_page(p, live_server):
+    """A logged-in admin page in headless Chromium, 1366 px wide."""
+    browser = p.chromium.launch(
+        executable_path=CHROMIUM,
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+    page = browser.new_page(viewport={"width": 1366, "height": 800})
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin")
+    page.click("input[type=submit]")
+    return browser, page
+
+
+def screenshots(tmp_path):
+    out = DOCS if os.environ.get("JOBS_DOCS_SCREENSHOTS") else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def test_job_pages_are_styled_in_a_real_browser(live_server, tmp_path):
     User.objects.create_superuser("admin", "a@example.com", "admin")
     failed = make_jobs()
-    out = DOCS if os.environ.get("JOBS_DOCS_SCREENSHOTS") else tmp_path
+    out = screenshots(tmp_path)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1366, "height": 800})
-        page.goto(f"{live_server.url}/admin/login/")
-        page.fill("#id_username", "admin")
-        page.fill("#id_password", "admin")
-        page.click("input[type=submit]")
+        browser, page = browser_page(p, live_server)
 
         page.goto(f"{live_server.url}/admin/django_jobs/job/")
         badge = page.locator(".dj-status--failed").first
@@ -87,6 +102,7 @@ def test_job_pages_are_styled_in_a_real_browser(live_server, tmp_path):
         page.screenshot(path=str(out / "admin-jobs.png"), full_page=True)
 
         page.goto(f"{live_server.url}/admin/django_jobs/job/{failed}/change/")
+        page.locator(".dj-failure summary").first.click()  # the traceback is folded
         assert "ConnectionError: upstream said 503" in page.locator(".dj-traceback").inner_text()
         page.screenshot(path=str(out / "admin-job-failed.png"), full_page=True)
 
@@ -102,4 +118,78 @@ def test_job_pages_are_styled_in_a_real_browser(live_server, tmp_path):
         assert page.locator("#result_list tbody tr").count() == 1
         assert "cancel" in page.locator("#result_list").inner_text()
         page.screenshot(path=str(out / "admin-audit-log.png"), full_page=True)
+        browser.close()
+
+
+def test_the_console_with_a_real_worker(live_server, tmp_path, workers):
+    """The dashboard draws its charts and refreshes itself; the job list filters; a
+    running job's bar moves on its page without a reload; failures are grouped."""
+    User.objects.create_superuser("admin", "a@example.com", "admin")
+    out = screenshots(tmp_path)
+    for i in range(6):
+        jobs.enqueue(tasks.add, args=[i, i], queue="mail")
+    for label in ("a", "b"):
+        jobs.enqueue(tasks.permanent_failure, args=[label], queue="imports")
+    run_jobs(queues=["mail", "imports"])
+    rollups.flush()
+    failed = Job.objects.failed().first()
+    slow = jobs.enqueue(tasks.progress_steps, args=["slow"], kwargs={"steps": 12, "pause": 0.5})
+    workers.start("--concurrency", "1", "--queues", "default")
+    # No ORM inside the block: Playwright's sync API runs an event loop in this thread.
+    with playwright.sync_playwright() as p:
+        browser, page = browser_page(p, live_server)
+
+        # The dashboard: two charts with bars, counts, and it refreshes by itself.
+        page.goto(f"{live_server.url}/admin/django_jobs/dashboard/")
+        assert page.locator("figure.dj-chart svg").count() == 2
+        assert page.locator("rect.dj-bar--completed").count() >= 2  # both charts
+        assert page.locator("rect.dj-bar--failed").count() >= 2
+        page.evaluate("window.notReloaded = true")
+        before = page.locator(".dj-updated").inner_text()
+        page.wait_for_function(
+            "text => document.querySelector('.dj-updated').innerText !== text",
+            arg=before,
+            timeout=15_000,
+        )
+        assert page.evaluate("window.notReloaded") is True  # swapped in, not reloaded
+        page.screenshot(path=str(out / "admin-dashboard.png"), full_page=True)
+
+        # A running job's bar moves on its detail page without a reload.
+        page.goto(f"{live_server.url}/admin/django_jobs/job/{slow.pk}/change/")
+        bar = page.locator(f"[data-job-progress='{slow.pk}'] progress")
+        if bar.count():  # not finished before the page loaded (it runs for ~6 s)
+            page.evaluate("window.notReloaded = true")
+            first = int(bar.get_attribute("value"))
+            page.wait_for_function(
+                f"""v => {{
+                    const bar = document.querySelector("[data-job-progress='{slow.pk}'] progress");
+                    return bar && Number(bar.value) > v;
+                }}""",
+                arg=first,
+                timeout=15_000,
+            )
+            assert page.evaluate("window.notReloaded") is True
+        else:  # the worker was quicker than the browser: it must have completed
+            assert "Completed" in page.locator(".dj-status").first.inner_text()
+
+        # The list filters by queue (from the queue table) and fits 1366 px.
+        page.goto(f"{live_server.url}/admin/django_jobs/job/?queue__exact=mail")
+        assert page.locator("#result_list tbody tr").count() == 6
+        width = page.evaluate(
+            "document.querySelector('#result_list').getBoundingClientRect().right"
+        )
+        assert width <= 1366
+        page.goto(f"{live_server.url}/admin/django_jobs/job/")
+        page.screenshot(path=str(out / "admin-jobs.png"), full_page=True)
+
+        # Failures by cause: one group of two; retry it from the page.
+        page.goto(f"{live_server.url}/admin/django_jobs/job/failures/")
+        rows = page.locator("table.dj-failures tbody tr")
+        assert rows.count() == 1 and "ValueError: bad input, never retry" in rows.inner_text()
+        page.screenshot(path=str(out / "admin-failures.png"), full_page=True)
+        page.goto(f"{live_server.url}/admin/django_jobs/job/{failed.pk}/change/")
+        page.screenshot(path=str(out / "admin-job-failed.png"), full_page=True)
+        page.goto(f"{live_server.url}/admin/django_jobs/job/failures/")
+        page.click("button[value=retry]")
+        assert "2 jobs sent back to pending" in page.locator(".messagelist").inner_text()
         browser.close()
