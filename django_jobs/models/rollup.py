@@ -366,5 +366,23 @@ def totals(db: str, kinds: Iterable[str] = KINDS) -> list[Rollup]:
     return list(Rollup.objects.using(db).filter(resolution=TOTAL, kind__in=list(kinds)))
 
 
+def per_minute(
+    db: str, since: datetime, kinds: Iterable[str] = OUTCOMES
+) -> dict[tuple[str, str, datetime], int]:
+    """``{(queue, kind, minute): count}`` from the minute rows from ``since`` on, summed
+    over tasks (minutes in UTC; a minute nothing happened in is left out). What was
+    written, not this process's buffer: read by processes that count nothing themselves
+    (``manage.py jobs top``). Served by the ``(resolution, period)`` index, so its cost
+    does not depend on the size of the job table."""
+    rows = (
+        Rollup.objects.using(db)
+        .filter(resolution=MINUTE, period__gte=since, kind__in=list(kinds))
+        .values_list("queue", "kind", "period")
+        .annotate(n=models.Sum("count"))
+        .order_by()
+    )
+    return {(queue, kind, period.astimezone(UTC)): int(n or 0) for queue, kind, period, n in rows}
+
+
 def _minute(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % 60, tz=UTC)

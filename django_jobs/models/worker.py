@@ -20,6 +20,11 @@ class WorkerQuerySet(models.QuerySet):
     def alive(self, cutoff: datetime | timedelta | None = None) -> WorkerQuerySet:
         return self.filter(last_heartbeat_at__gte=self._cutoff(cutoff), stopped_at__isnull=True)
 
+    def unstopped(self) -> WorkerQuerySet:
+        """Workers that did not stop cleanly: alive, or stale (killed, host lost) until
+        their row is aged out."""
+        return self.filter(stopped_at__isnull=True)
+
     def dead(self, cutoff: datetime | timedelta | None = None) -> WorkerQuerySet:
         return self.exclude(pk__in=self.alive(cutoff).values("pk"))
 

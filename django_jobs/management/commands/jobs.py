@@ -5,7 +5,6 @@ import getpass
 import json
 import re
 import sys
-import time
 from datetime import timedelta
 from json import dumps
 
@@ -14,7 +13,9 @@ from django.core.management.base import BaseCommand, CommandError
 from ...conf import jobs_settings
 from ...health import CHECKS, worker_file_age
 from ...manager import jobs
-from ...models import FINISHED_STATUSES, AuditEntry, Job, Queue
+from ...models import AuditEntry, Job, Queue
+from .. import top
+from ..wait import follow
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -26,6 +27,19 @@ def duration(value: str) -> timedelta:
     if not match:
         raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 30s, 15m, 12h or 7d")
     return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2)])
+
+
+def positive(kind):
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"{value!r} is not above 0")
+        return number
+
+    return parse
 
 
 def json_value(kind):
@@ -73,11 +87,37 @@ class Command(BaseCommand):
         p.add_argument("--queue", default=None)
         p.add_argument("--priority", default=None)
         p.add_argument("--delay", type=duration, default=None)
-        p.add_argument("--wait", action="store_true", help="Wait for the job to finish.")
+        p.add_argument(
+            "--wait", action="store_true", help="Wait for the job to finish, as `jobs wait`."
+        )
         p.add_argument("--timeout", type=float, default=None, help="Seconds --wait waits.")
-        p = sub.add_parser("wait", help="Wait for a job, with a live progress bar.")
+        p = sub.add_parser(
+            "wait",
+            help="Wait for a job, with a live progress bar (a line per change when the "
+            "output is not a terminal); exit status 0 only if it completed.",
+        )
         p.add_argument("id")
-        p.add_argument("--timeout", type=float, default=None)
+        p.add_argument(
+            "--timeout", type=float, default=None, help="Give up after this many seconds."
+        )
+        p = sub.add_parser(
+            "top", help="A live view of queues, workers, throughput and running jobs."
+        )
+        p.add_argument(
+            "--interval",
+            type=positive(float),
+            default=1.0,
+            help="Seconds between refreshes (default: %(default)r).",
+        )
+        p.add_argument(
+            "--limit",
+            type=positive(int),
+            default=20,
+            help="Running jobs shown, the longest-running first (default: %(default)r).",
+        )
+        p.add_argument(
+            "--once", action="store_true", help="Print one frame and exit (for scripts)."
+        )
         p = sub.add_parser("cancel", help="Cancel a job.")
         p.add_argument("id")
         p.add_argument("--terminate", action="store_true", help="Kill it if running.")
@@ -209,23 +249,11 @@ class Command(BaseCommand):
 
     def do_wait(self, id, timeout=None, **_):
         job = jobs.get_job(id)
-        tty = self.stdout.isatty()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last = None
-        while job.status not in FINISHED_STATUSES:
-            line = _bar(job)
-            if tty:
-                self.stdout.write("\r" + line, ending="")
-                self.stdout.flush()
-            elif line != last:
-                self.stdout.write(line)
-            last = line
-            if deadline is not None and time.monotonic() > deadline:
-                raise CommandError(f"Job {job.pk} is not finished after {timeout}s ({job.status}).")
-            time.sleep(0.2)
-            job.refresh_from_db()
-        if tty:
-            self.stdout.write("\r" + _bar(job))
+        try:
+            follow(job, self.stdout, timeout=timeout)
+        except KeyboardInterrupt:
+            self.stderr.write(f"Stopped waiting: job {job.pk} is still {job.status}.")
+            sys.exit(130)
         self.stdout.write(f"job {job.pk} {job.status}")
         if job.status == "completed":
             self.stdout.write(json.dumps(job.result))
@@ -268,8 +296,11 @@ class Command(BaseCommand):
             flag = " (paused)" if name in paused else ""
             self.stdout.write(f"{name:30} {jobs.queue_length(name):>8}{flag}")
 
+    def do_top(self, interval, limit, once, **_):
+        top.run(self.stdout, jobs.db, interval=interval, limit=limit, once=once)
+
     def do_workers(self, **_):
-        for w in jobs.get_workers().filter(stopped_at__isnull=True):
+        for w in jobs.get_workers().unstopped():
             state = "alive" if w.is_alive else "stale"
             age = w.heartbeat_age.total_seconds()
             self.stdout.write(
@@ -358,9 +389,3 @@ def _audit(action: str, target_type: str, targets: list, count: int | None = Non
         using=jobs.db,
         **details,
     )
-
-
-def _bar(job, width: int = 30) -> str:
-    done = int(job.progress * width)
-    bar = "#" * done + "-" * (width - done)
-    return f"[{bar}] {job.progress:4.0%} {job.status:9} {job.progress_message}"[:120]
