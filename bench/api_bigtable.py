@@ -1,5 +1,6 @@
-"""The HTTP read paths on a big table: ``/metrics/``, ``/stats/``, ``/health/`` and the
-job list with 10 million finished and 100,000 pending jobs (issue #11; target < 300 ms).
+"""The HTTP read paths on a big table: ``/metrics/``, ``/stats/``, ``/health/``, the API's
+job list (issue #11) and the admin's dashboard, job list and failures page (issue #12)
+with 10 million finished and 100,000 pending jobs (target: each under 300 ms).
 
     python bench/api_bigtable.py                       # fill (once, ~10 min) and measure
     python bench/api_bigtable.py --finished 1000000    # a smaller table
@@ -51,9 +52,12 @@ def configure(dbname: str) -> None:
             }
         },
         INSTALLED_APPS=[
+            "django.contrib.admin",
             "django.contrib.contenttypes",
             "django.contrib.auth",
             "django.contrib.sessions",
+            "django.contrib.messages",
+            "django.contrib.staticfiles",
             "rest_framework",
             "django_jobs",
         ],
@@ -61,7 +65,22 @@ def configure(dbname: str) -> None:
             "django.contrib.sessions.middleware.SessionMiddleware",
             "django.middleware.common.CommonMiddleware",
             "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
         ],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        STATIC_URL="/static/",
         ROOT_URLCONF=__name__,
         TASKS={"default": {"BACKEND": "django_jobs.backend.JobsBackend"}},
         DJANGO_JOBS={},
@@ -71,9 +90,13 @@ def configure(dbname: str) -> None:
 
 def mount_api() -> None:
     """This module is the project's ROOT_URLCONF."""
+    from django.contrib import admin
     from django.urls import include, path
 
-    urlpatterns[:] = [path("api/jobs/", include("django_jobs.api.urls"))]
+    urlpatterns[:] = [
+        path("admin/", admin.site.urls),
+        path("api/jobs/", include("django_jobs.api.urls")),
+    ]
 
 
 def ensure_database(dbname: str) -> None:
@@ -119,6 +142,11 @@ def fill(finished: int, pending: int) -> None:
         f"ELSE {overrides['queue']} END",
         "original_queue": f"CASE WHEN g %% 50 BETWEEN 1 AND 4 THEN {overrides['queue']} "
         "ELSE '' END",
+        # three causes of failure, keyed as django_jobs.errorgroups does
+        "error_group": "CASE WHEN g %% 50 BETWEEN 1 AND 4 THEN (ARRAY["
+        "'ConnectionError: timeout after <n>s talking to <ip>:<n>', "
+        "'ValueError: invoice <n> has no lines', 'KeyError: ''customer_<n>'''"
+        "])[1 + (g %% 3)] ELSE '' END",
         "result": "CASE WHEN g %% 50 >= 5 THEN to_jsonb(g) END",
     }
     pending_cols = {
@@ -155,6 +183,7 @@ def fill(finished: int, pending: int) -> None:
 
 def measure(paths: list[str], repeat: int) -> list[dict]:
     from django.contrib.auth import get_user_model
+    from django.core.cache import cache
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -170,6 +199,7 @@ def measure(paths: list[str], repeat: int) -> list[dict]:
         assert response.status_code in (200, 503), (path, response.status_code)
         times = []
         for _ in range(repeat):
+            cache.clear()  # the dashboard's snapshot: measure computing it, not the cache
             with CaptureQueriesContext(connection) as queries:
                 t0 = time.perf_counter()
                 response = client.get(path)
@@ -240,6 +270,18 @@ def main() -> None:
         "/api/jobs/jobs/?task=bench.tasks.task_3",
         f"/api/jobs/jobs/{first_id}/",
         "/api/jobs/queues/",
+        # The admin console (issue #12): the dashboard (its cache emptied before every
+        # request, so each one computes), the job list, filtered, 200 pages deep, a
+        # search, the failures grouped by cause, the queue list and a job's page.
+        "/admin/django_jobs/dashboard/",
+        "/admin/django_jobs/job/",
+        "/admin/django_jobs/job/?status__exact=failed",
+        "/admin/django_jobs/job/?queue__exact=emails&status__exact=pending",
+        "/admin/django_jobs/job/?p=200",
+        "/admin/django_jobs/job/?q=bench.tasks.task_3",
+        "/admin/django_jobs/job/failures/",
+        "/admin/django_jobs/queue/",
+        f"/admin/django_jobs/job/{first_id}/change/",
     ]
     print(f"measuring ({want:,} jobs, table {size}, PostgreSQL {version})", flush=True)
     rows = measure(paths, args.repeat)

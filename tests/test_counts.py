@@ -105,3 +105,30 @@ def test_statistics_say_when_counts_are_exact(table):
     failed = dict(with_counts(Queue.objects.all()).values_list("name", "failed"))
     assert failed == {"bulk": 150, "rare": 3, DLQ: 2}
     assert stats["total_jobs"] == sum(table.values())
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_failure_groups_on_a_big_table_walk_the_index(monkeypatch):
+    from django_jobs.errorgroups import error_group
+
+    now = timezone.now()
+    causes = {"ValueError: bad <n>": 60, "KeyError: 'k<n>'": 3}
+    for group, n in causes.items():
+        Job.objects.bulk_create(
+            Job(task_name=f"t.{i % 2}", status="failed", error_group=group, finished_at=now)
+            for i in range(n)
+        )
+    make(100, "bulk", "completed")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_jobs_job")
+    small, estimated = counts.failure_groups(Job.objects.all())
+    assert estimated is False
+    assert [(g["group"], g["count"]) for g in small] == list(causes.items())
+    monkeypatch.setattr(counts, "ESTIMATE_ABOVE", 50)
+    monkeypatch.setattr(counts, "EXACT_UP_TO", 20)
+    big, estimated = counts.failure_groups(Job.objects.all())
+    assert estimated is True
+    assert [g["group"] for g in big] == list(causes)
+    assert big[0]["count"] == pytest.approx(60, rel=0.2) and big[1]["count"] == 3
+    assert big[0]["tasks"].keys() == {"t.0", "t.1"} and big[0]["last_seen"] == now
+    assert error_group({"type": "KeyError", "message": "'k7'"}) == "KeyError: 'k<n>'"

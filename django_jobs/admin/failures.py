@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from ..manager import jobs
+from ..models.counts import failure_groups
 from .audit import audit
 from .display import page_context
 
@@ -32,7 +33,7 @@ def failures_view(model_admin, request):
     queryset = jobs.objects.all()
     if request.method == "POST":
         return _act(model_admin, request, queryset)
-    groups = queryset.failure_groups(limit=MAX_GROUPS)
+    groups, estimated = failure_groups(queryset, limit=MAX_GROUPS)
     changelist = reverse("admin:django_jobs_job_changelist")
     for group in groups:
         group["jobs_url"] = (
@@ -43,6 +44,7 @@ def failures_view(model_admin, request):
     context = {
         **page_context(request, model_admin, _("Failed jobs by cause"), trail),
         "groups": groups,
+        "estimated": estimated,
         "max_groups": MAX_GROUPS,
         "can_retry": model_admin.has_change_permission(request),
         "can_delete": model_admin.has_delete_permission(request),

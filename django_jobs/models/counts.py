@@ -16,9 +16,10 @@ Other databases always count exactly.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.db import connections
-from django.db.models import Case, Count, F, When
+from django.db.models import Case, Count, F, Max, Min, When
 
 from ..conf import jobs_settings
 from ..enums import FINISHED_STATUSES, UNFINISHED_STATUSES, JobStatus
@@ -52,9 +53,18 @@ def job_counts(db: str, *, by_queue: bool) -> tuple[dict, bool]:
 
 def failed_by_queue(db: str) -> tuple[dict[str, int], bool]:
     """``({queue: failed jobs}, estimated)``, by the queue each failed in."""
-    counts, estimated = job_counts(db, by_queue=True)
-    failed = {queue: n for (queue, status), n in counts.items() if status == JobStatus.FAILED}
-    return failed, estimated
+    failed_jobs = Job.objects.using(db).order_by().filter(status=JobStatus.FAILED)
+    if not _big(db):
+        rows = failed_jobs.annotate(origin=_origin()).values_list("origin").annotate(n=Count("id"))
+        return dict(rows), False
+    counts: dict[str, int] = {}
+    estimated = False
+    for queue in _known_queues(db, {}):
+        n, guessed = _finished(db, JobStatus.FAILED, queue)
+        estimated |= guessed
+        if n:
+            counts[queue] = n
+    return counts, estimated
 
 
 def _origin():
@@ -144,3 +154,75 @@ def _bounded_count(db: str, jobs, limit: int) -> int:
     with connections[db].cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM ({sql}) AS bounded", params)
         return int(cursor.fetchone()[0])
+
+
+def failure_groups(jobs, limit: int = 100) -> tuple[list[dict[str, Any]], bool]:
+    """The failed jobs of ``jobs`` grouped by cause (``Job.error_group``), the largest
+    first: ``group``, ``count``, ``first_seen``, ``last_seen`` and ``tasks`` (``{task
+    name: count}``); and whether any count is an estimate.
+
+    On a small table one ``GROUP BY``. On a big PostgreSQL table the (cause, task) pairs
+    are walked through the index of failed jobs one lookup at a time (a loose index
+    scan: as many lookups as pairs, not as many as failed jobs), then each pair is counted
+    as :func:`job_counts` counts a group and its first and last failure are index
+    lookups too.
+    """
+    db = jobs.db
+    failed = jobs.failed().order_by()
+    if not _big(db):
+        rows = failed.values_list("error_group", "task_name").annotate(
+            n=Count("id"), first=Min("finished_at"), last=Max("finished_at")
+        )
+        return _ranked(rows, limit), False
+    estimated = False
+    rows = []
+    for group, task in _failed_pairs(db, MAX_FAILURE_PAIRS):
+        pair = failed.filter(error_group=group, task_name=task)
+        n = _bounded_count(db, pair, EXACT_UP_TO)
+        if n >= EXACT_UP_TO:
+            n, estimated = max(_planner_rows(db, pair), EXACT_UP_TO), True
+        seen = pair.aggregate(first=Min("finished_at"), last=Max("finished_at"))
+        rows.append((group, task, n, seen["first"], seen["last"]))
+    return _ranked(rows, limit), estimated
+
+
+MAX_FAILURE_PAIRS = 1000  # (cause, task) pairs a big table's failures page walks
+
+
+def _failed_pairs(db: str, limit: int) -> list[tuple[str, str]]:
+    table = connections[db].ops.quote_name(Job._meta.db_table)
+    with connections[db].cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE pairs(error_group, task_name) AS (
+                (SELECT error_group, task_name FROM {table} WHERE status = 'failed'
+                 ORDER BY error_group, task_name LIMIT 1)
+                UNION ALL
+                SELECT later.error_group, later.task_name FROM pairs, LATERAL (
+                    SELECT error_group, task_name FROM {table}
+                    WHERE status = 'failed'
+                      AND (error_group, task_name) > (pairs.error_group, pairs.task_name)
+                    ORDER BY error_group, task_name LIMIT 1
+                ) AS later
+            )
+            SELECT error_group, task_name FROM pairs LIMIT %s
+            """,
+            [limit],
+        )
+        return [(group, task) for group, task in cursor.fetchall()]
+
+
+def _ranked(rows, limit: int) -> list[dict[str, Any]]:
+    """``(group, task, count, first, last)`` rows folded per group, largest first."""
+    groups: dict[str, dict[str, Any]] = {}
+    for group, task, n, first, last in rows:
+        found = groups.setdefault(
+            group, {"group": group, "count": 0, "first_seen": first, "last_seen": last, "tasks": {}}
+        )
+        found["count"] += n
+        found["tasks"][task] = n
+        if first is not None and (found["first_seen"] is None or first < found["first_seen"]):
+            found["first_seen"] = first
+        if last is not None and (found["last_seen"] is None or last > found["last_seen"]):
+            found["last_seen"] = last
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["group"]))[:limit]

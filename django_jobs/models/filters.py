@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 from django.db import models
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Q
 
 from ..conf import jobs_settings
 from ..enums import (
@@ -54,31 +54,6 @@ class JobFilters(models.QuerySet["Job", "Job"]):
     def in_error_group(self, group: str) -> Self:
         """Failed jobs whose error falls in ``group`` (``Job.error_group``)."""
         return self.failed().filter(error_group=group)
-
-    def failure_groups(self, limit: int = 100) -> list[dict[str, Any]]:
-        """This QuerySet's failed jobs grouped by cause (``Job.error_group``), the
-        largest first: ``group``, ``count``, ``first_seen``, ``last_seen`` and ``tasks``
-        (``{task name: count}``). One scan of the failed jobs' index."""
-        rows = (
-            self.failed()
-            .order_by()
-            .values_list("error_group", "task_name")
-            .annotate(n=Count("id"), first=Min("finished_at"), last=Max("finished_at"))
-        )
-        groups: dict[str, dict[str, Any]] = {}
-        for group, task, n, first, last in rows:
-            found = groups.setdefault(
-                group,
-                {"group": group, "count": 0, "first_seen": first, "last_seen": last, "tasks": {}},
-            )
-            found["count"] += n
-            found["tasks"][task] = n
-            if first is not None and (found["first_seen"] is None or first < found["first_seen"]):
-                found["first_seen"] = first
-            if last is not None and (found["last_seen"] is None or last > found["last_seen"]):
-                found["last_seen"] = last
-        ranked = sorted(groups.values(), key=lambda g: (-g["count"], g["group"]))
-        return ranked[:limit]
 
     def waiting(self) -> Self:
         return self.filter(status=JobStatus.WAITING)

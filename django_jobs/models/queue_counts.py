@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import (
     Case,
+    Count,
     DateTimeField,
-    F,
-    Func,
+    Field,
     IntegerField,
     Min,
-    OuterRef,
-    Q,
     QuerySet,
-    Subquery,
     Value,
     When,
 )
-from django.db.models.functions import Coalesce
 
-from ..enums import CLAIMABLE_STATUSES
 from .counts import failed_by_queue
 from .functions import DbNow
 from .job import Job
@@ -28,45 +25,39 @@ from .queue import Queue
 def with_counts(queues: QuerySet[Queue]) -> QuerySet[Queue]:
     """``queues`` annotated with ``pending``, ``running`` and ``failed`` (failed jobs
     live in the dead-letter queue and remember where they came from; estimated on a big
-    PostgreSQL table) and ``oldest_due`` (when the oldest due job became due)."""
-    name = OuterRef("name")
-    db = queues.db
-    jobs = Job.objects.using(db)
-    return queues.annotate(
-        pending=_per_queue(jobs.claimable(), Q(queue=name)),
-        running=_per_queue(jobs.held(), Q(queue=name)),
-        failed=_failed(db),
-        oldest_due=Subquery(
-            jobs.filter(status__in=CLAIMABLE_STATUSES, queue=name, scheduled_at__lte=DbNow())
-            .order_by()
-            .values("queue")
-            .annotate(t=Min("scheduled_at"))
-            .values("t")[:1],
-            output_field=DateTimeField(),
-        ),
-    )
+    PostgreSQL table) and ``oldest_due`` (when the oldest due job became due).
 
-
-def _failed(db: str) -> Case | Value:
-    """Each queue's failed jobs as a constant per name: read once per call, estimated on a
-    big table (``counts``), and still a column the admin can sort by."""
-    failed, _ = failed_by_queue(db)
-    if not failed:
-        return Value(0, output_field=IntegerField())
-    return Case(
-        *(When(name=queue, then=Value(n)) for queue, n in failed.items()),
-        default=Value(0),
-        output_field=IntegerField(),
-    )
-
-
-def _per_queue(jobs_qs: QuerySet, condition: Q) -> Coalesce:
-    """COUNT of the ``jobs_qs`` rows matching ``condition``, per queue row.
-
-    Job.queue is a name, not a foreign key, so this is a correlated scalar subquery; COUNT
-    as a plain function keeps Django from adding a GROUP BY to it.
+    Each number is read once for every queue (a ``GROUP BY`` over the unfinished jobs'
+    index, the failed counts of ``counts``) and enters the query as a constant per queue
+    name: still columns the admin can sort by, without one correlated count per queue row
+    over tens of thousands of pending jobs each.
     """
-    counted = (
-        jobs_qs.filter(condition).order_by().annotate(n=Func(F("id"), function="COUNT")).values("n")
+    db = queues.db
+    jobs = Job.objects.using(db).order_by()
+    pending = dict(jobs.claimable().values_list("queue").annotate(n=Count("id")))
+    running = dict(jobs.held().values_list("queue").annotate(n=Count("id")))
+    oldest = dict(
+        jobs.claimable()
+        .filter(scheduled_at__lte=DbNow())
+        .values_list("queue")
+        .annotate(t=Min("scheduled_at"))
     )
-    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+    failed, _ = failed_by_queue(db)
+    return queues.annotate(
+        pending=_by_name(pending, IntegerField(), 0),
+        running=_by_name(running, IntegerField(), 0),
+        failed=_by_name(failed, IntegerField(), 0),
+        oldest_due=_by_name(oldest, DateTimeField(), None),
+    )
+
+
+def _by_name(values: dict[str, Any], field: Field, default: Any) -> Case | Value:
+    """``values[queue.name]`` as an SQL expression (``default`` for other names)."""
+    fallback = Value(default, output_field=field)
+    if not values:
+        return fallback
+    return Case(
+        *(When(name=name, then=Value(value, output_field=field)) for name, value in values.items()),
+        default=fallback,
+        output_field=field,
+    )
