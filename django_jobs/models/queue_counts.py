@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connections
 from django.db.models import (
     Case,
     Count,
@@ -15,6 +16,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.functions import Cast
 
 from .counts import failed_by_queue
 from .functions import DbNow
@@ -47,8 +49,16 @@ def with_counts(queues: QuerySet[Queue]) -> QuerySet[Queue]:
         pending=_by_name(pending, IntegerField(), 0),
         running=_by_name(running, IntegerField(), 0),
         failed=_by_name(failed, IntegerField(), 0),
-        oldest_due=_by_name(oldest, DateTimeField(), None),
+        oldest_due=_oldest(db, _by_name(oldest, DateTimeField(), None)),
     )
+
+
+def _oldest(db: str, expression: Case | Value) -> Case | Value | Cast:
+    """MySQL and MariaDB type a CASE of datetime literals as text, which Django's
+    datetime converter cannot read: cast it back to a datetime there."""
+    if isinstance(expression, Case) and connections[db].vendor == "mysql":
+        return Cast(expression, output_field=DateTimeField())
+    return expression
 
 
 def _by_name(values: dict[str, Any], field: Field, default: Any) -> Case | Value:
