@@ -1,16 +1,18 @@
 """Schedule maths: when cron, interval and one-time schedules are due, validated input,
-and the plain-words form of a schedule. Pure functions of a schedule's fields and the
-time: no database, no models (a schedule is anything with ``kind``, ``cron``,
-``interval``, ``run_at``, ``timezone``, ``misfire_policy`` and ``next_run_at``).
+a schedule in plain words and its next runs previewed. Pure functions of a schedule's
+fields and the time: no database, no models (a schedule is anything with ``kind``,
+``cron``, ``interval``, ``run_at``, ``timezone``, ``misfire_policy`` and ``next_run_at``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cron_descriptor import ExpressionDescriptor, Options
 from croniter import CroniterBadDateError, CroniterError, croniter
 from django.conf import settings
 
@@ -102,6 +104,11 @@ def next_cron_time(expression: str, tz: str | ZoneInfo, after: datetime) -> date
     repeats fires once, at its first occurrence.
     """
     zone = tz if isinstance(tz, ZoneInfo) else validate_timezone(tz)
+    return _next_cron(expression, zone, after)[0]
+
+
+def _next_cron(expression: str, zone: ZoneInfo, after: datetime) -> tuple[datetime, datetime]:
+    """``next_cron_time``, and the naive wall-clock time the expression matched."""
     after = aware(after).astimezone(UTC)
     wall = after.astimezone(zone).replace(tzinfo=None)
     it = croniter(expression, wall)
@@ -114,7 +121,7 @@ def next_cron_time(expression: str, tz: str | ZoneInfo, after: datetime) -> date
         # it, a repeated time on its first occurrence.
         candidate = candidate_wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
         if candidate > after:
-            return candidate
+            return candidate, candidate_wall
     raise ValueError(f"Cron expression {expression!r} has no due time after {after}.")
 
 
@@ -242,3 +249,127 @@ def describe(schedule) -> str:
         zone, label = UTC, "UTC"
     when = aware(schedule.run_at).astimezone(zone)
     return f"once at {when:%Y-%m-%d %H:%M:%S} {label}"
+
+
+# -- in plain words ----------------------------------------------------------------------
+
+# cron-descriptor reads 5 fields only; the aliases croniter accepts, spelled out.
+_ALIAS_FIELDS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+@lru_cache(maxsize=512)
+def cron_in_words(expression: str) -> str:
+    """``"0 9 * * 1-5"`` -> ``"At 09:00, Monday through Friday"`` (cron-descriptor, in
+    English, 24-hour clock). An expression it cannot read comes back as it is."""
+    text = " ".join(str(expression).split())
+    fields = _ALIAS_FIELDS.get(text.lower(), text)
+    options = Options(locale_code="en_US", use_24hour_time_format=True)
+    try:
+        return str(ExpressionDescriptor(fields, options).get_description())
+    except Exception:  # noqa: BLE001 - a description is a nicety; never fail a page for it
+        return text
+
+
+def interval_in_words(seconds: float) -> str:
+    """``300`` -> ``"Every 5 minutes"``; ``60`` -> ``"Every minute"``; ``5400`` ->
+    ``"Every 1 hour 30 minutes"``; ``1.5`` -> ``"Every 1.5 seconds"``."""
+    if seconds != int(seconds) or seconds < 1:
+        return f"Every {seconds:g} seconds"
+    rest = int(seconds)
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        n, rest = divmod(rest, size)
+        if n:
+            parts.append((n, unit))
+    if len(parts) == 1 and parts[0][0] == 1:
+        return f"Every {parts[0][1]}"
+    return "Every " + " ".join(f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts)
+
+
+def in_words(schedule) -> str:
+    """The schedule's timing in plain words: ``"At 09:00, Monday through Friday"``,
+    ``"Every 5 minutes"``, ``"Once, on 2026-01-01 at 09:00"`` (in its time zone)."""
+    if schedule.kind == ScheduleKind.CRON:
+        return cron_in_words(schedule.cron)
+    if schedule.kind == ScheduleKind.INTERVAL:
+        return interval_in_words(schedule.interval or 0)
+    if schedule.run_at is None:
+        return "Once"
+    zone: tzinfo
+    try:
+        zone = validate_timezone(schedule.timezone)
+    except ValueError:
+        zone = UTC
+    when = aware(schedule.run_at).astimezone(zone)
+    return f"Once, on {when:%Y-%m-%d} at {when:%H:%M}"
+
+
+# -- the next runs, previewed ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpcomingRun:
+    """One future run of a schedule, and what daylight saving does to it."""
+
+    at: datetime  # aware UTC
+    local: datetime  # the same instant in the schedule's time zone
+    # Cron only: the wall-clock time the expression names (naive), when that differs
+    # from ``local`` because the clocks jumped over it.
+    wall: datetime | None = None
+    gap: bool = False  # the named time does not exist that day: runs when the clocks jump
+    repeat: bool = False  # the named time happens twice that day: runs at the first
+    # Interval only: the zone's offset changed since the previous run, so the local time
+    # of the runs moves (an interval is an exact duration).
+    shifted: bool = False
+
+
+def upcoming_runs(
+    schedule, now: datetime, count: int = 5, first: datetime | None = None
+) -> list[UpcomingRun]:
+    """The next ``count`` runs of ``schedule`` (disabled or not) after ``now``.
+
+    ``first`` is where the runs start when it is known (the saved ``next_run_at`` of a
+    schedule whose timing did not change); otherwise they start where a new definition
+    does (:func:`initial_next_run`). Invalid timing raises ``ValueError`` naming it.
+    """
+    zone = validate_timezone(schedule.timezone)
+    now = aware(now).astimezone(UTC)
+    runs: list[UpcomingRun] = []
+    if schedule.kind == ScheduleKind.CRON:
+        expression = validate_cron(schedule.cron)
+        # A saved next run of a cron schedule is a match of its expression: start just
+        # before it to get it back with its wall-clock time.
+        after = aware(first) - timedelta(microseconds=1) if first is not None else now
+        for _ in range(count):
+            at, wall = _next_cron(expression, zone, after)
+            local = at.astimezone(zone)
+            gap = local.replace(tzinfo=None) != wall
+            earlier = wall.replace(tzinfo=zone, fold=0).utcoffset()
+            repeat = not gap and earlier != wall.replace(tzinfo=zone, fold=1).utcoffset()
+            runs.append(UpcomingRun(at, local, wall if gap else None, gap, repeat))
+            after = at
+        return runs
+    if schedule.kind == ScheduleKind.INTERVAL:
+        step = _interval_delta(validate_interval(schedule.interval))
+        at = aware(first).astimezone(UTC) if first is not None else now + step
+        offset = now.astimezone(zone).utcoffset()
+        for _ in range(count):
+            local = at.astimezone(zone)
+            runs.append(UpcomingRun(at, local, shifted=local.utcoffset() != offset))
+            offset = local.utcoffset()
+            at += step
+        return runs
+    if schedule.kind == ScheduleKind.ONCE:
+        if schedule.run_at is None:
+            raise ValueError("A one-time schedule needs a run-at time.")
+        at = aware(schedule.run_at).astimezone(UTC)
+        return [UpcomingRun(at, at.astimezone(zone))]
+    raise ValueError(f"Unknown schedule kind {schedule.kind!r}: expected cron, interval or once.")

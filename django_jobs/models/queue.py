@@ -3,8 +3,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import cast
 
-from django.db import models
+from django.db import models, router
 from django.db.models import Q
+
+from ..wakeups import notify
 
 
 @dataclass
@@ -72,3 +74,27 @@ class Queue(models.Model):
     def resume(self) -> None:
         self.paused = False
         self.save(update_fields=["paused", "updated_at"])
+
+    # The settings a person may change (the admin's queue form); the name is not one:
+    # jobs refer to their queue by name.
+    SETTINGS = ("description", "concurrency_limit", "max_pending_age")
+
+    def configure(self, **settings) -> list[str]:
+        """Change some of ``SETTINGS``; returns the names of those that changed.
+
+        Workers read the limits at every poll, so a new ``concurrency_limit`` holds
+        within one ``POLL_INTERVAL`` (a second by default); a changed limit also wakes
+        idle workers where the database can (PostgreSQL): a raised one frees jobs.
+        """
+        unknown = set(settings) - set(self.SETTINGS)
+        if unknown:
+            raise TypeError(f"Unknown queue setting(s): {', '.join(sorted(unknown))}.")
+        changed = [name for name, value in settings.items() if getattr(self, name) != value]
+        if not changed:
+            return []
+        for name in changed:
+            setattr(self, name, settings[name])
+        self.save(update_fields=[*changed, "updated_at"])
+        if "concurrency_limit" in changed:
+            notify(self._state.db or router.db_for_write(Queue), self.name)
+        return changed

@@ -214,8 +214,11 @@ class ExecutorLoop(BatchKeeper):
         now = time.monotonic()
         if now >= self.config_expires:
             # Paused queues and limits change rarely: read them at most once a second.
+            # The copy expires a little before the next poll, so an idle executor reads
+            # them at every poll and a changed limit holds within one poll interval
+            # (expiring exactly on the poll, jitter left it to the poll after).
             self.config = Queue.objects.using(self.db).claim_config()
-            self.config_expires = now + min(1.0, self.poll_interval)
+            self.config_expires = now + 0.9 * min(1.0, self.poll_interval)
         numbers = self.slot.numbers
         seq = int(numbers[Slot.SEQ]) + 1
         numbers[Slot.SEQ] = seq
