@@ -36,6 +36,7 @@ from .models.rollup import (
     RETRIED,
     WAITED,
     Rollup,
+    per_minute,
     rollups,
 )
 
@@ -89,16 +90,9 @@ def snapshot(db: str, now: datetime | None = None) -> dict[str, Any]:
 
 
 def _outcome_series(db: str, since: datetime) -> dict[datetime, dict[str, int]]:
-    rows = (
-        Rollup.objects.using(db)
-        .filter(resolution=MINUTE, period__gte=since, kind__in=OUTCOMES)
-        .values_list("period", "kind")
-        .annotate(n=Sum("count"))
-        .order_by()
-    )
     found: dict[datetime, dict[str, int]] = {}
-    for period, kind, n in rows:
-        found.setdefault(period.astimezone(UTC), {})[kind] = int(n or 0)
+    for (_, kind, minute), n in per_minute(db, since, by_queue=False).items():
+        found.setdefault(minute, {})[kind] = n
     return found
 
 

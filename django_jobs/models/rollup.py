@@ -367,20 +367,23 @@ def totals(db: str, kinds: Iterable[str] = KINDS) -> list[Rollup]:
 
 
 def per_minute(
-    db: str, since: datetime, kinds: Iterable[str] = OUTCOMES
+    db: str, since: datetime, kinds: Iterable[str] = OUTCOMES, *, by_queue: bool = True
 ) -> dict[tuple[str, str, datetime], int]:
     """``{(queue, kind, minute): count}`` from the minute rows from ``since`` on, summed
-    over tasks (minutes in UTC; a minute nothing happened in is left out). What was
-    written, not this process's buffer: read by processes that count nothing themselves
-    (``manage.py jobs top``). Served by the ``(resolution, period)`` index, so its cost
-    does not depend on the size of the job table."""
+    over tasks (minutes in UTC; a minute nothing happened in is left out); without
+    ``by_queue``, summed over queues too (``queue`` is ""). What was written, not this
+    process's buffer: read by processes that count nothing themselves (``manage.py jobs
+    top``). Served by the ``(resolution, period)`` index, so its cost does not depend on
+    the size of the job table."""
     rows = (
         Rollup.objects.using(db)
         .filter(resolution=MINUTE, period__gte=since, kind__in=list(kinds))
-        .values_list("queue", "kind", "period")
+        .values_list(*(("queue",) if by_queue else ()), "kind", "period")
         .annotate(n=models.Sum("count"))
         .order_by()
     )
+    if not by_queue:
+        rows = [("", *row) for row in rows]
     return {(queue, kind, period.astimezone(UTC)): int(n or 0) for queue, kind, period, n in rows}
 
 
