@@ -4,7 +4,7 @@ menus, a worker's current job shows a progress bar, and the schedule form previe
 next five runs again as one types, warning of daylight saving. Skipped, saying so, where
 Chromium or Playwright is not installed.
 
-``JOBS_DOCS_SCREENSHOTS=1`` writes the screenshots to ``docs/images/`` (how the ones in
+``JOBS_DOCS_SCREENSHOTS=1`` writes the screenshots to ``docs/screenshots/`` (how the ones in
 ``docs/admin.md`` are made); otherwise they go to the test's temporary directory.
 """
 
@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium on this machine"),
 ]
-DOCS = Path(__file__).resolve().parent.parent.parent / "docs" / "images"
+DOCS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
 # Chromium's own arguments for a machine without a display or a network.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
