@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.db import connections, router
+from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
 from .conf import JobsSettings, jobs_settings
@@ -171,3 +173,27 @@ def check_sqlite_transactions(app_configs=None, **kwargs) -> list[checks.CheckMe
     except Exception:  # noqa: BLE001 - E017 reports a bad alias
         return []
     return sqlite_transaction_warnings(settings.DATABASES, [alias])
+
+
+@checks.register("django_jobs", checks.Tags.urls)
+def check_schema_docs_files(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The API is mounted, so is its schema's browsable page (``schema/docs/``), whose
+    Swagger UI files come from drf-spectacular-sidecar's app (no CDN)."""
+    if apps.is_installed("drf_spectacular_sidecar"):
+        return []
+    try:
+        page = reverse("django_jobs_api:schema-docs")
+    except NoReverseMatch:  # the API is not mounted
+        return []
+    except Exception:  # noqa: BLE001 - Django's own urls check reports a broken URLconf
+        return []
+    return [
+        checks.Warning(
+            f"The REST API is mounted, but its schema's browsable page ({page}) answers 501: "
+            "its Swagger UI files come from drf-spectacular-sidecar, not in INSTALLED_APPS.",
+            hint="pip install drf-spectacular-sidecar (in django-jobs[api]) and add "
+            '"drf_spectacular_sidecar" to INSTALLED_APPS, or silence django_jobs.W005 '
+            "if you don't want the page.",
+            id="django_jobs.W005",
+        )
+    ]

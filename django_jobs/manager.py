@@ -432,6 +432,12 @@ class JobManager:
         linked to the schedule (``job.schedule``) without a due time."""
         schedule = self.get_schedule(name)
         with transaction.atomic(using=self.db):
+            # The schedule's row first: on MySQL the job's INSERT share-locks it (the
+            # foreign key check) and record_run() then needs it exclusively, so two runs,
+            # or a run and an enable(), holding the shared lock deadlocked.
+            rows = Schedule.objects.using(self.db).select_for_update().filter(pk=schedule.pk)
+            if not list(rows.values_list("pk", flat=True)):
+                raise Schedule.DoesNotExist(f"No schedule named {name!r}.")  # just deleted
             job = self.enqueue(schedule.task_name, **schedule.job_options(), schedule=schedule)
             schedule.record_run(job)
         return job

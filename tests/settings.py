@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",  # the live server of the browser test serves the CSS
     "rest_framework",
+    "drf_spectacular_sidecar",  # the Swagger UI files of the API's schema/docs/ page
     "django_jobs",
     "tests.testapp",
 ]

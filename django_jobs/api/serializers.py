@@ -7,6 +7,12 @@ from rest_framework import serializers
 
 from ..models import Batch, Job, MisfirePolicy, Queue, Schedule, Worker
 
+# Bounds of what the database and datetime arithmetic can hold: past them, a value got
+# through validation and failed at the INSERT or at ``now + timedelta(...)`` (a 500).
+MAX_SECONDS = 100 * 366 * 24 * 3600  # a delay or an interval: a hundred years
+MAX_RETRIES = 2**31 - 1  # PositiveIntegerField
+MAX_ID = 2**63 - 1  # BigAutoField
+
 
 class JobSerializer(serializers.ModelSerializer):
     eta = serializers.DateTimeField(read_only=True, allow_null=True)
@@ -70,13 +76,17 @@ class EnqueueSerializer(serializers.Serializer):
         required=False, help_text="An integer in [-100, 100] or a name."
     )
     scheduled_at = serializers.DateTimeField(required=False)
-    delay = serializers.FloatField(required=False, min_value=0, help_text="Seconds.")
+    delay = serializers.FloatField(
+        required=False, min_value=0, max_value=MAX_SECONDS, help_text="Seconds."
+    )
     tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
     metadata = serializers.DictField(child=serializers.JSONField(), required=False)
-    max_retries = serializers.IntegerField(required=False, min_value=0)
+    max_retries = serializers.IntegerField(required=False, min_value=0, max_value=MAX_RETRIES)
     timeout = serializers.FloatField(required=False, help_text="Seconds, > 0.")
     unique_key = serializers.CharField(max_length=255, required=False, allow_null=True)
-    depends_on = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    depends_on = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False
+    )
 
 
 class CancelSerializer(serializers.Serializer):
@@ -198,7 +208,9 @@ class ScheduleWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     task = serializers.CharField(max_length=255)
     cron = serializers.CharField(max_length=255, required=False)
-    interval = serializers.FloatField(required=False, min_value=0.001, help_text="Seconds.")
+    interval = serializers.FloatField(
+        required=False, min_value=0.001, max_value=MAX_SECONDS, help_text="Seconds."
+    )
     run_at = serializers.DateTimeField(required=False)
     args = serializers.ListField(child=serializers.JSONField(), required=False)
     kwargs = serializers.DictField(child=serializers.JSONField(), required=False)

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from functools import cache
+from pathlib import Path
+
+import drf_spectacular
+from django.apps import apps
+from django.http import HttpResponse
+from django.template import TemplateDoesNotExist
+from django.template.backends.django import DjangoTemplates
+from django.templatetags.static import static
+from django.urls import include, path, reverse
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.renderers import TemplateHTMLRenderer
 from rest_framework.routers import DefaultRouter
 
 from .permissions import api_permissions
@@ -58,10 +68,71 @@ class SchemaView(SpectacularAPIView):
         return response
 
 
+SIDECAR_MISSING = (
+    "The browsable page of the API's schema needs drf-spectacular-sidecar (the Swagger UI "
+    "files, served by this project instead of a CDN): pip install drf-spectacular-sidecar "
+    '(in django-jobs[api]) and add "drf_spectacular_sidecar" to INSTALLED_APPS. '
+    "The schema itself is at {schema_url}"
+)
+
+
+@cache
+def _spectacular_templates() -> DjangoTemplates:
+    """drf-spectacular's own templates, for a project that has not put drf_spectacular in
+    INSTALLED_APPS (the API does not need it there)."""
+    folder = Path(drf_spectacular.__file__).parent / "templates"
+    return DjangoTemplates(
+        {"NAME": "django_jobs_api", "DIRS": [folder], "APP_DIRS": False, "OPTIONS": {}}
+    )
+
+
+class SwaggerTemplateRenderer(TemplateHTMLRenderer):
+    """The project's templates first (it may override drf-spectacular's), then
+    drf-spectacular's."""
+
+    def resolve_template(self, template_names):
+        try:
+            return super().resolve_template(template_names)
+        except TemplateDoesNotExist:
+            return _spectacular_templates().get_template(template_names[0])
+
+
+class SchemaDocsView(SpectacularSwaggerView):
+    """Swagger UI over ``schema/``, from drf-spectacular-sidecar's static files (no CDN,
+    whatever ``SPECTACULAR_SETTINGS`` says), for the users who may read the schema."""
+
+    schema = None  # a page, not an operation of the API
+    renderer_classes = [SwaggerTemplateRenderer]
+    title = SchemaView.custom_settings["TITLE"]
+
+    def get_permissions(self):
+        return api_permissions()
+
+    def get(self, request, *args, **kwargs):
+        # The schema of the same mount: the namespace this page was reached through.
+        namespace = request.resolver_match.namespace if request.resolver_match else app_name
+        self.url = reverse(f"{namespace}:schema")
+        if not apps.is_installed("drf_spectacular_sidecar"):
+            # Without the app its files 404 (a blank page) or, with a manifest storage,
+            # static() raises; say what is missing instead (system check django_jobs.W005).
+            message = SIDECAR_MISSING.format(schema_url=self.url)
+            return HttpResponse(message, status=501, content_type="text/plain; charset=utf-8")
+        return super().get(request, *args, **kwargs)
+
+    @staticmethod
+    def _swagger_ui_resource(filename: str) -> str:
+        return static(f"drf_spectacular_sidecar/swagger-ui-dist/{filename}")
+
+    @staticmethod
+    def _swagger_ui_favicon() -> str:
+        return static("drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png")
+
+
 urlpatterns = [
     path("stats/", StatsView.as_view(), name="stats"),
     path("health/", HealthView.as_view(), name="health"),
     path("metrics/", MetricsView.as_view(), name="metrics"),
     path("schema/", SchemaView.as_view(urlconf="django_jobs.api.urls"), name="schema"),
+    path("schema/docs/", SchemaDocsView.as_view(), name="schema-docs"),
     path("", include(router.urls)),
 ]

@@ -8,7 +8,6 @@ from django.db.models import Prefetch
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -28,6 +27,7 @@ from ..models.queue_counts import with_counts
 from .filters import JobFilter
 from .pagination import JobCursorPagination
 from .permissions import api_permissions
+from .schema import ErrorSerializer, JobsAutoSchema
 from .serializers import (
     BatchSerializer,
     CancelSerializer,
@@ -39,15 +39,17 @@ from .serializers import (
     WorkerSerializer,
 )
 
-CONFLICT = OpenApiResponse(description="The state of the object does not allow this.")
+CONFLICT = OpenApiResponse(
+    ErrorSerializer, description="The state of the object does not allow this."
+)
 
 
 def documented(**kwargs: Any):
-    """drf-spectacular's ``extend_schema`` for a view method, built on drf-spectacular's
+    """drf-spectacular's ``extend_schema`` for a view method, built on the API's
     AutoSchema whatever the project's DEFAULT_SCHEMA_CLASS is."""
 
     def decorate(method):
-        method.schema = AutoSchema
+        method.schema = JobsAutoSchema
         return extend_schema(**kwargs)(method)
 
     return decorate
@@ -74,7 +76,7 @@ class ConfiguredPermissions:
     """Mixed into every view but health and metrics: API_PERMISSION_CLASSES, and the
     schema generator (so a project needs no DEFAULT_SCHEMA_CLASS setting)."""
 
-    schema = AutoSchema()
+    schema = JobsAutoSchema()
 
     def get_permissions(self):
         return api_permissions()
@@ -89,6 +91,9 @@ class JobViewSet(
     """Jobs: list (cursor-paginated, filtered), enqueue, read, cancel, retry, delete."""
 
     serializer_class = JobSerializer
+    # Any segment reaches the view, whose 404 is JSON (DRF's default [^/.]+ left "1.5"
+    # to Django's HTML 404).
+    lookup_value_regex = "[^/]+"
     pagination_class = JobCursorPagination
     filter_backends = [DjangoFilterBackend]
     filterset_class = JobFilter
@@ -115,7 +120,7 @@ class JobViewSet(
         audit(request, "enqueue", "job", [job.pk], task=job.task_name)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
-    @documented(responses={204: None, 404: OpenApiResponse(), 409: CONFLICT})
+    @documented(responses={204: None, 409: CONFLICT})
     def destroy(self, request: Request, pk: str) -> Response:
         """Delete a finished job (409 for an unfinished one: cancel it first)."""
         job = self.get_object()
@@ -158,6 +163,7 @@ class BatchViewSet(ConfiguredPermissions, mixins.RetrieveModelMixin, viewsets.Ge
     """A batch or chain with its counts and progress."""
 
     serializer_class = BatchSerializer
+    lookup_value_regex = "[^/]+"  # as for jobs: a JSON 404 for any id
 
     def get_queryset(self):
         return Batch.objects.using(jobs.db).all()
@@ -278,7 +284,10 @@ class ScheduleViewSet(ConfiguredPermissions, viewsets.GenericViewSet):
     def run(self, request: Request, name: str) -> Response:
         """Enqueue the schedule's job now (its next run does not move)."""
         self.get_object()
-        job = jobs.run_schedule_now(name)
+        try:
+            job = jobs.run_schedule_now(name)
+        except Schedule.DoesNotExist:
+            raise Http404(f"No schedule named {name!r}.") from None  # deleted meanwhile
         audit(request, "schedule.run", "schedule", [name], job=job.pk)
         return Response(JobSerializer(job).data)
 
@@ -348,7 +357,7 @@ class HealthView(APIView):
     """Anyone may ask; only staff see each check's details."""
 
     permission_classes = [AllowAny]
-    schema = AutoSchema()
+    schema = JobsAutoSchema()
 
     @documented(
         parameters=[
@@ -372,7 +381,7 @@ class MetricsView(APIView):
     """Prometheus' text exposition format (SPEC 10), for anyone."""
 
     permission_classes = [AllowAny]
-    schema = AutoSchema()
+    schema = JobsAutoSchema()
 
     @documented(responses={(200, "text/plain"): OpenApiTypes.STR})
     def get(self, request: Request) -> HttpResponse:

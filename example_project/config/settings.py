@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular_sidecar",  # Swagger UI of /api/jobs/schema/docs/, served from here
     "django_jobs",
     "demo",
 ]
