@@ -375,15 +375,14 @@ def per_minute(
     process's buffer: read by processes that count nothing themselves (``manage.py jobs
     top``). Served by the ``(resolution, period)`` index, so its cost does not depend on
     the size of the job table."""
-    rows = (
+    grouped = (
         Rollup.objects.using(db)
         .filter(resolution=MINUTE, period__gte=since, kind__in=list(kinds))
         .values_list(*(("queue",) if by_queue else ()), "kind", "period")
         .annotate(n=models.Sum("count"))
         .order_by()
     )
-    if not by_queue:
-        rows = [("", *row) for row in rows]
+    rows = [row if by_queue else ("", *row) for row in grouped]
     return {(queue, kind, period.astimezone(UTC)): int(n or 0) for queue, kind, period, n in rows}
 
 
