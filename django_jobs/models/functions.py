@@ -35,13 +35,16 @@ class DbNow(models.Func):
         return "(UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND)", [round(self.offset * 1e6)]
 
     def as_sqlite(self, compiler, connection, **extra):
-        # Same text format as Django stores datetimes in SQLite, so comparisons hold.
+        # SQLite compares datetimes as text, so this must be the text Django stores:
+        # "YYYY-MM-DD HH:MM:SS.ffffff". STRFTIME's %f has milliseconds only ("SS.SSS"),
+        # and "…00.123" sorts before the "…00.123000" of a job stamped with it: a job
+        # was not due within the millisecond it was enqueued. Hence the three zeros.
         # "%%": the SQL goes through "%" formatting once more (the backend's parameter
         # substitution), as Django's own Now.
-        fmt = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'"
+        fmt = "(STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'"
         if not self.offset:
-            return fmt + ")", []
-        return fmt + ", %s)", [f"{self.offset:+.6f} seconds"]
+            return fmt + ") || '000')", []
+        return fmt + ", %s) || '000')", [f"{self.offset:+.6f} seconds"]
 
 
 def db_now(using: str) -> datetime:
