@@ -42,10 +42,11 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
         )
     bad = set()
     for name, setting in keys.items():
-        problem = setting.problem(raw[name]) if name in raw else None
+        problem = setting.problem_and_id(raw[name]) if name in raw else None
         if problem:
             bad.add(name)
-            found.append(Error(problem, hint=setting.hint, id=f"django_jobs.{setting.check_id}"))
+            message, check_id = problem
+            found.append(Error(message, hint=setting.hint, id=f"django_jobs.{check_id}"))
     if not bad & {"HEARTBEAT_INTERVAL", "WORKER_TIMEOUT"}:
         heartbeat = JobsSettings.HEARTBEAT_INTERVAL.value_in(raw)
         timeout = JobsSettings.WORKER_TIMEOUT.value_in(raw)

@@ -14,6 +14,8 @@ Values are cached and forgotten whenever Django reports that ``DJANGO_JOBS`` cha
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -21,7 +23,9 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar, overload
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ValidationError
 from django.core.signals import setting_changed
+from django.core.validators import URLValidator
 
 from .enums import Priority
 
@@ -125,12 +129,6 @@ def _flag(value: Any) -> bool:
     return value
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError("must be a dict.")
-    return value
-
-
 @dataclass(frozen=True)
 class HealthSettings:
     """``DJANGO_JOBS["HEALTH"]``: the thresholds of the health checks."""
@@ -165,6 +163,164 @@ def _health(value: Any) -> HealthSettings:
             0, wanted="None or a positive number of seconds or a timedelta in MAX_PENDING_AGE"
         )(value["MAX_PENDING_AGE"])
     return HealthSettings(**read)
+
+
+JOB_EVENTS = ("failed", "retrying", "cancelled", "completed")
+SYSTEM_EVENTS = ("worker_lost", "schedule_missed", "queue_backlog")
+EVENTS = JOB_EVENTS + SYSTEM_EVENTS
+
+
+class SettingError(ValueError):
+    """A value that does not read, with the system check id that reports it."""
+
+    def __init__(self, message: str, check_id: str):
+        super().__init__(message)
+        self.check_id = check_id
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where notifications go and which: ``EVENTS``, and ``QUEUES``/``TASKS`` (None =
+    all) filtering the job events."""
+
+    events: frozenset[str]
+    queues: frozenset[str] | None
+    tasks: frozenset[str] | None
+
+    def wants(self, event: str, queue: str | None = None, task: str | None = None) -> bool:
+        if event not in self.events:
+            return False
+        if event in SYSTEM_EVENTS:
+            return True
+        if self.queues is not None and queue not in self.queues:
+            return False
+        return self.tasks is None or task in self.tasks
+
+
+@dataclass(frozen=True)
+class EmailChannel(Channel):
+    to: tuple[str, ...] = ()
+    from_email: str | None = None  # None: SERVER_EMAIL
+
+
+@dataclass(frozen=True)
+class WebhookChannel(Channel):
+    url: str = ""
+    secret: str = ""
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """``DJANGO_JOBS["NOTIFICATIONS"]`` (SPEC 10), read and checked."""
+
+    email: EmailChannel | None = None
+    webhooks: tuple[WebhookChannel, ...] = ()
+
+    def channels(self) -> list[Channel]:
+        return ([self.email] if self.email else []) + list(self.webhooks)
+
+
+def _names(value: Any, where: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise SettingError(f"{where} must be None or a list of names.", "E013")
+    return frozenset(value)
+
+
+def _channel_filters(value: dict, where: str, default_events: tuple[str, ...]) -> dict[str, Any]:
+    events = value.get("EVENTS", list(default_events))
+    if not isinstance(events, (list, tuple)) or not events:
+        raise SettingError(f"{where}['EVENTS'] must be a non-empty list of events.", "E026")
+    unknown = [e for e in events if e not in EVENTS]
+    if unknown:
+        raise SettingError(
+            f"{where}['EVENTS'] has unknown event(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(EVENTS)}.",
+            "E026",
+        )
+    return {
+        "events": frozenset(events),
+        "queues": _names(value.get("QUEUES"), f"{where}['QUEUES']"),
+        "tasks": _names(value.get("TASKS"), f"{where}['TASKS']"),
+    }
+
+
+def _known_keys(value: Any, known: tuple[str, ...], where: str) -> None:
+    if not isinstance(value, dict):
+        raise SettingError(f"{where} must be a dict.", "E013")
+    unknown = sorted(set(value) - set(known), key=str)
+    if unknown:
+        raise SettingError(
+            f"{where} has unknown key(s) {', '.join(map(str, unknown))}; "
+            f"known: {', '.join(known)}.",
+            "E013",
+        )
+
+
+def _webhook_secret(secret: Any, where: str) -> str:
+    """A Standard Webhooks secret: ``whsec_`` and base64 (the key is what it decodes
+    to), or any other non-empty string (the key is its UTF-8 bytes)."""
+    if not isinstance(secret, str) or not secret:
+        raise SettingError(f"{where}['SECRET'] must be a non-empty string.", "E027")
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret[len("whsec_") :], validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not key:
+            raise SettingError(
+                f"{where}['SECRET'] starts with 'whsec_' but what follows is not base64 "
+                "of a non-empty key.",
+                "E027",
+            )
+    return secret
+
+
+def _notifications(value: Any) -> NotificationSettings:
+    _known_keys(value, ("EMAIL", "WEBHOOKS"), "")
+    email = None
+    if value.get("EMAIL") is not None:
+        raw = value["EMAIL"]
+        where = "['EMAIL']"
+        _known_keys(raw, ("TO", "FROM", "EVENTS", "QUEUES", "TASKS"), where)
+        to = raw.get("TO")
+        if isinstance(to, str):
+            to = [to]
+        if (
+            not isinstance(to, (list, tuple))
+            or not to
+            or not all(isinstance(a, str) and "@" in a for a in to)
+        ):
+            raise SettingError(f"{where}['TO'] must be a non-empty list of addresses.", "E013")
+        sender = raw.get("FROM")
+        if sender is not None and not (isinstance(sender, str) and sender):
+            raise SettingError(f"{where}['FROM'] must be None or an address.", "E013")
+        email = EmailChannel(
+            **_channel_filters(raw, where, ("failed",)), to=tuple(to), from_email=sender
+        )
+    hooks = value.get("WEBHOOKS") or []
+    if not isinstance(hooks, (list, tuple)):
+        raise SettingError("['WEBHOOKS'] must be a list of dicts.", "E013")
+    webhooks = []
+    for i, raw in enumerate(hooks):
+        where = f"['WEBHOOKS'][{i}]"
+        _known_keys(raw, ("URL", "SECRET", "EVENTS", "QUEUES", "TASKS"), where)
+        url = raw.get("URL")
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            raise SettingError(
+                f"{where}['URL'] must be an http:// or https:// URL, got {url!r}.", "E025"
+            ) from None
+        webhooks.append(
+            WebhookChannel(
+                **_channel_filters(raw, where, ("failed",)),
+                url=url,
+                secret=_webhook_secret(raw.get("SECRET"), where),
+            )
+        )
+    return NotificationSettings(email=email, webhooks=tuple(webhooks))
 
 
 def _dotted_paths(value: Any) -> list[str]:
@@ -221,10 +377,19 @@ class Setting(Generic[T]):
     def problem(self, raw: Any) -> str | None:
         """What is wrong with ``raw`` as this key's value ("DJANGO_JOBS['X'] must be
         ..."), or None when it reads."""
+        found = self.problem_and_id(raw)
+        return found[0] if found else None
+
+    def problem_and_id(self, raw: Any) -> tuple[str, str] | None:
+        """``problem()`` with the check id that reports it (a reader may pick a more
+        precise one than the key's)."""
         try:
             self.read(raw)
         except (TypeError, ValueError) as exc:
-            return f"DJANGO_JOBS[{self.name!r}] {exc}"
+            text = str(exc).strip()
+            where = f"DJANGO_JOBS[{self.name!r}]"
+            message = where + text if text.startswith("[") else f"{where} {text}"
+            return message, getattr(exc, "check_id", self.check_id)
         return None
 
     def value_in(self, raw: dict[str, Any]) -> T:
@@ -302,7 +467,10 @@ class JobsSettings:
         "For example timedelta(days=7).",
         fallback=None,
     )
-    NOTIFICATIONS: Setting[dict[str, Any]] = Setting({}, _mapping, "E013", "See docs/settings.md.")
+    # Email and webhooks (SPEC 10); E013 shape, E025 URL, E026 events, E027 secret.
+    NOTIFICATIONS: Setting[NotificationSettings] = Setting(
+        {}, _notifications, "E013", "See docs/notifications.md."
+    )
     NOTIFICATIONS_QUEUE: Setting[str] = Setting(
         "notifications", _name, "E023", "The default is 'notifications'."
     )
