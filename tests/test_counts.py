@@ -131,4 +131,7 @@ def test_failure_groups_on_a_big_table_walk_the_index(monkeypatch):
     assert [g["group"] for g in big] == list(causes)
     assert big[0]["count"] == pytest.approx(60, rel=0.2) and big[1]["count"] == 3
     assert big[0]["tasks"].keys() == {"t.0", "t.1"} and big[0]["last_seen"] == now
+    # A filtered QuerySet: the pairs of the other task are left out, not shown empty.
+    only, _ = counts.failure_groups(Job.objects.filter(task_name="t.1"))
+    assert all(g["tasks"].keys() == {"t.1"} and g["count"] > 0 for g in only)
     assert error_group({"type": "KeyError", "message": "'k7'"}) == "KeyError: 'k<n>'"

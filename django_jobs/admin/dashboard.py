@@ -145,7 +145,8 @@ class DashboardAdmin(JobsAdminMedia, admin.ModelAdmin):
             **page_context(request, self, _("Jobs dashboard")),
             "d": data,
             "minute_chart": bar_chart(data["minutes"], 10, "%H:%M"),
-            "hour_chart": bar_chart(data["hours"], 4, "%H:00"),
+            # "%H:%M": in a half-hour time zone an hour starts at :30.
+            "hour_chart": bar_chart(data["hours"], 4, "%H:%M"),
             "series": SERIES,
             "refresh_ms": REFRESH_SECONDS * 1000,
             "format_duration": format_duration,

@@ -127,14 +127,19 @@ class CreatedRangeFilter(admin.FieldListFilter):
                 self.used_parameters.pop(param, None)
                 continue
             self.used_parameters[param] = value
-            day = parse_date(str(value))
-            if day is None:
+            try:
+                day = parse_date(str(value))  # None, or ValueError for "2024-02-30"
+                if day is not None and inclusive_end:  # "until 2026-01-31" includes it
+                    day += timedelta(days=1)  # OverflowError after 9999-12-31
+                start = datetime.combine(day, time.min) if day is not None else None
+                if start is not None and settings.USE_TZ:
+                    start = timezone.make_aware(start)
+            except (ValueError, OverflowError):
+                start = None
+            if start is None:
                 self.errors.append(_("%(value)s is not a date (YYYY-MM-DD).") % {"value": value})
                 continue
-            if inclusive_end:  # "until 2026-01-31" includes that day
-                day += timedelta(days=1)
-            start = datetime.combine(day, time.min)
-            self.bounds[param] = timezone.make_aware(start) if settings.USE_TZ else start
+            self.bounds[param] = start
 
     def has_output(self):
         return True

@@ -187,8 +187,8 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
         if term:
             found |= queryset.with_tag(term)
             digits = term.lstrip("#")
-            if digits.isdigit() and int(digits) <= 2**63 - 1:
-                found |= queryset.filter(pk=int(digits))
+            if _job_id(digits) is not None:
+                found |= queryset.filter(pk=_job_id(digits))
         return found, may_have_duplicates
 
     def has_add_permission(self, request):
@@ -216,7 +216,8 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
         themselves on the list and detail pages."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        ids = [int(v) for v in request.GET.getlist("id")[:MAX_PROGRESS_IDS] if v.isdigit()]
+        given = (_job_id(v) for v in request.GET.getlist("id")[:MAX_PROGRESS_IDS])
+        ids = [pk for pk in given if pk is not None]
         found = {}
         for job in (
             self.get_queryset(request)
@@ -480,6 +481,15 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
     def delete_model(self, request, obj):
         count = Job.objects.using(obj._state.db).filter(pk=obj.pk).delete_finished()
         audit(request, obj._state.db, "delete", "job", [obj.pk], count=count)
+
+
+def _job_id(text: str) -> int | None:
+    """``text`` as a job id, or None: ASCII digits only ("²" is a digit to Python), at
+    most what a bigint column holds (and no 5,000-digit int conversions)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        return None
+    value = int(text)
+    return value if 0 < value <= 2**63 - 1 else None
 
 
 def _job_links(rows) -> str:

@@ -159,7 +159,8 @@ def _bounded_count(db: str, jobs, limit: int) -> int:
 def failure_groups(jobs, limit: int = 100) -> tuple[list[dict[str, Any]], bool]:
     """The failed jobs of ``jobs`` grouped by cause (``Job.error_group``), the largest
     first: ``group``, ``count``, ``first_seen``, ``last_seen`` and ``tasks`` (``{task
-    name: count}``); and whether any count is an estimate.
+    name: count}``); and whether any count is an estimate (or, past
+    :data:`MAX_FAILURE_PAIRS` (cause, task) pairs on a big table, the list partial).
 
     On a small table one ``GROUP BY``. On a big PostgreSQL table the (cause, task) pairs
     are walked through the index of failed jobs one lookup at a time (a loose index
@@ -174,13 +175,17 @@ def failure_groups(jobs, limit: int = 100) -> tuple[list[dict[str, Any]], bool]:
             n=Count("id"), first=Min("finished_at"), last=Max("finished_at")
         )
         return _ranked(rows, limit), False
-    estimated = False
+    pairs = _failed_pairs(db, MAX_FAILURE_PAIRS + 1)
+    # Past the bound the walk stops (alphabetically): say the list is partial.
+    estimated = len(pairs) > MAX_FAILURE_PAIRS
     rows = []
-    for group, task in _failed_pairs(db, MAX_FAILURE_PAIRS):
+    for group, task in pairs[:MAX_FAILURE_PAIRS]:
         pair = failed.filter(error_group=group, task_name=task)
         n = _bounded_count(db, pair, EXACT_UP_TO)
         if n >= EXACT_UP_TO:
             n, estimated = max(_planner_rows(db, pair), EXACT_UP_TO), True
+        if not n:  # the pairs are the whole table's; ``jobs`` may be filtered
+            continue
         seen = pair.aggregate(first=Min("finished_at"), last=Max("finished_at"))
         rows.append((group, task, n, seen["first"], seen["last"]))
     return _ranked(rows, limit), estimated

@@ -224,3 +224,31 @@ def test_error_groups_strip_per_job_details():
     assert error_group({"type": "Boom", "message": ""}) == "Boom"
     assert error_group(None) == "" and len(error_group({"type": "E", "message": "x" * 999})) == 255
     assert json.dumps(error_group({"type": "E", "message": "a\nb"})) == '"E: a b"'
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?created_at__gte=2024-02-30",  # looks like a date, is not one
+        "?created_at__lt=2024-13-01",
+        "?created_at__lt=9999-12-31",  # the day after does not exist
+        "?q=%C2%B2",  # a digit to Python, not to int()
+        "?q=" + "9" * 5000,
+        "?q=99999999999999999999999",
+    ],
+)
+def test_odd_query_strings_never_500(superuser, query):
+    jobs.enqueue(tasks.add, args=[1, 1])
+    response = superuser.get(LIST + query)
+    assert response.status_code == 200
+    if "created_at" in query:
+        assert "is not a date" in response.content.decode()
+
+
+def test_odd_progress_ids_are_ignored(superuser):
+    job = jobs.enqueue(tasks.add, args=[1, 1])
+    url = reverse("admin:django_jobs_job_progress")
+    odd = ["%C2%B2", "9" * 5000, "99999999999999999999999", "-1", "0", ""]
+    query = "&".join(f"id={v}" for v in odd) + f"&id={job.pk}"
+    body = superuser.get(f"{url}?{query}").json()["jobs"]
+    assert list(body) == [str(job.pk)]
