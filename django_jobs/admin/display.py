@@ -11,10 +11,12 @@ import json
 from typing import Any
 
 import django
+from django.contrib import messages
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString
+from django.utils.translation import ngettext
 
 from ..enums import JobStatus, Priority
 
@@ -26,6 +28,21 @@ class JobsAdminMedia:
     class Media:
         css = {"all": ("django_jobs/admin.css",)}
         js = ("django_jobs/progress.js",)
+
+
+def report_unique_conflicts(request, conflicts: int) -> None:
+    """The warning of every verb that sends jobs back to pending (retry, requeue, a
+    failure group's retry) for the jobs ``retry_all`` skipped over a taken unique key."""
+    if conflicts:
+        messages.warning(
+            request,
+            ngettext(
+                "%d job skipped: another unfinished job holds its unique key.",
+                "%d jobs skipped: other unfinished jobs hold their unique keys.",
+                conflicts,
+            )
+            % conflicts,
+        )
 
 
 def page_context(request, model_admin, title: Any, trail=()) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from django.utils.translation import ngettext
 from ..manager import jobs
 from ..models.counts import failure_groups
 from .audit import audit
-from .display import page_context
+from .display import page_context, report_unique_conflicts
 
 MAX_GROUPS = 200
 
@@ -70,16 +70,7 @@ def _act(model_admin, request, queryset):
             ngettext("%d job sent back to pending.", "%d jobs sent back to pending.", count)
             % count,
         )
-        if conflicts:
-            messages.warning(
-                request,
-                ngettext(
-                    "%d job skipped: another unfinished job holds its unique key.",
-                    "%d jobs skipped: other unfinished jobs hold their unique keys.",
-                    conflicts,
-                )
-                % conflicts,
-            )
+        report_unique_conflicts(request, conflicts)
     else:
         if not model_admin.has_delete_permission(request):
             raise PermissionDenied

@@ -15,6 +15,7 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from ..enqueue import job_pk
 from ..enums import FINISHED_STATUSES, HELD_STATUSES
 from ..models import Job
 from ..models.counts import bounded_count
@@ -26,6 +27,7 @@ from .display import (
     pretty_json,
     priority_label,
     progress_bar,
+    report_unique_conflicts,
     status_badge,
     task_label,
     when,
@@ -186,9 +188,9 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
         term = search_term.strip()
         if term:
             found |= queryset.with_tag(term)
-            digits = term.lstrip("#")
-            if _job_id(digits) is not None:
-                found |= queryset.filter(pk=_job_id(digits))
+            pk = _job_id(term.lstrip("#"))
+            if pk is not None:
+                found |= queryset.filter(pk=pk)
         return found, may_have_duplicates
 
     def has_add_permission(self, request):
@@ -339,17 +341,7 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
             % count,
             messages.SUCCESS if count else messages.WARNING,
         )
-        if conflicts:
-            self.message_user(
-                request,
-                ngettext(
-                    "%d job skipped: another unfinished job holds its unique key.",
-                    "%d jobs skipped: other unfinished jobs hold their unique keys.",
-                    conflicts,
-                )
-                % conflicts,
-                messages.WARNING,
-            )
+        report_unique_conflicts(request, conflicts)
         skipped = selected - count - conflicts
         if skipped > 0:
             self.message_user(
@@ -426,17 +418,7 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
             ngettext("%d job requeued.", "%d jobs requeued.", count) % count,
             messages.SUCCESS if count else messages.WARNING,
         )
-        if conflicts:
-            self.message_user(
-                request,
-                ngettext(
-                    "%d job skipped: another unfinished job holds its unique key.",
-                    "%d jobs skipped: other unfinished jobs hold their unique keys.",
-                    conflicts,
-                )
-                % conflicts,
-                messages.WARNING,
-            )
+        report_unique_conflicts(request, conflicts)
         skipped = selected - count - conflicts
         if skipped > 0:
             self.message_user(
@@ -484,12 +466,11 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
 
 
 def _job_id(text: str) -> int | None:
-    """``text`` as a job id, or None: ASCII digits only ("²" is a digit to Python), at
-    most what a bigint column holds (and no 5,000-digit int conversions)."""
-    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+    """``text`` as a job id (``job_pk``'s rules), or None."""
+    try:
+        return job_pk(text)
+    except Job.DoesNotExist:
         return None
-    value = int(text)
-    return value if 0 < value <= 2**63 - 1 else None
 
 
 def _job_links(rows) -> str:

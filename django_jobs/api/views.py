@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..enqueue import job_pk
 from ..exceptions import TaskNotFound
 from ..health import CHECKS
 from ..manager import jobs
@@ -394,10 +395,8 @@ def _with_dependencies(queryset):
 
 
 def _job_id(value: str) -> int:
+    """A job or batch id from the URL (``job_pk``'s rules); 404 for anything else."""
     try:
-        pk = int(value)
-    except (TypeError, ValueError):
-        pk = 0
-    if not 0 < pk <= 2**63 - 1:
-        raise Http404("No such id.")
-    return pk
+        return job_pk(value)
+    except Job.DoesNotExist:
+        raise Http404("No such id.") from None

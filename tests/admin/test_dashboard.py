@@ -29,12 +29,6 @@ def fresh_cache():
     cache.clear()
 
 
-@pytest.fixture
-def superuser(client):
-    client.force_login(User.objects.create_superuser("root", "r@x.com", "pw"))
-    return client
-
-
 def staff_with(client, *codenames):
     user = User.objects.create_user("staff", password="pw", is_staff=True)
     for codename in codenames:

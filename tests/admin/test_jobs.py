@@ -22,12 +22,6 @@ LIST = "/admin/django_jobs/job/"
 FAILURES = "/admin/django_jobs/job/failures/"
 
 
-@pytest.fixture
-def superuser(client):
-    client.force_login(User.objects.create_superuser("root", "r@x.com", "pw"))
-    return client
-
-
 def viewer(client, *extra):
     user = User.objects.create_user("viewer", password="pw", is_staff=True)
     codenames = ["view_job", *extra]

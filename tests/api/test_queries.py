@@ -2,10 +2,8 @@
 DISTINCT (a sort of the whole filtered table at 10 million rows)."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
 
 from django_jobs import jobs
 from tests.testapp import tasks
@@ -13,13 +11,6 @@ from tests.testapp import tasks
 pytestmark = pytest.mark.django_db(transaction=True)
 
 API = "/api/jobs/"
-
-
-@pytest.fixture
-def staff():
-    client = APIClient()
-    client.force_authenticate(User.objects.create_user("staff", password="x", is_staff=True))
-    return client
 
 
 def queries_for(client, path):

@@ -5,9 +5,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from django_jobs import JobStatus, jobs
 from django_jobs.models import Job, Queue
@@ -18,25 +16,6 @@ from tests.testapp import tasks
 pytestmark = pytest.mark.django_db
 
 API = "/api/jobs/"
-
-
-@pytest.fixture
-def staff():
-    client = APIClient()
-    client.force_authenticate(User.objects.create_user("staff", password="x", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def user():
-    client = APIClient()
-    client.force_authenticate(User.objects.create_user("user", password="x"))
-    return client
-
-
-@pytest.fixture
-def anonymous():
-    return APIClient()
 
 
 def post(client, path, body=None):
