@@ -12,12 +12,14 @@ class DjangoJobsConfig(AppConfig):
         from django.db.models.signals import post_migrate, pre_delete
 
         from . import checks  # noqa: F401 - registers the system checks
+        from .notifications import sending  # noqa: F401 - registers the delivery task
+        from .notifications.deliveries import on_job_events, on_system_event
         from .signal_handlers import (
             enqueue_on_complete,
             job_pre_delete,
             sync_code_schedules_after_migrate,
         )
-        from .signals import batch_finished
+        from .signals import batch_finished, job_events_recorded, system_event_recorded
 
         post_migrate.connect(
             sync_code_schedules_after_migrate,
@@ -31,4 +33,8 @@ class DjangoJobsConfig(AppConfig):
             enqueue_on_complete,
             sender=self.get_model("Batch"),
             dispatch_uid="django_jobs.enqueue_on_complete",
+        )
+        job_events_recorded.connect(on_job_events, dispatch_uid="django_jobs.notify_job_events")
+        system_event_recorded.connect(
+            on_system_event, dispatch_uid="django_jobs.notify_system_event"
         )

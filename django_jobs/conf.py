@@ -168,6 +168,9 @@ def _health(value: Any) -> HealthSettings:
 JOB_EVENTS = ("failed", "retrying", "cancelled", "completed")
 SYSTEM_EVENTS = ("worker_lost", "schedule_missed", "queue_backlog")
 EVENTS = JOB_EVENTS + SYSTEM_EVENTS
+# The task that delivers notifications: its own jobs never notify (no loop of alerts
+# about alerts).
+DELIVERY_TASK = "django_jobs.notifications.deliver"
 
 
 class SettingError(ValueError):
@@ -201,6 +204,8 @@ class Channel:
 class EmailChannel(Channel):
     to: tuple[str, ...] = ()
     from_email: str | None = None  # None: SERVER_EMAIL
+    # Job events of one task within this many seconds share one email (0: one each).
+    digest: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,13 @@ class NotificationSettings:
 
     def channels(self) -> list[Channel]:
         return ([self.email] if self.email else []) + list(self.webhooks)
+
+    def wants(self, event: str, queue: str | None = None, task: str | None = None) -> bool:
+        """Whether any channel wants this event (of this queue and task). The delivery
+        task's own jobs never notify."""
+        if task == DELIVERY_TASK:
+            return False
+        return any(channel.wants(event, queue, task) for channel in self.channels())
 
 
 def _names(value: Any, where: str) -> frozenset[str] | None:
@@ -283,7 +295,7 @@ def _notifications(value: Any) -> NotificationSettings:
     if value.get("EMAIL") is not None:
         raw = value["EMAIL"]
         where = "['EMAIL']"
-        _known_keys(raw, ("TO", "FROM", "EVENTS", "QUEUES", "TASKS"), where)
+        _known_keys(raw, ("TO", "FROM", "EVENTS", "QUEUES", "TASKS", "DIGEST"), where)
         to = raw.get("TO")
         if isinstance(to, str):
             to = [to]
@@ -296,8 +308,17 @@ def _notifications(value: Any) -> NotificationSettings:
         sender = raw.get("FROM")
         if sender is not None and not (isinstance(sender, str) and sender):
             raise SettingError(f"{where}['FROM'] must be None or an address.", "E013")
+        try:
+            digest = _seconds(
+                0, strict=False, wanted="a number of seconds >= 0 or a timedelta in DIGEST"
+            )(raw.get("DIGEST", 60))
+        except ValueError as exc:
+            raise SettingError(f"{where}['DIGEST'] {exc}", "E013") from None
         email = EmailChannel(
-            **_channel_filters(raw, where, ("failed",)), to=tuple(to), from_email=sender
+            **_channel_filters(raw, where, ("failed",)),
+            to=tuple(to),
+            from_email=sender,
+            digest=digest,
         )
     hooks = value.get("WEBHOOKS") or []
     if not isinstance(hooks, (list, tuple)):
@@ -327,6 +348,18 @@ def _dotted_paths(value: Any) -> list[str]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ValueError("must be a list of dotted paths.")
     return list(value)
+
+
+def _base_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        raise ValueError(
+            f"must be None or the site's http:// or https:// address, got {value!r}."
+        ) from None
+    return str(value).rstrip("/")
 
 
 def _alias(value: Any) -> str | None:
@@ -473,6 +506,11 @@ class JobsSettings:
     )
     NOTIFICATIONS_QUEUE: Setting[str] = Setting(
         "notifications", _name, "E023", "The default is 'notifications'."
+    )
+    # The site's address, for links in notifications ("https://example.com"); None: the
+    # Sites framework's current site when installed, else no link.
+    BASE_URL: Setting[str | None] = Setting(
+        None, _base_url, "E028", "For example 'https://jobs.example.com'."
     )
     HEALTH: Setting[HealthSettings] = Setting(
         {},

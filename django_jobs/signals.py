@@ -20,6 +20,13 @@ job_dead_lettered = Signal()
 # Sent (sender=Batch, batch=, using=) in the transaction that finished the last job of a
 # batch, once per batch. django_jobs' own receiver enqueues the batch's on_complete task.
 batch_finished = Signal()
+# Internal, for notifications (SPEC 10). Sent in the transaction that records the
+# outcomes, only when some channel wants the event: ``job_events_recorded`` (sender=Job,
+# event=, jobs=[payload dicts], using=) and ``system_event_recorded`` (sender=the model,
+# event=, subject=, data=, using=). django_jobs' receiver turns them into deliveries, so
+# a rolled-back outcome sends nothing.
+job_events_recorded = Signal()
+system_event_recorded = Signal()
 
 
 def send(signal: Signal, job, **kwargs) -> None:

@@ -19,7 +19,7 @@ from django.db import connections, transaction
 from ..conf import jobs_settings, to_seconds
 from ..enums import JobStatus
 from ..exceptions import WorkerLost
-from ..models import Job
+from ..models import Job, notices
 from ..wakeups import notify
 from .policy import error_entry
 from .runner import record_failure
@@ -88,15 +88,26 @@ def rescue_stalled(
                 qs = qs.select_for_update(skip_locked=True)
             batch = list(qs[:chunk])
             done = []
+            lost: dict[str, list[int]] = {}
             for job in batch:
                 exc = WorkerLost(
                     f"worker {job.worker_id} stopped heartbeating while running the job"
                     if worker_id is None
                     else f"worker {job.worker_id} restarted while running the job"
                 )
+                lost_by = job.worker_id
                 marked = _mark_lost(job, exc)
                 if marked is not None:
                     done.append((job, *marked))
+                    lost.setdefault(lost_by or "", []).append(job.pk)
+            for lost_by, ids in lost.items():
+                # Once per lost worker: the receiver opens one incident per worker id.
+                notices.record_system(
+                    db,
+                    "worker_lost",
+                    lost_by,
+                    {"worker_id": lost_by, "jobs": ids, "restarted": worker_id is not None},
+                )
         for job, entry, delay in done:
             rescued += 1
             logger.warning(

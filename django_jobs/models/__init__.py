@@ -10,6 +10,7 @@ from .audit import AuditEntry
 from .batch import Batch, BatchKind
 from .functions import DbNow
 from .job import Job, JobDependency, JobQuerySet
+from .notification import Delivery, Incident
 from .proxies import Dashboard
 from .queue import Queue
 from .rollup import Rollup
@@ -26,6 +27,8 @@ __all__ = [
     "BatchKind",
     "Dashboard",
     "DbNow",
+    "Delivery",
+    "Incident",
     "Job",
     "JobDependency",
     "JobQuerySet",

@@ -27,6 +27,7 @@ from .._compat import task_finished
 from ..enums import HELD_STATUSES, JobStatus
 from ..results import send_django_signal
 from ..wakeups import notify
+from . import notices
 from .claiming import JobClaiming
 from .functions import DbNow, db_now
 from .rollup import CANCELLED, COMPLETED, rollups
@@ -85,6 +86,9 @@ class JobOutcomes(JobClaiming):
                 )
                 for _pk, _status, _batch, _has, queue, task in now_ids:
                     rollups.record_on_commit(db, queue, task, CANCELLED)
+                wanted = [r[0] for r in now_ids if notices.wants("cancelled", r[4], r[5])]
+                if wanted:
+                    notices.record_rows(db, "cancelled", self.fresh(db).filter(id__in=wanted))
             # Batches in one order (as the workers' writes), so no deadlock between them.
             for pk, _status, batch_id, has_dependents, _queue, _task in sorted(
                 now_ids, key=lambda r: (r[2] or 0, r[0])
@@ -238,8 +242,12 @@ class JobOutcomes(JobClaiming):
 
         db = self.db
         conn = connections[db]
-        # One statement needs no transaction of its own; batch counters must move with it.
-        together = conn.vendor != "postgresql" or any(job.batch_id for job, _ in done)
+        notify = {job.pk for job, _ in done if notices.wants("completed", job.queue, job.task_name)}
+        # One statement needs no transaction of its own; batch counters and notifications
+        # must move with it.
+        together = (
+            conn.vendor != "postgresql" or bool(notify) or any(job.batch_id for job, _ in done)
+        )
         finished_at: dict[int, datetime] = {}
         with transaction.atomic(using=db) if together else nullcontext():
             if conn.vendor == "postgresql":
@@ -265,6 +273,16 @@ class JobOutcomes(JobClaiming):
                     batches[batch_id] = batches.get(batch_id, 0) + 1
             for batch_id in sorted(batches):  # one lock order: no deadlock between flushes
                 advance_batch(batch_id, JobStatus.COMPLETED, db, count=batches[batch_id])
+            if notify:
+                notices.record(
+                    db,
+                    "completed",
+                    [
+                        notices.job_payload(job, status=JobStatus.COMPLETED)
+                        for job, _ in done
+                        if job.pk in notify and job.pk in finished_at
+                    ],
+                )
         counted = []
         for job, result in done:
             if job.pk in finished_at:

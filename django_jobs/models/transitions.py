@@ -6,6 +6,7 @@ cancel was requested while it was held always ends cancelled.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from django.utils import timezone
 from ..conf import jobs_settings
 from ..enums import HELD_STATUSES, JobStatus
 from ..errorgroups import error_group
+from . import notices
 from .functions import DbNow, db_now
 from .rollup import CANCELLED, COMPLETED, FAILED, RAN, RETRIED, WAITED, Observation, rollups
 from .workflow import job_finished
@@ -50,26 +52,34 @@ class JobTransitions(models.Model):
             pk=self.pk, lease=self.lease, status__in=HELD_STATUSES
         )
 
-    def _finish(self, changes: dict, outcome: str, qs=None) -> bool:
+    def _finish(self, changes: dict, outcome: str, qs=None, notice=None) -> bool:
         """Apply ``changes`` that end the job, then advance its workflow, atomically.
 
         A job nobody depends on and outside any batch finishes in one UPDATE. The
         ``has_dependents=False`` condition is read by that UPDATE itself: a dependant
         enqueued since this job was claimed sets the flag under the row lock, so it can
-        never be missed. ``qs``: the guarded row with more conditions.
+        never be missed. ``qs``: the guarded row with more conditions. ``notice``: the
+        ``(event, payload)`` a notification channel wants, raised in the same
+        transaction (the one UPDATE then gets a transaction of its own).
         """
         changes = {**changes, "unique_active": None}
         qs = qs if qs is not None else self._guarded()
-        if not self.batch_id and qs.filter(has_dependents=False).update(**changes):
-            return True
-
         db = qs.db
+        if not self.batch_id:
+            with transaction.atomic(using=db) if notice else nullcontext():
+                if qs.filter(has_dependents=False).update(**changes):
+                    if notice:
+                        notices.record(db, notice[0], [notice[1]])
+                    return True
+
         with transaction.atomic(using=db):
             row = qs.select_for_update().values_list("has_dependents", "batch_id").first()
             if row is None:
                 return False  # the lease was lost
             qs.update(**changes)
             job_finished(self.pk, outcome, batch_id=row[1], has_dependents=row[0], db=db)
+            if notice:
+                notices.record(db, notice[0], [notice[1]])
         return True
 
     def _finished_at(self):
@@ -119,7 +129,8 @@ class JobTransitions(models.Model):
         now = db_now(self._guarded().db)
         finished = max(now, self.started_at) if self.started_at else now
         changes = self.completion_changes(result, finished)
-        done = self._finish(changes, JobStatus.COMPLETED)
+        notice = notices.job_notice(self, "completed", status=JobStatus.COMPLETED)
+        done = self._finish(changes, JobStatus.COMPLETED, notice=notice)
         if done:
             self.count_outcome(COMPLETED, finished)
             for key, value in changes.items():
@@ -162,10 +173,19 @@ class JobTransitions(models.Model):
             )
             if not (keep_place and retry_in == 0):
                 changes["scheduled_at"] = DbNow(retry_in)
+            # A retry notifies; a loss (count_retry=False) is the worker_lost event's.
+            notice = (
+                notices.job_notice(self, "retrying", status=retry_status, error=error)
+                if count_retry
+                else None
+            )
             # The flag is read by the UPDATE itself: a cancel committed before it keeps
             # the job from going back to the queue; one committed after it finds the job
             # waiting for its retry and cancels it at once.
-            done = bool(self._guarded().filter(cancel_requested=False).update(**changes))
+            with transaction.atomic(using=self._guarded().db) if notice else nullcontext():
+                done = bool(self._guarded().filter(cancel_requested=False).update(**changes))
+                if done and notice:
+                    notices.record(self._guarded().db, notice[0], [notice[1]])
         else:
             dlq = jobs_settings.DEAD_LETTER_QUEUE
             changes = dict(
@@ -176,8 +196,12 @@ class JobTransitions(models.Model):
                 queue=dlq,
                 **common,
             )
+            notice = notices.job_notice(self, "failed", status=JobStatus.FAILED, error=error)
             done = self._finish(
-                changes, JobStatus.FAILED, qs=self._guarded().filter(cancel_requested=False)
+                changes,
+                JobStatus.FAILED,
+                qs=self._guarded().filter(cancel_requested=False),
+                notice=notice,
             )
         if not done and self._guarded().filter(cancel_requested=True).exists():
             return self.set_cancelled_while_running("cancelled", extra=common)
@@ -205,7 +229,10 @@ class JobTransitions(models.Model):
         changes.update(extra or {})
         if self.started_at is not None:
             changes["started_at"] = self.started_at
-        done = self._finish(changes, JobStatus.CANCELLED)
+        notice = notices.job_notice(
+            self, "cancelled", status=JobStatus.CANCELLED, error=changes.get("error")
+        )
+        done = self._finish(changes, JobStatus.CANCELLED, notice=notice)
         if done:
             self.count_outcome(CANCELLED)
             self.refresh_from_db()

@@ -18,6 +18,7 @@ from django.utils import timezone
 from .. import signals
 from ..enums import JobStatus
 from ..wakeups import notify
+from . import notices
 from .batch import Batch
 from .functions import DbNow
 from .rollup import CANCELLED, rollups
@@ -109,6 +110,9 @@ def cancel_dependents(job_ids: list[int], reason: str, db: str) -> list[int]:
             rollups.record_on_commit(db, queue, task, CANCELLED)
             if batch_id:
                 advance_batch(batch_id, JobStatus.CANCELLED, db)
+        wanted = [pk for pk, _, _, queue, task in rows if notices.wants("cancelled", queue, task)]
+        if wanted:
+            notices.record_rows(db, "cancelled", Job.objects.using(db).filter(pk__in=wanted))
         cancelled += ids
         frontier = [pk for pk, _, has, _, _ in rows if has]
     if cancelled:

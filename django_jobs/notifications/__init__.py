@@ -1,8 +1,13 @@
-"""Failure notifications (SPEC 10): email and signed webhooks.
+"""Notifications (SPEC 10): email and signed webhooks about job and system events.
 
-What exists so far: the configuration (``DJANGO_JOBS["NOTIFICATIONS"]``, read and checked
-by :mod:`django_jobs.conf`) and the Standard Webhooks signature, both sides of it:
-:func:`signed_headers` for a sender and :func:`verify` for a receiver.
+- :mod:`.signing`: the Standard Webhooks signature, both sides: :func:`signed_headers`
+  for a sender and :func:`verify` for a receiver. Importing this package needs no
+  configured Django project, so a receiver can use :func:`verify` anywhere.
+- :mod:`.deliveries`: events become ``Delivery`` rows and jobs that send them, in the
+  transaction that recorded the outcome; email digests; ``send_test()``, ``resend()``.
+- :mod:`.sending`: the delivery task (HTTP POST or email, retries, giving up).
+- :mod:`.alerts`: the ``schedule_missed`` and ``queue_backlog`` checks the workers run.
+- :mod:`.messages`: the webhook body and the email text.
 """
 
 from .signing import WebhookVerificationError, signed_headers, verify

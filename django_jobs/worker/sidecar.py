@@ -35,6 +35,7 @@ from ..manager import JobManager
 from ..models import DbNow, Worker
 from ..models.rollup import COMPACT_CHUNK, flush_counts
 from ..models.rollup import compact as compact_rollups
+from ..notifications import alerts
 from .protocol import Shared, die_with_parent
 
 logger = logging.getLogger("django_jobs.worker")
@@ -127,6 +128,7 @@ class Housekeeper:
         self.next_schedule = now
         self.next_rescue = now
         self.next_prune = now + random.uniform(*FIRST_PRUNE)  # noqa: S311
+        self.next_alerts = now + alerts.CHECK_EVERY
 
     def run(self) -> None:
         try:
@@ -145,14 +147,27 @@ class Housekeeper:
                 if now >= self.next_prune:
                     self.next_prune = now + PRUNE_EVERY
                     self.guarded("prune finished jobs", self.prune)
+                if now >= self.next_alerts:
+                    self.next_alerts = now + alerts.CHECK_EVERY
+                    self.guarded("check for late schedules and backlogs", self.alerts)
                 wake = min(
                     self.next_schedule if self.worker["scheduler"] else float("inf"),
                     self.next_rescue,
                     self.next_prune,
+                    self.next_alerts,
                 )
                 _sleep_until(self.shared, wake)
         finally:
             connections.close_all()
+
+    def alerts(self) -> None:
+        wanted = jobs_settings.NOTIFICATIONS
+        if (
+            wanted.wants("schedule_missed")
+            or wanted.wants("queue_backlog")
+            or wanted.wants("worker_lost")
+        ):
+            alerts.check(self.worker["database"])
 
     def guarded(self, what: str, fn, *args) -> None:
         try:

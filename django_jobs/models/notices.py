@@ -1,0 +1,93 @@
+"""Job and system events for notifications (SPEC 10), raised in the transaction that
+records them.
+
+The models only ask the settings whether some channel wants an event and, if one does,
+send ``signals.job_events_recorded`` / ``system_event_recorded`` inside the outcome's
+transaction. ``django_jobs.notifications`` (wired in ``AppConfig.ready()``) turns them
+into deliveries in that same transaction: a rolled-back outcome notifies nobody, and a
+job nobody wants to hear about costs one settings lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import signals
+from ..conf import jobs_settings
+
+# A traceback in a notification keeps its last this many characters (the innermost
+# frames and the error).
+TRACEBACK_CHARS = 8000
+
+
+def wants(event: str, queue: str | None = None, task: str | None = None) -> bool:
+    return jobs_settings.NOTIFICATIONS.wants(event, queue, task)
+
+
+def error_summary(error: dict | None) -> dict[str, Any] | None:
+    if not error:
+        return None
+    traceback = error.get("traceback") or ""
+    if len(traceback) > TRACEBACK_CHARS:
+        traceback = "…" + traceback[-TRACEBACK_CHARS:]
+    return {
+        "type": error.get("type", ""),
+        "message": error.get("message", ""),
+        "traceback": traceback,
+    }
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None and hasattr(value, "isoformat") else None
+
+
+def job_payload(job, *, status: str, queue: str | None = None, error: dict | None = None):
+    """What a notification says of ``job``: SPEC 10's fields (``queue`` is the queue it
+    ran in, also for a dead-lettered job) and a few more a reader wants."""
+    return {
+        "id": job.pk,
+        "task": job.task_name,
+        "queue": queue or job.queue,
+        "status": str(status),
+        "attempts": job.attempts,
+        "max_retries": job.max_retries,
+        "error": error_summary(error if error is not None else job.error),
+        "metadata": job.metadata or {},
+        "tags": list(job.tags or []),
+        "created_at": _iso(job.created_at),
+    }
+
+
+def job_notice(job, event: str, *, status: str, queue: str | None = None, error=None):
+    """``(event, payload)`` when a channel wants ``event`` for ``job``, else None. Built
+    from the held job before its outcome is written (its queue is the one it ran in)."""
+    ran_in = queue or job.queue
+    if not wants(event, ran_in, job.task_name):
+        return None
+    return event, job_payload(job, status=status, queue=ran_in, error=error)
+
+
+def record(db: str, event: str, payloads: list[dict]) -> None:
+    """Raise job events; call it inside the transaction that wrote their outcomes."""
+    if payloads:
+        signals.job_events_recorded.send(sender=None, event=event, jobs=payloads, using=db)
+
+
+def record_rows(db: str, event: str, jobs) -> None:
+    """Raise ``event`` for each job of the QuerySet ``jobs`` a channel wants, read as
+    they are now in the transaction that changed them (bulk cancels)."""
+    payloads = [
+        job_payload(job, status=job.status, queue=job.original_queue or job.queue)
+        for job in jobs
+        if wants(event, job.original_queue or job.queue, job.task_name)
+    ]
+    record(db, event, payloads)
+
+
+def record_system(db: str, event: str, subject: str, data: dict[str, Any]) -> None:
+    """Raise a system event (``worker_lost``, ``schedule_missed``, ``queue_backlog``)
+    about ``subject``; it is sent once per incident."""
+    if wants(event):
+        signals.system_event_recorded.send(
+            sender=None, event=event, subject=subject, data=data, using=db
+        )

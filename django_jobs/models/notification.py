@@ -1,0 +1,85 @@
+"""The notifications' own rows (SPEC 10): each delivery with its attempts, and the open
+incidents of the system events (so that each is sent once, not at every check)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+
+def _message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class Delivery(models.Model):
+    """One notification to one channel: a webhook POST about one event, or an email
+    about one event or a digest of many. Sent by a job of its own on
+    ``NOTIFICATIONS_QUEUE``; every attempt is kept in ``attempts``."""
+
+    EMAIL, WEBHOOK = "email", "webhook"
+    PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    event = models.CharField(max_length=32)  # "failed", "worker_lost", "test", ...
+    channel = models.CharField(max_length=16, choices=[(EMAIL, "email"), (WEBHOOK, "webhook")])
+    # The webhook's URL, or the email's recipients (comma-separated).
+    target = models.TextField()
+    status = models.CharField(
+        max_length=16,
+        default=PENDING,
+        choices=[(PENDING, "pending"), (DELIVERED, "delivered"), (FAILED, "failed")],
+        db_index=True,
+    )
+    # The Standard Webhooks message id: unique per message, the same on every retry.
+    message_id = models.CharField(max_length=64, unique=True, default=_message_id)
+    # A webhook: the JSON body sent. An email: {"event", "task", "jobs": [...], "count"}.
+    payload = models.JSONField(default=dict)
+    # The job reported on (an id, not a foreign key: the log outlives pruned jobs), and
+    # the job that sends this delivery.
+    job_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    task_name = models.CharField(max_length=255, blank=True, default="")
+    sender_job_id = models.BigIntegerField(null=True, blank=True)
+    # An email digest still gathering events: "<event>:<task>"; NULL once it is being
+    # sent (NULLs never collide, so one open digest per key on every database).
+    digest_key = models.CharField(max_length=300, null=True, blank=True, unique=True)
+    # When it is sent (an email digest waits for the end of its window).
+    due_at = models.DateTimeField(null=True, blank=True)
+    # Each attempt: {"at", "status_code", "error", "seconds"}.
+    attempts = models.JSONField(default=list, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "notification delivery"
+        verbose_name_plural = "notification deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} by {self.channel} to {self.target} ({self.status})"
+
+    @property
+    def last_attempt(self) -> dict[str, Any] | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+class Incident(models.Model):
+    """A system condition that was notified once and is not over yet: a lost worker, a
+    late schedule, a queue's backlog. Cleared when the condition is over, so the next
+    one notifies again."""
+
+    kind = models.CharField(max_length=32)  # worker_lost, schedule_missed, queue_backlog
+    subject = models.CharField(max_length=255)  # the worker id, schedule name, queue name
+    # "<kind>:<subject>" while open, NULL once cleared: one open incident per subject.
+    open_key = models.CharField(max_length=300, null=True, blank=True, unique=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+
+    def __str__(self) -> str:
+        state = "cleared" if self.cleared_at else "open"
+        return f"{self.kind} {self.subject} ({state})"

@@ -1,0 +1,133 @@
+"""The system events that are conditions rather than moments: ``schedule_missed`` (an
+enabled schedule more than ``HEALTH["SCHEDULE_LAG"]`` late) and ``queue_backlog`` (a
+queue's oldest due job older than its ``max_pending_age``, else
+``HEALTH["MAX_PENDING_AGE"]``), checked by every worker every ``CHECK_EVERY`` seconds.
+
+Each condition opens an ``Incident`` and notifies once; while it lasts, later checks (of
+this worker or any other) find the incident open and send nothing; once it is over the
+incident is cleared, so the next one notifies again. ``worker_lost`` is raised by the
+rescue itself (one incident per lost worker id, cleared if that id heartbeats again).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from ..conf import jobs_settings
+from ..enums import CLAIMABLE_STATUSES
+from ..models import Incident, Job, Queue, Schedule, Worker
+from ..models.functions import db_now
+from .deliveries import system_event
+
+# Seconds between two checks of one worker.
+CHECK_EVERY = 10.0
+# Cleared incidents are deleted after this long.
+KEEP_CLEARED = timedelta(days=7)
+
+
+def check(db: str) -> dict[str, list[str]]:
+    """Open (and notify) or clear the incidents of late schedules and backlogged queues;
+    returns what was opened. Cheap when no channel wants these events."""
+    settings = jobs_settings.NOTIFICATIONS
+    opened: dict[str, list[str]] = {"schedule_missed": [], "queue_backlog": [], "cleared": []}
+    now = db_now(db)
+    if settings.wants("schedule_missed"):
+        late = late_schedules(db, now)
+        for name, data in late.items():
+            if _raise(db, "schedule_missed", name, data):
+                opened["schedule_missed"].append(name)
+        opened["cleared"] += _clear(db, "schedule_missed", set(late))
+    if settings.wants("queue_backlog"):
+        backlog = backlogged_queues(db, now)
+        for name, data in backlog.items():
+            if _raise(db, "queue_backlog", name, data):
+                opened["queue_backlog"].append(name)
+        opened["cleared"] += _clear(db, "queue_backlog", set(backlog))
+    if settings.wants("worker_lost"):
+        alive = set(Worker.objects.using(db).alive().values_list("worker_id", flat=True))
+        opened["cleared"] += _clear_where(db, "worker_lost", lambda subject: subject in alive)
+    Incident.objects.using(db).filter(cleared_at__lt=timezone.now() - KEEP_CLEARED).delete()
+    return opened
+
+
+def late_schedules(db: str, now) -> dict[str, dict]:
+    lag = jobs_settings.HEALTH.SCHEDULE_LAG
+    rows = (
+        Schedule.objects.using(db)
+        .filter(enabled=True, next_run_at__lt=now - timedelta(seconds=lag))
+        .values_list("name", "task_name", "next_run_at")[:1000]
+    )
+    return {
+        name: {
+            "schedule": name,
+            "task": task,
+            "due_at": due.isoformat(),
+            "late_seconds": round((now - due).total_seconds(), 1),
+            "allowed_seconds": lag,
+        }
+        for name, task, due in rows
+    }
+
+
+def backlogged_queues(db: str, now) -> dict[str, dict]:
+    default_limit = jobs_settings.HEALTH.MAX_PENDING_AGE
+    found: dict[str, dict] = {}
+    for name, own in (
+        Queue.objects.using(db).filter(paused=False).values_list("name", "max_pending_age")
+    ):
+        limit = own.total_seconds() if own is not None else default_limit
+        if limit is None:
+            continue
+        oldest = (
+            Job.objects.using(db)
+            .filter(status__in=CLAIMABLE_STATUSES, queue=name, scheduled_at__lte=now)
+            .aggregate(oldest=Min("scheduled_at"))["oldest"]
+        )
+        if oldest is None:
+            continue
+        age = (now - oldest).total_seconds()
+        if age > limit:
+            pending = (
+                Job.objects.using(db)
+                .filter(status__in=CLAIMABLE_STATUSES, queue=name, scheduled_at__lte=now)
+                .count()
+            )
+            found[name] = {
+                "queue": name,
+                "oldest_pending_age_seconds": round(age, 1),
+                "allowed_seconds": limit,
+                "due_jobs": pending,
+            }
+    return found
+
+
+def _raise(db: str, kind: str, subject: str, data: dict) -> bool:
+    if (
+        Incident.objects.using(db)
+        .filter(kind=kind, subject=subject[:255], cleared_at=None)
+        .exists()
+    ):
+        return False
+    with transaction.atomic(using=db):
+        return system_event(db, kind, subject, data)
+
+
+def _clear(db: str, kind: str, still: set[str]) -> list[str]:
+    return _clear_where(db, kind, lambda subject: subject not in still)
+
+
+def _clear_where(db: str, kind: str, over) -> list[str]:
+    cleared = []
+    for pk, subject in (
+        Incident.objects.using(db).filter(kind=kind, cleared_at=None).values_list("pk", "subject")
+    ):
+        if over(subject):
+            Incident.objects.using(db).filter(pk=pk, cleared_at=None).update(
+                cleared_at=timezone.now(), open_key=None
+            )
+            cleared.append(subject)
+    return cleared

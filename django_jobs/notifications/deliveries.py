@@ -1,0 +1,243 @@
+"""Events become deliveries: one ``Delivery`` row per channel and message, and a job on
+``NOTIFICATIONS_QUEUE`` that sends it (:mod:`.sending`).
+
+The receivers run inside the transaction that recorded the outcome (see
+``models/notices.py``), in a savepoint of their own: a rolled-back outcome leaves no
+delivery, and a delivery that cannot be recorded is logged and never undoes the outcome.
+
+Webhooks get one message per job event. Email is digested: the job events of one task
+(and one event) within ``EMAIL["DIGEST"]`` seconds (60 by default) share one email. The
+first email of a quiet task goes out at once; events that follow gather in one open
+digest (``Delivery.digest_key``) sent when its window ends. A storm of 10,000 failures in
+a minute makes 10,000 webhook deliveries and one or two emails, never 10,000.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..conf import DELIVERY_TASK, EmailChannel, WebhookChannel, jobs_settings
+from ..enqueue import enqueue_job
+from ..models import Delivery, Incident
+from .messages import DIGEST_LISTED, now_iso, webhook_body
+
+logger = logging.getLogger("django_jobs.notifications")
+
+
+def on_job_events(sender, *, event: str, jobs: list[dict], using: str, **kwargs) -> None:
+    """``job_events_recorded`` receiver (wired in ``AppConfig.ready()``)."""
+    _guarded(using, f"{event} of {len(jobs)} job(s)", lambda: job_events(using, event, jobs))
+
+
+def on_system_event(sender, *, event: str, subject: str, data: dict, using: str, **kwargs) -> None:
+    """``system_event_recorded`` receiver (wired in ``AppConfig.ready()``)."""
+    _guarded(using, f"{event} of {subject}", lambda: system_event(using, event, subject, data))
+
+
+def _guarded(db: str, what: str, record: Callable[[], None]) -> None:
+    try:
+        with transaction.atomic(using=db):  # a savepoint inside the outcome's transaction
+            record()
+    except Exception:
+        logger.exception("Could not record the notifications of %s", what)
+
+
+def job_events(db: str, event: str, jobs: list[dict]) -> None:
+    settings = jobs_settings.NOTIFICATIONS
+    stamp = now_iso()
+    for hook in settings.webhooks:
+        for job in jobs:
+            if hook.wants(event, job["queue"], job["task"]):
+                webhook(db, hook, event, {"job": job}, job_id=job["id"], task=job["task"], at=stamp)
+    email = settings.email
+    if email is None:
+        return
+    by_task: dict[str, list[dict]] = {}
+    for job in jobs:
+        if email.wants(event, job["queue"], job["task"]):
+            by_task.setdefault(job["task"], []).append(job)
+    for task, wanted in by_task.items():
+        email_digest(db, email, event, task, wanted)
+
+
+def webhook(
+    db: str,
+    hook: WebhookChannel,
+    event: str,
+    data: dict[str, Any],
+    *,
+    job_id: int | None = None,
+    task: str = "",
+    at: str | None = None,
+) -> Delivery:
+    delivery = Delivery(
+        event=event,
+        channel=Delivery.WEBHOOK,
+        target=hook.url,
+        payload=webhook_body(event, data, at),
+        job_id=job_id,
+        task_name=task[:255],
+    )
+    delivery.save(using=db)
+    send_later(db, delivery)
+    return delivery
+
+
+def email(
+    db: str, channel: EmailChannel, event: str, payload: dict[str, Any], **fields
+) -> Delivery:
+    delivery = Delivery(
+        event=event,
+        channel=Delivery.EMAIL,
+        target=", ".join(channel.to),
+        payload=payload,
+        due_at=timezone.now(),
+        **fields,
+    )
+    delivery.save(using=db)
+    send_later(db, delivery)
+    return delivery
+
+
+def email_digest(db: str, channel: EmailChannel, event: str, task: str, jobs: list[dict]) -> None:
+    """Add ``jobs`` to the open digest of (event, task), or open one: due now when no
+    email of this (event, task) went out within the window, else when the window ends."""
+    if channel.digest <= 0:
+        for job in jobs:
+            email(
+                db,
+                channel,
+                event,
+                _digest_payload(event, task, [job], 1),
+                task_name=task[:255],
+                job_id=job["id"],
+            )
+        return
+    key = _bounded(f"{event}:{task}")
+    objects = Delivery.objects.using(db)
+    for _ in range(5):
+        digest = objects.select_for_update().filter(digest_key=key).first()
+        if digest is not None:
+            payload = dict(digest.payload)
+            listed = list(payload.get("jobs", []))
+            listed += jobs[: max(0, DIGEST_LISTED - len(listed))]
+            payload["jobs"] = listed
+            payload["count"] = payload.get("count", 0) + len(jobs)
+            objects.filter(pk=digest.pk).update(payload=payload)
+            return
+        now = timezone.now()
+        last = (
+            objects.filter(channel=Delivery.EMAIL, event=event, task_name=task[:255])
+            .exclude(due_at=None)
+            .order_by("-due_at")
+            .values_list("due_at", flat=True)
+            .first()
+        )
+        due = max(now, last + timedelta(seconds=channel.digest)) if last else now
+        delivery = Delivery(
+            event=event,
+            channel=Delivery.EMAIL,
+            target=", ".join(channel.to),
+            payload=_digest_payload(event, task, jobs, len(jobs)),
+            job_id=jobs[0]["id"],
+            task_name=task[:255],
+            digest_key=key,
+            due_at=due,
+        )
+        try:
+            with transaction.atomic(using=db):
+                delivery.save(using=db)
+        except IntegrityError:
+            continue  # another outcome opened this digest meanwhile: add to it
+        send_later(db, delivery, delay=(due - now).total_seconds())
+        return
+    raise RuntimeError(f"could not open or join the email digest {key!r}")
+
+
+def _digest_payload(event: str, task: str, jobs: list[dict], count: int) -> dict[str, Any]:
+    return {"event": event, "task": task, "jobs": jobs[:DIGEST_LISTED], "count": count}
+
+
+def system_event(db: str, event: str, subject: str, data: dict[str, Any]) -> bool:
+    """Notify a system event once per incident: nothing while one about ``subject`` is
+    open (:mod:`.alerts` clears it when the condition is over). True if it notified."""
+    if not open_incident(db, event, subject, data):
+        return False
+    settings = jobs_settings.NOTIFICATIONS
+    for hook in settings.webhooks:
+        if hook.wants(event):
+            webhook(db, hook, event, data)
+    if settings.email is not None and settings.email.wants(event):
+        email(db, settings.email, event, data, task_name=subject[:255])
+    return True
+
+
+def open_incident(db: str, kind: str, subject: str, data: dict[str, Any]) -> bool:
+    """Open the incident ``kind`` of ``subject``; False if one is open already."""
+    try:
+        with transaction.atomic(using=db):
+            Incident.objects.using(db).create(
+                kind=kind, subject=subject[:255], open_key=incident_key(kind, subject), data=data
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def incident_key(kind: str, subject: str) -> str:
+    return _bounded(f"{kind}:{subject}")
+
+
+def _bounded(key: str) -> str:
+    """A unique key within the column's 300 characters."""
+    if len(key) <= 300:
+        return key
+    return key[:235] + ":" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def send_later(db: str, delivery: Delivery, delay: float | None = None) -> None:
+    """Enqueue the job that sends ``delivery`` (in the caller's transaction)."""
+    job = enqueue_job(
+        db,
+        DELIVERY_TASK,
+        args=[delivery.message_id],
+        queue=jobs_settings.NOTIFICATIONS_QUEUE,
+        delay=delay if delay and delay > 0 else None,
+    )
+    Delivery.objects.using(db).filter(pk=delivery.pk).update(sender_job_id=job.pk)
+    delivery.sender_job_id = job.pk
+
+
+def resend(deliveries: Iterable[Delivery], db: str) -> int:
+    """Send these deliveries again (same message id, the attempts so far kept)."""
+    n = 0
+    with transaction.atomic(using=db):
+        for delivery in deliveries:
+            Delivery.objects.using(db).filter(pk=delivery.pk).update(
+                status=Delivery.PENDING, delivered_at=None, due_at=timezone.now()
+            )
+            send_later(db, delivery)
+            n += 1
+    return n
+
+
+def send_test(db: str, channel: str) -> Delivery:
+    """A test notification to ``channel``: ``"email"`` or a configured webhook URL."""
+    settings = jobs_settings.NOTIFICATIONS
+    data = {"message": "A test notification from django_jobs.", "channel": channel}
+    with transaction.atomic(using=db):
+        if channel == "email":
+            if settings.email is None:
+                raise ValueError("No email channel is configured in DJANGO_JOBS['NOTIFICATIONS'].")
+            return email(db, settings.email, "test", data)
+        for hook in settings.webhooks:
+            if hook.url == channel:
+                return webhook(db, hook, "test", data)
+    raise ValueError(f"No webhook with the URL {channel!r} is configured.")

@@ -1,0 +1,325 @@
+"""Notifications end to end in the test process (SPEC 10): job events become deliveries
+in the outcome's transaction, webhooks reach a real HTTP receiver signed as Standard
+Webhooks says, emails go through Django's mail backend and are digested, failing
+receivers are retried without touching the reported job."""
+
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import time
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import transaction
+from django.utils import timezone
+
+from django_jobs import JobStatus, jobs
+from django_jobs.models import Delivery, Job
+from django_jobs.notifications import WebhookVerificationError, verify
+from django_jobs.notifications.sending import _retry_after
+from django_jobs.testing import run_jobs
+
+from .conftest import KEY, SECRET
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FAIL = "tests.testapp.tasks.permanent_failure"
+TRANSIENT = "tests.testapp.tasks.always_transient"
+NOTIFICATIONS = ["notifications"]
+
+
+def run_all(rounds=20):
+    """Run the project's jobs, then the deliveries they made, until nothing is due."""
+    for _ in range(rounds):
+        if not run_jobs():
+            return
+
+
+def own_signature(headers: dict, body: bytes) -> str:
+    """Standard Webhooks' v1 signature, computed here, not with the project's code."""
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(KEY, signed, hashlib.sha256).digest()).decode()
+
+
+def lower(headers: dict) -> dict:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def test_a_job_failing_for_good_posts_one_signed_webhook(receiver, notify):
+    notify(receiver.url)
+    job = jobs.enqueue(FAIL, args=["x"])
+    run_all()
+
+    assert len(receiver.received) == 1
+    headers, body = receiver.received[0]
+    headers = lower(headers)
+    assert headers["webhook-signature"] == own_signature(headers, body)
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    assert headers["content-type"] == "application/json"
+    message = json.loads(body)
+    assert message["type"] == "job.failed"
+    assert message["timestamp"]
+    reported = message["data"]["job"]
+    assert reported["id"] == job.pk
+    assert reported["task"] == FAIL
+    assert reported["queue"] == "default"  # the queue it ran in, not the dead-letter queue
+    assert reported["status"] == "failed"
+    assert reported["attempts"] == 1
+    assert reported["error"]["type"] == "ValueError"
+    assert "bad input" in reported["error"]["message"]
+    assert "Traceback" in reported["error"]["traceback"]
+    assert reported["metadata"] == {}
+
+    verify(SECRET, headers, body)  # the project's receiver-side check agrees
+    with pytest.raises(WebhookVerificationError):
+        verify(SECRET, headers, body.replace(b"failed", b"fooled"))
+    with pytest.raises(WebhookVerificationError):
+        verify("whsec_" + base64.b64encode(b"another key entirely").decode(), headers, body)
+
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.DELIVERED
+    assert delivery.message_id == headers["webhook-id"]
+    assert delivery.job_id == job.pk
+    assert [a["status_code"] for a in delivery.attempts] == [200]
+
+
+def test_events_and_filters_choose_what_is_sent(receiver, notify):
+    notify(receiver.url, events=["failed", "retrying", "completed"], QUEUES=["default"])
+    jobs.enqueue("tests.testapp.tasks.noop")
+    jobs.enqueue("tests.testapp.tasks.noop", queue="elsewhere")  # filtered out
+    jobs.enqueue(FAIL, args=["y"], queue="elsewhere")  # filtered out
+    retried = jobs.enqueue(TRANSIENT, args=["z"], max_retries=1, retry_delay=0)
+    run_all()
+    types = sorted(json.loads(body)["type"] for _, body in receiver.received)
+    assert types == ["job.completed", "job.failed", "job.retrying"]
+    failed = [json.loads(b) for _, b in receiver.received if b"job.failed" in b][0]
+    assert failed["data"]["job"]["id"] == retried.pk
+    assert failed["data"]["job"]["attempts"] == 2
+
+
+def test_tasks_filter(receiver, notify):
+    notify(receiver.url, events=["completed"], TASKS=["tests.testapp.tasks.add"])
+    jobs.enqueue("tests.testapp.tasks.noop")
+    added = jobs.enqueue("tests.testapp.tasks.add", args=[1, 2])
+    run_all()
+    assert [json.loads(b)["data"]["job"]["id"] for _, b in receiver.received] == [added.pk]
+
+
+def test_cancelled_jobs_notify_and_a_rolled_back_cancel_notifies_nobody(receiver, notify):
+    notify(receiver.url, events=["cancelled"])
+    kept = jobs.enqueue("tests.testapp.tasks.noop", delay=3600)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert jobs.cancel(kept)
+        assert Delivery.objects.count() == 1  # recorded with the outcome...
+        raise RuntimeError("roll back")
+    assert Delivery.objects.count() == 0  # ...and gone with it
+    assert Job.objects.filter(queue=NOTIFICATIONS[0]).count() == 0
+
+    gone = jobs.enqueue("tests.testapp.tasks.noop", delay=3600)
+    assert jobs.cancel(gone)
+    run_jobs(NOTIFICATIONS)
+    (message,) = [json.loads(b) for _, b in receiver.received]
+    assert message["type"] == "job.cancelled"
+    assert message["data"]["job"]["id"] == gone.pk
+    assert message["data"]["job"]["status"] == "cancelled"
+
+
+def test_500_twice_then_200_is_delivered_on_the_third_try(receiver, notify):
+    notify(receiver.url)
+    receiver.answers = [(500, {"Retry-After": "0"}), (503, {"Retry-After": "0"})]
+    job = jobs.enqueue(FAIL, args=["x"])
+    run_jobs(["default"])
+    before = Job.objects.get(pk=job.pk)
+    run_all()
+
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.DELIVERED
+    assert [a["status_code"] for a in delivery.attempts] == [500, 503, 200]
+    assert [a["error"] for a in delivery.attempts][:2] == ["HTTP 500", "HTTP 503"]
+    assert len(receiver.received) == 3
+    assert len({lower(h)["webhook-id"] for h, _ in receiver.received}) == 1  # one message
+    sender = Job.objects.get(pk=delivery.sender_job_id)
+    assert sender.status == JobStatus.COMPLETED and sender.attempts == 3
+    after = Job.objects.get(pk=job.pk)  # the reported job is untouched
+    assert (after.status, after.finished_at, after.attempts, after.errors) == (
+        before.status,
+        before.finished_at,
+        before.attempts,
+        before.errors,
+    )
+
+
+def test_429_waits_as_long_as_retry_after_says(receiver, notify):
+    notify(receiver.url)
+    receiver.answers = [(429, {"Retry-After": "120"})]
+    jobs.enqueue(FAIL, args=["x"])
+    run_all()
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.PENDING
+    sender = Job.objects.get(pk=delivery.sender_job_id)
+    assert sender.status == JobStatus.RETRYING
+    wait = (sender.scheduled_at - timezone.now()).total_seconds()
+    assert 100 < wait <= 121
+
+
+def test_other_4xx_is_given_up_at_once(receiver, notify):
+    notify(receiver.url)
+    receiver.answers = [(410, {})]
+    jobs.enqueue(FAIL, args=["x"])
+    run_all()
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.FAILED
+    assert [a["status_code"] for a in delivery.attempts] == [410]
+    assert Job.objects.get(pk=delivery.sender_job_id).status == JobStatus.COMPLETED
+    assert len(receiver.received) == 1
+
+
+def closed_port_url():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}/nobody"
+
+
+def test_nobody_listening_is_retried_later_and_other_jobs_go_on(notify):
+    notify(closed_port_url())
+    jobs.enqueue(FAIL, args=["x"])
+    other = jobs.enqueue("tests.testapp.tasks.add", args=[2, 3])
+    run_all()
+    assert Job.objects.get(pk=other.pk).status == JobStatus.COMPLETED
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.PENDING
+    assert "Connection refused" in delivery.attempts[0]["error"]
+    sender = Job.objects.get(pk=delivery.sender_job_id)
+    assert sender.status == JobStatus.RETRYING
+    assert sender.scheduled_at > timezone.now()  # the job's backoff, not a busy loop
+
+
+def test_a_delivery_that_never_succeeds_ends_failed_without_a_dead_letter(notify):
+    notify(closed_port_url())
+    jobs.enqueue(FAIL, args=["x"])
+    run_jobs(["default"])
+    delivery = Delivery.objects.get()
+    sender = Job.objects.get(pk=delivery.sender_job_id)
+    for _ in range(sender.max_retries + 1):
+        Job.objects.filter(pk=sender.pk).update(scheduled_at=timezone.now() - timedelta(seconds=1))
+        run_jobs(NOTIFICATIONS)
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.FAILED
+    assert len(delivery.attempts) == sender.max_retries + 1
+    sender.refresh_from_db()
+    assert sender.status == JobStatus.COMPLETED  # the dead-letter queue is for the project's jobs
+    # And the delivery jobs themselves never notify (no alerts about alerts).
+    assert Delivery.objects.count() == 1
+
+
+def test_email_through_django_mail_with_the_admin_link(notify, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.SERVER_EMAIL = "jobs@example.com"
+    notify(email={"TO": ["ops@example.com"], "EVENTS": ["failed"]})
+    job = jobs.enqueue(FAIL, args=["x"], queue="mail")
+    run_all()
+    (message,) = mail.outbox
+    assert message.to == ["ops@example.com"]
+    assert message.from_email == "jobs@example.com"
+    assert "failed" in message.subject and FAIL in message.subject and str(job.pk) in message.subject
+    assert "queue: mail" in message.body
+    assert "attempts: 1" in message.body
+    assert "ValueError: bad input, never retry" in message.body
+    assert "Traceback (most recent call last)" in message.body
+    assert f"https://jobs.example.com/admin/django_jobs/job/{job.pk}/change/" in message.body
+    assert Delivery.objects.get().status == Delivery.DELIVERED
+
+
+def test_email_from_overrides_server_email(notify, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    notify(email={"TO": ["ops@example.com"], "FROM": "alerts@example.com"})
+    jobs.enqueue(FAIL, args=["x"])
+    run_all()
+    assert [m.from_email for m in mail.outbox] == ["alerts@example.com"]
+
+
+def test_a_thousand_failures_make_one_digest_email_and_a_thousand_webhooks(
+    receiver, notify, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    notify(receiver.url, email={"TO": ["ops@example.com"], "EVENTS": ["failed"]})
+    batch = jobs.enqueue_batch(FAIL, [{"label": str(i)} for i in range(1000)])
+    assert run_jobs(["default"]) == 1000
+    assert Delivery.objects.filter(channel="webhook").count() == 1000
+    run_jobs(NOTIFICATIONS)
+
+    assert len(mail.outbox) == 1
+    (message,) = mail.outbox
+    assert message.subject == f"[django_jobs] 1000 jobs failed: {FAIL}"
+    assert "1000 jobs of" in message.body and "... and 950 more." in message.body
+    assert len(receiver.received) == 1000
+    ids = {json.loads(b)["data"]["job"]["id"] for _, b in receiver.received}
+    assert ids == set(Job.objects.filter(batch=batch).values_list("pk", flat=True))
+
+
+def test_events_after_an_email_wait_for_the_end_of_its_window(notify, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    notify(email={"TO": ["ops@example.com"], "DIGEST": 2})
+    jobs.enqueue(FAIL, args=["first"])
+    run_all()
+    assert len(mail.outbox) == 1  # the first email of a quiet task goes at once
+
+    for label in ("a", "b", "c"):
+        jobs.enqueue(FAIL, args=[label])
+    run_all()
+    assert len(mail.outbox) == 1  # gathered in the next digest, due when the window ends
+    digest = Delivery.objects.get(digest_key__isnull=False)
+    assert digest.payload["count"] == 3
+    time.sleep(2.2)
+    run_all()
+    assert len(mail.outbox) == 2
+    assert mail.outbox[1].subject == f"[django_jobs] 3 jobs failed: {FAIL}"
+
+
+def test_digest_zero_sends_one_email_per_event(notify, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    notify(email={"TO": ["ops@example.com"], "DIGEST": 0})
+    for label in ("a", "b"):
+        jobs.enqueue(FAIL, args=[label])
+    run_all()
+    assert len(mail.outbox) == 2
+
+
+def test_a_broken_mail_backend_is_retried(notify, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = int(closed_port_url().rsplit(":", 1)[1].split("/")[0])
+    notify(email={"TO": ["ops@example.com"]})
+    job = jobs.enqueue(FAIL, args=["x"])
+    run_all()
+    assert Job.objects.get(pk=job.pk).status == JobStatus.FAILED
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.PENDING and "Connection" in delivery.attempts[0]["error"]
+
+
+def test_nothing_is_written_when_no_channel_wants_the_event(receiver, notify):
+    notify(receiver.url, events=["failed"])
+    jobs.enqueue("tests.testapp.tasks.noop")
+    run_all()
+    assert Delivery.objects.count() == 0
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("0", 0.0), ("30", 30.0), ("99999", 3600.0), ("-5", 0.0), ("soon", None), (None, None)],
+)
+def test_retry_after_values(value, seconds):
+    assert _retry_after(value) == seconds
+
+
+def test_retry_after_as_an_http_date():
+    from email.utils import format_datetime
+
+    when = format_datetime(timezone.now() + timedelta(seconds=90), usegmt=True)
+    assert 80 < _retry_after(when) <= 91
