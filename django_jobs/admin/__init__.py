@@ -11,6 +11,7 @@ from __future__ import annotations
 from .audit import AuditEntryAdmin
 from .batches import BatchAdmin
 from .dashboard import DashboardAdmin
+from .deliveries import DeliveryAdmin
 from .jobs import JobAdmin
 from .queues import QueueAdmin
 from .schedules import ScheduleAdmin
@@ -20,6 +21,7 @@ __all__ = [
     "AuditEntryAdmin",
     "BatchAdmin",
     "DashboardAdmin",
+    "DeliveryAdmin",
     "JobAdmin",
     "QueueAdmin",
     "ScheduleAdmin",

@@ -48,7 +48,7 @@ def check(db: str) -> dict[str, list[str]]:
                 opened["queue_backlog"].append(name)
         opened["cleared"] += _clear(db, "queue_backlog", set(backlog))
     if settings.wants("worker_lost"):
-        alive = set(Worker.objects.using(db).alive().values_list("worker_id", flat=True))
+        alive = set(Worker.objects.using(db).alive().values_list("id", flat=True))
         opened["cleared"] += _clear_where(db, "worker_lost", lambda subject: subject in alive)
     Incident.objects.using(db).filter(cleared_at__lt=timezone.now() - KEEP_CLEARED).delete()
     return opened
@@ -65,8 +65,8 @@ def late_schedules(db: str, now) -> dict[str, dict]:
         name: {
             "schedule": name,
             "task": task,
-            "due_at": due.isoformat(),
-            "late_seconds": round((now - due).total_seconds(), 1),
+            "due_at": due.isoformat() if due else None,
+            "late_seconds": round((now - due).total_seconds(), 1) if due else None,
             "allowed_seconds": lag,
         }
         for name, task, due in rows

@@ -41,7 +41,7 @@ def on_system_event(sender, *, event: str, subject: str, data: dict, using: str,
     _guarded(using, f"{event} of {subject}", lambda: system_event(using, event, subject, data))
 
 
-def _guarded(db: str, what: str, record: Callable[[], None]) -> None:
+def _guarded(db: str, what: str, record: Callable[[], object]) -> None:
     try:
         with transaction.atomic(using=db):  # a savepoint inside the outcome's transaction
             record()
@@ -241,3 +241,20 @@ def send_test(db: str, channel: str) -> Delivery:
             if hook.url == channel:
                 return webhook(db, hook, "test", data)
     raise ValueError(f"No webhook with the URL {channel!r} is configured.")
+
+
+def prune(db: str, older_than: float, chunk: int = 5000) -> int:
+    """Delete deliveries older than ``older_than`` seconds that are not pending (the
+    log keeps what ``RETENTION`` keeps of the jobs), a chunk per statement."""
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    objects = Delivery.objects.using(db)
+    deleted = 0
+    while True:
+        ids = list(
+            objects.filter(created_at__lt=cutoff)
+            .exclude(status=Delivery.PENDING)
+            .values_list("pk", flat=True)[:chunk]
+        )
+        if not ids:
+            return deleted
+        deleted += objects.filter(pk__in=ids).delete()[0]

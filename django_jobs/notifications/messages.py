@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.apps import apps
+from django.contrib.sites.shortcuts import get_current_site
 from django.urls import NoReverseMatch, reverse
 
 from ..conf import jobs_settings
@@ -59,7 +60,7 @@ def site_url() -> str | None:
         return jobs_settings.BASE_URL
     if apps.is_installed("django.contrib.sites"):
         try:
-            domain = apps.get_model("sites", "Site").objects.get_current().domain
+            domain = get_current_site(None).domain
         except Exception:  # noqa: BLE001 - no site row, no database: no link
             return None
         if domain:
@@ -109,7 +110,7 @@ def email_text(event: str, payload: dict[str, Any]) -> str:
     """A job event's email (one job, or a digest listing the first DIGEST_LISTED jobs,
     the first with its traceback), or a system event's."""
     if "jobs" not in payload:  # a system event or a test
-        lines = [f"django_jobs: {TITLES.get(event, event)}", ""]
+        lines = [_system_sentence(event, payload), ""]
         lines += [f"{key}: {value}" for key, value in payload.items()]
         return "\n".join(lines) + "\n"
     jobs: list[dict] = payload["jobs"]
@@ -126,3 +127,26 @@ def email_text(event: str, payload: dict[str, Any]) -> str:
     if count > len(jobs[:DIGEST_LISTED]):
         lines.append(f"... and {count - len(jobs[:DIGEST_LISTED])} more.")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _system_sentence(event: str, data: dict[str, Any]) -> str:
+    if event == "worker_lost":
+        held = ", ".join(map(str, data.get("jobs", [])))
+        return (
+            f"Worker {data.get('worker_id')} stopped heartbeating while it held job(s) "
+            f"{held}; they went back to their queue (a job lost too often is dead-lettered)."
+        )
+    if event == "schedule_missed":
+        return (
+            f"Schedule {data.get('schedule')!r} ({data.get('task')}) was due at "
+            f"{data.get('due_at')} and is {data.get('late_seconds')} s late (allowed: "
+            f"{data.get('allowed_seconds')} s). Is a worker running its scheduler?"
+        )
+    if event == "queue_backlog":
+        return (
+            f"Queue {data.get('queue')!r}: its oldest due job has waited "
+            f"{data.get('oldest_pending_age_seconds')} s (allowed: "
+            f"{data.get('allowed_seconds')} s); {data.get('due_jobs')} job(s) are due. "
+            "Are enough workers taking jobs from it?"
+        )
+    return f"django_jobs: {TITLES.get(event, event)}. {data.get('message', '')}".strip()

@@ -35,7 +35,7 @@ from ..manager import JobManager
 from ..models import DbNow, Worker
 from ..models.rollup import COMPACT_CHUNK, flush_counts
 from ..models.rollup import compact as compact_rollups
-from ..notifications import alerts
+from ..notifications import alerts, deliveries
 from .protocol import Shared, die_with_parent
 
 logger = logging.getLogger("django_jobs.worker")
@@ -128,7 +128,7 @@ class Housekeeper:
         self.next_schedule = now
         self.next_rescue = now
         self.next_prune = now + random.uniform(*FIRST_PRUNE)  # noqa: S311
-        self.next_alerts = now + alerts.CHECK_EVERY
+        self.next_alerts = now
 
     def run(self) -> None:
         try:
@@ -148,7 +148,7 @@ class Housekeeper:
                     self.next_prune = now + PRUNE_EVERY
                     self.guarded("prune finished jobs", self.prune)
                 if now >= self.next_alerts:
-                    self.next_alerts = now + alerts.CHECK_EVERY
+                    self.next_alerts = now
                     self.guarded("check for late schedules and backlogs", self.alerts)
                 wake = min(
                     self.next_schedule if self.worker["scheduler"] else float("inf"),
@@ -187,6 +187,7 @@ class Housekeeper:
                     timedelta(seconds=retention),
                     extra={"action": "jobs_pruned"},
                 )
+            deliveries.prune(self.worker["database"], retention)
         Worker.objects.using(self.worker["database"]).silent_for(FORGET_WORKERS_AFTER).delete()
         # Minute counts older than a day become hourly ones (the charts' history).
         while compact_rollups(self.worker["database"]) == COMPACT_CHUNK:

@@ -100,7 +100,31 @@ TASKS = {
     "default": {"BACKEND": "django_jobs.backend.JobsBackend", "QUEUES": []},
 }
 
+# Where the demo's site answers: links in notifications, and the webhook below (the demo
+# command sets it from its address).
+DEMO_BASE_URL = env("DEMO_BASE_URL", default="http://127.0.0.1:8000")
+# The secret the workers sign webhooks with and demo.views.job_webhook checks them with.
+DEMO_WEBHOOK_SECRET = env(
+    "DEMO_WEBHOOK_SECRET", default="whsec_ZGVtby1vbmx5LXdlYmhvb2stc2lnbmluZy1rZXk="
+)
+
 DJANGO_JOBS = {
+    "BASE_URL": DEMO_BASE_URL,
+    # Failures by email (printed by the console backend above) and by a signed webhook to
+    # the demo's own receiver, /hooks/jobs/ (docs/notifications.md).
+    "NOTIFICATIONS": {
+        "EMAIL": {
+            "TO": ["ops@example.com"],
+            "EVENTS": ["failed", "worker_lost", "schedule_missed", "queue_backlog"],
+        },
+        "WEBHOOKS": [
+            {
+                "URL": f"{DEMO_BASE_URL}/hooks/jobs/",
+                "SECRET": DEMO_WEBHOOK_SECRET,
+                "EVENTS": ["failed", "retrying", "worker_lost"],
+            }
+        ],
+    },
     "DEFAULT_MAX_RETRIES": 3,
     "DEFAULT_RETRY_DELAY": timedelta(seconds=30),
     "HEARTBEAT_INTERVAL": 2,

@@ -84,6 +84,18 @@ def fetch_exchange_rates(base: str = "EUR", failure_rate: float = 0.4) -> dict:
     return {"base": base, "rates": rates, "attempt": attempt}
 
 
+@job(
+    queue="imports",
+    max_retries=0,
+    tags=["import"],
+    description="Import a legacy CSV file; the demo's file has a bad header, so it fails.",
+)
+def import_legacy_file(path: str) -> int:
+    """Fails for good at once (a ValueError is not retried): the failure is sent by email
+    and to the demo's webhook receiver (DJANGO_JOBS["NOTIFICATIONS"] in settings.py)."""
+    raise ValueError(f"{path}: expected a header 'id,name,amount', found 'ID;Name;Amount'")
+
+
 @task()
 def clear_expired_sessions() -> int:
     """A plain Django ``@task``: with TASKS pointing at JobsBackend it runs as a job too."""

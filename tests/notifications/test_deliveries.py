@@ -95,7 +95,7 @@ def test_events_and_filters_choose_what_is_sent(receiver, notify):
     run_all()
     types = sorted(json.loads(body)["type"] for _, body in receiver.received)
     assert types == ["job.completed", "job.failed", "job.retrying"]
-    failed = [json.loads(b) for _, b in receiver.received if b"job.failed" in b][0]
+    failed = next(json.loads(b) for _, b in receiver.received if b"job.failed" in b)
     assert failed["data"]["job"]["id"] == retried.pk
     assert failed["data"]["job"]["attempts"] == 2
 
@@ -226,7 +226,9 @@ def test_email_through_django_mail_with_the_admin_link(notify, settings):
     (message,) = mail.outbox
     assert message.to == ["ops@example.com"]
     assert message.from_email == "jobs@example.com"
-    assert "failed" in message.subject and FAIL in message.subject and str(job.pk) in message.subject
+    assert (
+        "failed" in message.subject and FAIL in message.subject and str(job.pk) in message.subject
+    )
     assert "queue: mail" in message.body
     assert "attempts: 1" in message.body
     assert "ValueError: bad input, never retry" in message.body
@@ -323,3 +325,22 @@ def test_retry_after_as_an_http_date():
 
     when = format_datetime(timezone.now() + timedelta(seconds=90), usegmt=True)
     assert 80 < _retry_after(when) <= 91
+
+
+def test_eager_mode_sends_at_once(receiver, notify, settings):
+    notify(receiver.url)
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "EAGER": True}
+    job = jobs.enqueue(FAIL, args=["x"])
+    assert Job.objects.get(pk=job.pk).status == JobStatus.FAILED
+    (message,) = [json.loads(body) for _, body in receiver.received]
+    assert message["data"]["job"]["id"] == job.pk
+    assert Delivery.objects.get().status == Delivery.DELIVERED
+
+
+def test_no_link_without_base_url_or_sites(notify, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    notify(email={"TO": ["ops@example.com"]})
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "BASE_URL": None}
+    jobs.enqueue(FAIL, args=["x"])
+    run_all()
+    assert "/admin/django_jobs/job/" not in mail.outbox[0].body
