@@ -19,12 +19,12 @@ from ..conf import jobs_settings
 from ..models import Delivery
 from ..notifications import deliveries
 from .audit import audit
-from .display import JobsAdminMedia, page_context, pretty_json, status_badge
+from .display import JobsAdminMedia, page_context, pretty_json
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(JobsAdminMedia, admin.ModelAdmin):
-    list_display = ("created_at", "event", "channel", "target", "status_display",
+    list_display = ("created_at", "event", "channel", "target_display", "status_display",
                     "attempt_count", "last_answer", "job_link")  # fmt: skip
     list_filter = ("status", "channel", "event")
     search_fields = ("target", "task_name", "message_id")
@@ -40,6 +40,12 @@ class DeliveryAdmin(JobsAdminMedia, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Read-only: the page offers no Save buttons (only Delete, with the permission).
+        extra = {"show_save": False, "show_save_and_continue": False,
+                 "show_save_and_add_another": False, **(extra_context or {})}  # fmt: skip
+        return super().change_view(request, object_id, form_url, extra)
+
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
@@ -51,19 +57,26 @@ class DeliveryAdmin(JobsAdminMedia, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_display(self, obj: Delivery) -> SafeString:
-        return status_badge(obj.status)
+        return render_to_string(
+            "django_jobs/admin/status.html",
+            {"status": obj.status, "label": obj.get_status_display()},
+        )
+
+    @admin.display(description=gettext_lazy("to"), ordering="target")
+    def target_display(self, obj: Delivery) -> SafeString:
+        return _short(obj.target, 40)
 
     @admin.display(description=gettext_lazy("attempts"))
     def attempt_count(self, obj: Delivery) -> int:
         return len(obj.attempts)
 
     @admin.display(description=gettext_lazy("last answer"))
-    def last_answer(self, obj: Delivery) -> str:
+    def last_answer(self, obj: Delivery) -> SafeString | str:
         last = obj.last_attempt
         if last is None:
             return "-"
         if last.get("error"):
-            return str(last["error"])[:80]
+            return _short(str(last["error"]), 36)
         return f"HTTP {last['status_code']}" if last.get("status_code") else _("sent")
 
     @admin.display(description=gettext_lazy("job"))
@@ -76,9 +89,16 @@ class DeliveryAdmin(JobsAdminMedia, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("attempts"))
     def attempts_display(self, obj: Delivery) -> SafeString:
-        return render_to_string(
-            "django_jobs/admin/delivery_attempts.html", {"attempts": obj.attempts}
-        )
+        rows = [
+            {
+                **attempt,
+                # "HTTP 503" says it all already in the answer's column.
+                "note": "" if attempt.get("error") == f"HTTP {attempt.get('status_code')}"
+                else attempt.get("error", ""),
+            }
+            for attempt in obj.attempts
+        ]  # fmt: skip
+        return render_to_string("django_jobs/admin/delivery_attempts.html", {"attempts": rows})
 
     @admin.display(description=gettext_lazy("payload"))
     def payload_display(self, obj: Delivery) -> SafeString:
@@ -147,3 +167,9 @@ def _job_link(pk: int | None) -> SafeString | str:
         return "-"
     url = reverse("admin:django_jobs_job_change", args=[pk])
     return render_to_string("django_jobs/admin/link.html", {"url": url, "text": pk})
+
+
+def _short(text: str, size: int) -> SafeString:
+    """``text`` cut to ``size`` characters, whole in its tooltip."""
+    shown = text if len(text) <= size else text[: size - 1] + "…"
+    return render_to_string("django_jobs/admin/short_text.html", {"text": text, "shown": shown})

@@ -37,9 +37,9 @@ class Migration(migrations.Migration):
                     "status",
                     models.CharField(
                         choices=[
-                            ("pending", "pending"),
-                            ("delivered", "delivered"),
-                            ("failed", "failed"),
+                            ("pending", "Pending"),
+                            ("delivered", "Delivered"),
+                            ("failed", "Failed"),
                         ],
                         db_index=True,
                         default="pending",

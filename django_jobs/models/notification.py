@@ -30,7 +30,7 @@ class Delivery(models.Model):
     status = models.CharField(
         max_length=16,
         default=PENDING,
-        choices=[(PENDING, "pending"), (DELIVERED, "delivered"), (FAILED, "failed")],
+        choices=[(PENDING, "Pending"), (DELIVERED, "Delivered"), (FAILED, "Failed")],
         db_index=True,
     )
     # The Standard Webhooks message id: unique per message, the same on every retry.
