@@ -221,13 +221,19 @@ class NotificationSettings:
     email: EmailChannel | None = None
     webhooks: tuple[WebhookChannel, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Asked once per outcome a worker writes: answer "no" without a loop when no
+        # channel has the event at all.
+        events = frozenset().union(*(c.events for c in self.channels()))
+        object.__setattr__(self, "_events", events)
+
     def channels(self) -> list[Channel]:
         return ([self.email] if self.email else []) + list(self.webhooks)
 
     def wants(self, event: str, queue: str | None = None, task: str | None = None) -> bool:
         """Whether any channel wants this event (of this queue and task). The delivery
         task's own jobs never notify."""
-        if task == DELIVERY_TASK:
+        if event not in self._events or task == DELIVERY_TASK:  # type: ignore[attr-defined]
             return False
         return any(channel.wants(event, queue, task) for channel in self.channels())
 

@@ -13,7 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 from ...conf import jobs_settings
 from ...health import CHECKS, worker_file_age
 from ...manager import jobs
-from ...models import AuditEntry, Job, Queue
+from ...models import AuditEntry, Delivery, Job, Queue
+from ...notifications import deliveries
 from .. import top
 from ..wait import follow
 
@@ -141,6 +142,21 @@ class Command(BaseCommand):
         p = sub.add_parser("requeue-stuck", help="Rescue jobs of workers that stopped.")
         p.add_argument("--older-than", type=duration, default=None)
         sub.add_parser("metrics", help="The Prometheus metrics, in the text exposition format.")
+        p = sub.add_parser(
+            "notifications",
+            help="The notification channels and the latest deliveries; send a test or resend.",
+        )
+        p.add_argument("--limit", type=positive(int), default=20)
+        p.add_argument(
+            "--test",
+            metavar="CHANNEL",
+            default=None,
+            help="Send a test notification to 'email' or a configured webhook URL.",
+        )
+        p.add_argument(
+            "--resend", metavar="ID", type=positive(int), action="append", default=None,
+            help="Send this delivery again (repeatable).",
+        )  # fmt: skip
         p = sub.add_parser(
             "health",
             help="Run the health checks; exit status 0 when healthy, 1 when not.",
@@ -333,6 +349,49 @@ class Command(BaseCommand):
         n = jobs.requeue_stuck(older_than=older_than)
         _audit("requeue-stuck", "job", [], count=n)
         self.stdout.write(f"{n} job(s) requeued")
+
+    def do_notifications(self, limit, test, resend, **_):
+        if test is not None:
+            delivery = deliveries.send_test(jobs.db, test)
+            _audit("send_test", "delivery", [delivery.pk], count=1, channel=delivery.target)
+            self.stdout.write(
+                f"Test notification {delivery.pk} to {delivery.target} enqueued on the "
+                f"{jobs_settings.NOTIFICATIONS_QUEUE!r} queue: a worker sends it."
+            )
+            return
+        if resend:
+            chosen = list(Delivery.objects.using(jobs.db).filter(pk__in=resend))
+            missing = sorted(set(resend) - {d.pk for d in chosen})
+            if missing:
+                raise CommandError(f"No delivery with id {', '.join(map(str, missing))}.")
+            n = deliveries.resend(chosen, jobs.db)
+            _audit("resend", "delivery", [d.pk for d in chosen], count=n)
+            self.stdout.write(f"{n} delivery(ies) will be sent again")
+            return
+        settings = jobs_settings.NOTIFICATIONS
+        if not settings.channels():
+            self.stdout.write("No channel is configured (DJANGO_JOBS['NOTIFICATIONS']).")
+        if settings.email is not None:
+            events = ", ".join(sorted(settings.email.events))
+            self.stdout.write(f"email    {', '.join(settings.email.to)}  events: {events}")
+        for hook in settings.webhooks:
+            self.stdout.write(f"webhook  {hook.url}  events: {', '.join(sorted(hook.events))}")
+        self.stdout.write("")
+        self.stdout.write(
+            f"{'ID':>8}  {'CREATED (UTC)':19}  {'EVENT':16} {'CHANNEL':8} {'STATUS':10} "
+            f"{'TRIES':>5}  LAST ANSWER"
+        )
+        for d in Delivery.objects.using(jobs.db).order_by("-created_at", "-id")[:limit]:
+            last = d.last_attempt or {}
+            answer = last.get("error") or (
+                f"HTTP {last['status_code']}"
+                if last.get("status_code")
+                else ("sent" if last else "-")
+            )
+            self.stdout.write(
+                f"{d.pk:>8}  {d.created_at:%Y-%m-%d %H:%M:%S}  {d.event:16} {d.channel:8} "
+                f"{d.status:10} {len(d.attempts):>5}  {answer}"
+            )
 
     def do_health(self, check, json, worker_file, max_age, **_):
         if worker_file is not None:
