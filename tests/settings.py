@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -94,3 +95,8 @@ LOGGING = {
     "loggers": {"django_jobs": {"handlers": ["console"], "level": "WARNING"}},
 }
 STATIC_URL = "/static/"
+
+# Django 6.1 deprecates EMAIL_BACKEND for MAILERS and warns (an error here) when sending
+# without it; the test runner makes every mailer locmem.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}

@@ -74,3 +74,27 @@ def notify(settings):
         }
 
     return configure
+
+
+def mailer(backend: str, **options) -> dict:
+    """The settings for a mail backend: ``MAILERS`` from Django 6.1 (``EMAIL_BACKEND`` and
+    friends are deprecated there), the old settings before."""
+    import django
+
+    if django.VERSION >= (6, 1):
+        return {"MAILERS": {"default": {"BACKEND": backend, "OPTIONS": options}}}
+    old = {"EMAIL_BACKEND": backend}
+    names = {"host": "EMAIL_HOST", "port": "EMAIL_PORT", "file_path": "EMAIL_FILE_PATH"}
+    old.update({names[k]: v for k, v in options.items()})
+    return old
+
+
+@pytest.fixture
+def mail_backend(settings):
+    """``mail_backend(path, **options)`` switches this test's mail backend."""
+
+    def use(backend, **options):
+        for name, value in mailer(backend, **options).items():
+            setattr(settings, name, value)
+
+    return use

@@ -73,7 +73,6 @@ def test_resend_sends_the_same_message_again(admin_client, receiver, notify):
 
 
 def test_send_a_test_notification_to_each_channel(admin_client, receiver, notify, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     notify(receiver.url, email={"TO": ["ops@example.com"]})
     page = admin_client.get(reverse(TEST)).content.decode()
     assert receiver.url in page and "ops@example.com" in page

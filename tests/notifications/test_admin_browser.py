@@ -5,7 +5,6 @@ sends one to a real HTTP receiver. ``JOBS_DOCS_SCREENSHOTS=1`` writes the screen
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,6 @@ FAIL = "tests.testapp.tasks.permanent_failure"
 
 
 def test_the_delivery_log_in_a_real_browser(live_server, tmp_path, receiver, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.DJANGO_JOBS = {
         **settings.DJANGO_JOBS,
         "BASE_URL": live_server.url,

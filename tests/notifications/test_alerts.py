@@ -113,7 +113,6 @@ def test_worker_lost_once_per_lost_worker(hook, receiver):
 def test_an_email_for_a_system_event(settings):
     from django.core import mail
 
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.DJANGO_JOBS = {
         **settings.DJANGO_JOBS,
         "NOTIFICATIONS": {"EMAIL": {"TO": ["ops@example.com"], "EVENTS": ["queue_backlog"]}},

@@ -218,7 +218,6 @@ def test_a_delivery_that_never_succeeds_ends_failed_without_a_dead_letter(notify
 
 
 def test_email_through_django_mail_with_the_admin_link(notify, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.SERVER_EMAIL = "jobs@example.com"
     notify(email={"TO": ["ops@example.com"], "EVENTS": ["failed"]})
     job = jobs.enqueue(FAIL, args=["x"], queue="mail")
@@ -238,7 +237,6 @@ def test_email_through_django_mail_with_the_admin_link(notify, settings):
 
 
 def test_email_from_overrides_server_email(notify, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     notify(email={"TO": ["ops@example.com"], "FROM": "alerts@example.com"})
     jobs.enqueue(FAIL, args=["x"])
     run_all()
@@ -248,7 +246,6 @@ def test_email_from_overrides_server_email(notify, settings):
 def test_a_thousand_failures_make_one_digest_email_and_a_thousand_webhooks(
     receiver, notify, settings
 ):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     notify(receiver.url, email={"TO": ["ops@example.com"], "EVENTS": ["failed"]})
     batch = jobs.enqueue_batch(FAIL, [{"label": str(i)} for i in range(1000)])
     assert run_jobs(["default"]) == 1000
@@ -265,7 +262,6 @@ def test_a_thousand_failures_make_one_digest_email_and_a_thousand_webhooks(
 
 
 def test_events_after_an_email_wait_for_the_end_of_its_window(notify, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     notify(email={"TO": ["ops@example.com"], "DIGEST": 2})
     jobs.enqueue(FAIL, args=["first"])
     run_all()
@@ -284,7 +280,6 @@ def test_events_after_an_email_wait_for_the_end_of_its_window(notify, settings):
 
 
 def test_digest_zero_sends_one_email_per_event(notify, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     notify(email={"TO": ["ops@example.com"], "DIGEST": 0})
     for label in ("a", "b"):
         jobs.enqueue(FAIL, args=[label])
@@ -292,10 +287,9 @@ def test_digest_zero_sends_one_email_per_event(notify, settings):
     assert len(mail.outbox) == 2
 
 
-def test_a_broken_mail_backend_is_retried(notify, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = int(closed_port_url().rsplit(":", 1)[1].split("/")[0])
+def test_a_broken_mail_backend_is_retried(notify, mail_backend):
+    port = int(closed_port_url().rsplit(":", 1)[1].split("/")[0])
+    mail_backend("django.core.mail.backends.smtp.EmailBackend", host="127.0.0.1", port=port)
     notify(email={"TO": ["ops@example.com"]})
     job = jobs.enqueue(FAIL, args=["x"])
     run_all()
@@ -338,7 +332,6 @@ def test_eager_mode_sends_at_once(receiver, notify, settings):
 
 
 def test_no_link_without_base_url_or_sites(notify, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     notify(email={"TO": ["ops@example.com"]})
     settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "BASE_URL": None}
     jobs.enqueue(FAIL, args=["x"])

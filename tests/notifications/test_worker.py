@@ -2,6 +2,7 @@
 ``worker_lost`` after a SIGKILLed worker held a job (once), and a receiver nobody
 listens on never holding up the other jobs."""
 
+import email
 import json
 import os
 import signal
@@ -37,17 +38,18 @@ def test_a_real_worker_emails_a_failure_through_the_file_backend(workers, tmp_pa
         "--no-scheduler",
         env=notifying({"EMAIL": {"TO": ["ops@example.com"]}}, JOBS_TEST_EMAIL_DIR=str(outbox)),
     )
-    files = wait_until(
-        lambda: list(outbox.glob("*.log")) if outbox.exists() else [],
-        timeout=30,
-        message="an email file",
-    )
-    text = files[0].read_text()
-    assert "Subject: [django_jobs] failed: tests.testapp.tasks.permanent_failure" in text
-    assert f"(job {job.pk})" in text
-    assert "To: ops@example.com" in text and "From: jobs@example.com" in text
-    assert "queue: mailq" in text and "ValueError: bad input, never retry" in text
-    assert f"https://jobs.example.com/admin/django_jobs/job/{job.pk}/change/" in text
+    end = "-" * 79 + "\n"  # the file backend's line after each message
+
+    def written():
+        return [f for f in outbox.glob("*.log") if f.read_text().endswith(end)]
+
+    files = wait_until(lambda: outbox.exists() and written(), timeout=30, message="an email")
+    message = email.message_from_string(files[0].read_text().split("\n" + "-" * 79)[0])
+    assert message["Subject"] == f"[django_jobs] failed: {FAIL} (job {job.pk})"
+    assert message["To"] == "ops@example.com" and message["From"] == "jobs@example.com"
+    body = message.get_payload(decode=True).decode()
+    assert "queue: mailq" in body and "ValueError: bad input, never retry" in body
+    assert f"https://jobs.example.com/admin/django_jobs/job/{job.pk}/change/" in body
     wait_until(
         lambda: Delivery.objects.filter(status=Delivery.DELIVERED).exists(),
         message="the delivery recorded",

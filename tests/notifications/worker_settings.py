@@ -4,6 +4,8 @@ from the JSON in $JOBS_TEST_NOTIFY, email to files in $JOBS_TEST_EMAIL_DIR."""
 import json
 import os
 
+import django
+
 from tests.settings import *  # noqa: F403
 
 DJANGO_JOBS = {
@@ -11,6 +13,15 @@ DJANGO_JOBS = {
     "NOTIFICATIONS": json.loads(os.environ.get("JOBS_TEST_NOTIFY", "{}")),
     "BASE_URL": "https://jobs.example.com",
 }
-EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-EMAIL_FILE_PATH = os.environ.get("JOBS_TEST_EMAIL_DIR", "/tmp/django_jobs_test_emails")
+_outbox = os.environ.get("JOBS_TEST_EMAIL_DIR", "/tmp/django_jobs_test_emails")
+if django.VERSION >= (6, 1):  # EMAIL_BACKEND and EMAIL_FILE_PATH are deprecated there
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": _outbox},
+        }
+    }
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = _outbox
 SERVER_EMAIL = "jobs@example.com"
