@@ -60,7 +60,7 @@ class Migration(migrations.Migration):
                 ("sender_job_id", models.BigIntegerField(blank=True, null=True)),
                 (
                     "digest_key",
-                    models.CharField(blank=True, max_length=300, null=True, unique=True),
+                    models.CharField(blank=True, max_length=255, null=True, unique=True),
                 ),
                 ("due_at", models.DateTimeField(blank=True, null=True)),
                 ("attempts", models.JSONField(blank=True, default=list)),
@@ -83,7 +83,7 @@ class Migration(migrations.Migration):
                 ),
                 ("kind", models.CharField(max_length=32)),
                 ("subject", models.CharField(max_length=255)),
-                ("open_key", models.CharField(blank=True, max_length=300, null=True, unique=True)),
+                ("open_key", models.CharField(blank=True, max_length=255, null=True, unique=True)),
                 ("opened_at", models.DateTimeField(default=django.utils.timezone.now)),
                 ("cleared_at", models.DateTimeField(blank=True, null=True)),
                 ("data", models.JSONField(blank=True, default=dict)),

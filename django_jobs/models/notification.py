@@ -44,7 +44,7 @@ class Delivery(models.Model):
     sender_job_id = models.BigIntegerField(null=True, blank=True)
     # An email digest still gathering events: "<event>:<task>"; NULL once it is being
     # sent (NULLs never collide, so one open digest per key on every database).
-    digest_key = models.CharField(max_length=300, null=True, blank=True, unique=True)
+    digest_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
     # When it is sent (an email digest waits for the end of its window).
     due_at = models.DateTimeField(null=True, blank=True)
     # Each attempt: {"at", "status_code", "error", "seconds"}.
@@ -71,8 +71,8 @@ class Incident(models.Model):
 
     kind = models.CharField(max_length=32)  # worker_lost, schedule_missed, queue_backlog
     subject = models.CharField(max_length=255)  # the worker id, schedule name, queue name
-    # "<kind>:<subject>" while open, NULL once cleared: one open incident per subject.
-    open_key = models.CharField(max_length=300, null=True, blank=True, unique=True)
+    # "<kind>:<subject>" (hashed past 255 characters) while open, NULL once cleared: one open incident per subject.
+    open_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
     opened_at = models.DateTimeField(default=timezone.now)
     cleared_at = models.DateTimeField(null=True, blank=True)
     data = models.JSONField(default=dict, blank=True)

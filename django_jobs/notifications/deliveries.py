@@ -196,10 +196,11 @@ def incident_key(kind: str, subject: str) -> str:
 
 
 def _bounded(key: str) -> str:
-    """A unique key within the column's 300 characters."""
-    if len(key) <= 300:
+    """A unique key within the column's 255 characters (MySQL's limit for a unique
+    column): a longer one keeps its start and ends with its SHA-256."""
+    if len(key) <= 255:
         return key
-    return key[:235] + ":" + hashlib.sha256(key.encode()).hexdigest()
+    return key[:190] + ":" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def send_later(db: str, delivery: Delivery, delay: float | None = None) -> None:

@@ -337,3 +337,13 @@ def test_no_link_without_base_url_or_sites(notify, settings):
     jobs.enqueue(FAIL, args=["x"])
     run_all()
     assert "/admin/django_jobs/job/" not in mail.outbox[0].body
+
+
+def test_long_digest_and_incident_keys_stay_unique_within_255_characters():
+    from django_jobs.notifications.deliveries import _bounded, incident_key
+
+    long_a, long_b = "t" * 300 + "a", "t" * 300 + "b"
+    keys = {_bounded(f"failed:{long_a}"), _bounded(f"failed:{long_b}")}
+    assert len(keys) == 2 and all(len(k) <= 255 for k in keys)
+    assert incident_key("queue_backlog", "q") == "queue_backlog:q"
+    assert len(incident_key("schedule_missed", "s" * 255)) <= 255
