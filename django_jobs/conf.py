@@ -230,10 +230,14 @@ class NotificationSettings:
     def channels(self) -> list[Channel]:
         return ([self.email] if self.email else []) + list(self.webhooks)
 
+    def listens_to(self, event: str) -> bool:
+        """Whether some channel has ``event`` among its events (for any queue or task)."""
+        return event in self._events  # type: ignore[attr-defined]
+
     def wants(self, event: str, queue: str | None = None, task: str | None = None) -> bool:
         """Whether any channel wants this event (of this queue and task). The delivery
         task's own jobs never notify."""
-        if event not in self._events or task == DELIVERY_TASK:  # type: ignore[attr-defined]
+        if not self.listens_to(event) or task == DELIVERY_TASK:
             return False
         return any(channel.wants(event, queue, task) for channel in self.channels())
 

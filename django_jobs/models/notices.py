@@ -24,6 +24,11 @@ def wants(event: str, queue: str | None = None, task: str | None = None) -> bool
     return jobs_settings.NOTIFICATIONS.wants(event, queue, task)
 
 
+def listens_to(event: str) -> bool:
+    """Whether some channel has ``event`` at all: one look for a whole flush of jobs."""
+    return jobs_settings.NOTIFICATIONS.listens_to(event)
+
+
 def error_summary(error: dict | None) -> dict[str, Any] | None:
     if not error:
         return None

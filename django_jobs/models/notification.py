@@ -71,7 +71,8 @@ class Incident(models.Model):
 
     kind = models.CharField(max_length=32)  # worker_lost, schedule_missed, queue_backlog
     subject = models.CharField(max_length=255)  # the worker id, schedule name, queue name
-    # "<kind>:<subject>" (hashed past 255 characters) while open, NULL once cleared: one open incident per subject.
+    # "<kind>:<subject>" (hashed past 255 characters) while open, NULL once cleared: one
+    # open incident per subject.
     open_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
     opened_at = models.DateTimeField(default=timezone.now)
     cleared_at = models.DateTimeField(null=True, blank=True)

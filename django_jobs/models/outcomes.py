@@ -242,7 +242,11 @@ class JobOutcomes(JobClaiming):
 
         db = self.db
         conn = connections[db]
-        notify = {job.pk for job, _ in done if notices.wants("completed", job.queue, job.task_name)}
+        notify = (
+            {job.pk for job, _ in done if notices.wants("completed", job.queue, job.task_name)}
+            if notices.listens_to("completed")
+            else set()
+        )
         # One statement needs no transaction of its own; batch counters and notifications
         # must move with it.
         together = (
