@@ -50,7 +50,7 @@ INSTALLED_APPS = [
     "tests.testapp",
 ]
 try:  # Django 5.2 with the backport: its app wires the django.tasks signals
-    import django.tasks  # noqa: F401
+    import django.tasks
 except ImportError:
     INSTALLED_APPS.insert(0, "django_tasks")
 
