@@ -326,6 +326,13 @@ def test_wait_for_an_unknown_job_is_a_clear_error():
 # -- in new processes, with a real worker -------------------------------------------------
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal, even when this test run ignores SIGINT
+    (nohup, some CI runners): Python only turns SIGINT into KeyboardInterrupt when it
+    starts with the signal's default action."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def command_env(extra=None):
     """The environment of a ``python -m django`` process on the test database."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR")}
@@ -352,6 +359,7 @@ def in_pty(args, *, when=None, timeout=60.0, size=(40, 120)):
             env=command_env(),
             cwd=ROOT,
             start_new_session=True,
+            preexec_fn=default_sigint,
         )
         os.close(secondary)
         drawn = b""
@@ -487,6 +495,7 @@ def test_ctrl_c_stops_waiting_and_leaves_the_job_alone():
         [sys.executable, "-m", "django", "jobs", "wait", str(job.pk)],
         env=command_env(),
         cwd=ROOT,
+        preexec_fn=default_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
