@@ -84,6 +84,7 @@ def webhook(
         payload=webhook_body(event, data, at),
         job_id=job_id,
         task_name=task[:255],
+        due_at=timezone.now(),
     )
     delivery.save(using=db)
     send_later(db, delivery)

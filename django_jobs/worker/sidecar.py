@@ -148,7 +148,7 @@ class Housekeeper:
                     self.next_prune = now + PRUNE_EVERY
                     self.guarded("prune finished jobs", self.prune)
                 if now >= self.next_alerts:
-                    self.next_alerts = now
+                    self.next_alerts = now + alerts.CHECK_EVERY
                     self.guarded("check for late schedules and backlogs", self.alerts)
                 wake = min(
                     self.next_schedule if self.worker["scheduler"] else float("inf"),

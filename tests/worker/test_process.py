@@ -307,3 +307,31 @@ def test_ctrl_c_on_a_multi_process_worker_is_graceful(workers):
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     assert proc.wait(timeout=20) == 0, workers.output(proc)
     assert status_of(job_a) == JobStatus.COMPLETED and status_of(job_b) == JobStatus.COMPLETED
+
+
+def _cpu_seconds(pids) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_worker_does_not_spin(workers):
+    """Idle, a worker and its executors and sidecar sleep: a loop whose next due time is
+    never in the future (as the housekeeping's alert check once was) would burn a core."""
+    from tests.conftest import descendants
+
+    proc = workers.start("--no-scheduler", "--concurrency", "2")
+    wait_until(lambda: Worker.objects.filter(pid=proc.pid).exists(), timeout=30,
+               message="the worker registered")  # fmt: skip
+    time.sleep(2)  # start-up done
+    pids = {proc.pid} | descendants(proc.pid)
+    before = _cpu_seconds(pids)
+    time.sleep(4)
+    used = _cpu_seconds(pids) - before
+    assert used < 1.0, f"an idle worker used {used:.2f} s of CPU in 4 s"
