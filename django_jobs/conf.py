@@ -171,6 +171,8 @@ EVENTS = JOB_EVENTS + SYSTEM_EVENTS
 # The task that delivers notifications: its own jobs never notify (no loop of alerts
 # about alerts).
 DELIVERY_TASK = "django_jobs.notifications.deliver"
+DIGEST_TASK = "django_jobs.notifications.send_digest"
+NOTIFYING_TASKS = (DELIVERY_TASK, DIGEST_TASK)
 
 
 class SettingError(ValueError):
@@ -237,7 +239,7 @@ class NotificationSettings:
     def wants(self, event: str, queue: str | None = None, task: str | None = None) -> bool:
         """Whether any channel wants this event (of this queue and task). The delivery
         task's own jobs never notify."""
-        if not self.listens_to(event) or task == DELIVERY_TASK:
+        if not self.listens_to(event) or task in NOTIFYING_TASKS:
             return False
         return any(channel.wants(event, queue, task) for channel in self.channels())
 
@@ -333,7 +335,7 @@ def _notifications(value: Any) -> NotificationSettings:
     hooks = value.get("WEBHOOKS") or []
     if not isinstance(hooks, (list, tuple)):
         raise SettingError("['WEBHOOKS'] must be a list of dicts.", "E013")
-    webhooks = []
+    webhooks: list[WebhookChannel] = []
     for i, raw in enumerate(hooks):
         where = f"['WEBHOOKS'][{i}]"
         _known_keys(raw, ("URL", "SECRET", "EVENTS", "QUEUES", "TASKS"), where)
@@ -344,6 +346,12 @@ def _notifications(value: Any) -> NotificationSettings:
             raise SettingError(
                 f"{where}['URL'] must be an http:// or https:// URL, got {url!r}.", "E025"
             ) from None
+        if any(hook.url == url for hook in webhooks):
+            raise SettingError(
+                f"{where}['URL'] {url!r} is configured twice: a delivery would not know "
+                "which secret signs it. Merge the two (EVENTS, QUEUES, TASKS).",
+                "E025",
+            )
         webhooks.append(
             WebhookChannel(
                 **_channel_filters(raw, where, ("failed",)),

@@ -21,8 +21,8 @@ job_dead_lettered = Signal()
 # batch, once per batch. django_jobs' own receiver enqueues the batch's on_complete task.
 batch_finished = Signal()
 # Internal, for notifications (SPEC 10). Sent in the transaction that records the
-# outcomes, only when some channel wants the event: ``job_events_recorded`` (sender=Job,
-# event=, jobs=[payload dicts], using=) and ``system_event_recorded`` (sender=the model,
+# outcomes, only when some channel wants the event: ``job_events_recorded`` (sender=None,
+# event=, jobs=[payload dicts], using=) and ``system_event_recorded`` (sender=None,
 # event=, subject=, data=, using=). django_jobs' receiver turns them into deliveries, so
 # a rolled-back outcome sends nothing.
 job_events_recorded = Signal()

@@ -60,7 +60,7 @@ class Migration(migrations.Migration):
                 ("sender_job_id", models.BigIntegerField(blank=True, null=True)),
                 (
                     "digest_key",
-                    models.CharField(blank=True, max_length=255, null=True, unique=True),
+                    models.CharField(blank=True, db_index=True, max_length=255, null=True),
                 ),
                 ("due_at", models.DateTimeField(blank=True, null=True)),
                 ("attempts", models.JSONField(blank=True, default=list)),

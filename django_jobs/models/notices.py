@@ -10,10 +10,15 @@ job nobody wants to hear about costs one settings lookup.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from django.db import connections
 
 from .. import signals
 from ..conf import jobs_settings
+
+logger = logging.getLogger("django_jobs.notifications")
 
 # A traceback in a notification keeps its last this many characters (the innermost
 # frames and the error).
@@ -75,7 +80,22 @@ def job_notice(job, event: str, *, status: str, queue: str | None = None, error=
 def record(db: str, event: str, payloads: list[dict]) -> None:
     """Raise job events; call it inside the transaction that wrote their outcomes."""
     if payloads:
-        signals.job_events_recorded.send(sender=None, event=event, jobs=payloads, using=db)
+        _send(signals.job_events_recorded, db, event=event, jobs=payloads)
+
+
+def _send(signal, db: str, **kwargs) -> None:
+    """A failing receiver is logged and never fails the outcome, unless the database
+    undid the whole transaction meanwhile (a MySQL deadlock): then the outcome is gone
+    too, and its write must fail (to be tried again) rather than look done."""
+    for receiver, result in signal.send_robust(sender=None, using=db, **kwargs):
+        if isinstance(result, Exception):
+            if connections[db].needs_rollback:
+                raise result
+            logger.error(
+                "Notification receiver %r failed",
+                receiver,
+                exc_info=(type(result), result, result.__traceback__),
+            )
 
 
 def record_rows(db: str, event: str, jobs) -> None:
@@ -93,6 +113,4 @@ def record_system(db: str, event: str, subject: str, data: dict[str, Any]) -> No
     """Raise a system event (``worker_lost``, ``schedule_missed``, ``queue_backlog``)
     about ``subject``; it is sent once per incident."""
     if wants(event):
-        signals.system_event_recorded.send(
-            sender=None, event=event, subject=subject, data=data, using=db
-        )
+        _send(signals.system_event_recorded, db, event=event, subject=subject, data=data)

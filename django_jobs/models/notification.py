@@ -42,10 +42,11 @@ class Delivery(models.Model):
     job_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     task_name = models.CharField(max_length=255, blank=True, default="")
     sender_job_id = models.BigIntegerField(null=True, blank=True)
-    # An email digest still gathering events: "<event>:<task>"; NULL once it is being
-    # sent (NULLs never collide, so one open digest per key on every database).
-    digest_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
-    # When it is sent (an email digest waits for the end of its window).
+    # An email that waits to be sent in a digest: its group, "<event>:<task>". The
+    # digest's sending job takes the group's pending rows (setting due_at) and sends
+    # them in one email.
+    digest_key = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    # When it is (or was) to be sent; NULL for a digest's email not taken yet.
     due_at = models.DateTimeField(null=True, blank=True)
     # Each attempt: {"at", "status_code", "error", "seconds"}.
     attempts = models.JSONField(default=list, blank=True)

@@ -1,4 +1,8 @@
-"""The system events that are conditions rather than moments: ``schedule_missed`` (an
+"""The workers' periodic notification duties (every ``CHECK_EVERY`` seconds): the
+system events that are conditions rather than moments, and a sweep of deliveries no job
+will send any more.
+
+The conditions: ``schedule_missed`` (an
 enabled schedule more than ``HEALTH["SCHEDULE_LAG"]`` late) and ``queue_backlog`` (a
 queue's oldest due job older than its ``max_pending_age``, else
 ``HEALTH["MAX_PENDING_AGE"]``), checked by every worker every ``CHECK_EVERY`` seconds.
@@ -19,9 +23,10 @@ from django.utils import timezone
 
 from ..conf import jobs_settings
 from ..enums import CLAIMABLE_STATUSES
-from ..models import Incident, Job, Queue, Schedule, Worker
+from ..models import Delivery, Incident, Job, Queue, Schedule, Worker
 from ..models.functions import db_now
-from .deliveries import system_event
+from .deliveries import schedule_digest, system_event
+from .messages import now_iso
 
 # Seconds between two checks of one worker.
 CHECK_EVERY = 10.0
@@ -48,10 +53,62 @@ def check(db: str) -> dict[str, list[str]]:
                 opened["queue_backlog"].append(name)
         opened["cleared"] += _clear(db, "queue_backlog", set(backlog))
     if settings.wants("worker_lost"):
+        # Over once the lost worker holds no job any more (the rescue sent them back) or
+        # heartbeats again; a default worker id never comes back.
         alive = set(Worker.objects.using(db).alive().values_list("id", flat=True))
-        opened["cleared"] += _clear_where(db, "worker_lost", lambda subject: subject in alive)
+        holding = set(
+            Job.objects.using(db).held().exclude(worker_id=None).values_list("worker_id", flat=True)
+        )
+        opened["cleared"] += _clear_where(
+            db, "worker_lost", lambda subject: subject in alive or subject not in holding
+        )
     Incident.objects.using(db).filter(cleared_at__lt=timezone.now() - KEEP_CLEARED).delete()
+    if settings.channels():
+        sweep(db)
     return opened
+
+
+def sweep(db: str) -> dict[str, int]:
+    """What no job will send any more gets one: a delivery whose sending job ended
+    without sending it (cancelled, or dead-lettered after a hang) is marked failed, so
+    the log says so and it can be resent; an email digest whose rows no sender took
+    (its sender cancelled before it started, or an event that joined a sender just as it
+    started) gets a sender."""
+    pending = Delivery.objects.using(db).filter(status=Delivery.PENDING)
+    senders = set(pending.exclude(sender_job_id=None).values_list("sender_job_id", flat=True))
+    running = set(
+        Job.objects.using(db).filter(pk__in=senders).unfinished().values_list("pk", flat=True)
+    )
+    ended = senders - running
+    failed = 0
+    if ended:
+        for delivery in pending.filter(sender_job_id__in=ended):
+            note = {
+                "at": now_iso(),
+                "status_code": None,
+                "error": f"its sending job {delivery.sender_job_id} ended without sending it",
+                "seconds": 0,
+            }
+            failed += pending.filter(pk=delivery.pk, sender_job_id=delivery.sender_job_id).update(
+                status=Delivery.FAILED, attempts=[*delivery.attempts, note]
+            )
+    scheduled = 0
+    email = jobs_settings.NOTIFICATIONS.email
+    if email is not None and email.digest > 0:
+        quiet = timezone.now() - timedelta(seconds=CHECK_EVERY)
+        groups = {
+            group
+            for group in pending.filter(channel=Delivery.EMAIL, due_at=None, sender_job_id=None)
+            .exclude(digest_key=None)
+            .filter(created_at__lt=quiet)
+            .values_list("digest_key", flat=True)
+            if group
+        }
+        for group in sorted(groups):
+            with transaction.atomic(using=db):
+                schedule_digest(db, email, group)  # a unique job: one sender per group
+            scheduled += 1
+    return {"failed": failed, "digests": scheduled}
 
 
 def late_schedules(db: str, now) -> dict[str, dict]:

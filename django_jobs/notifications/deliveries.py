@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
+from django.db.models import Max
 from django.utils import timezone
 
-from ..conf import DELIVERY_TASK, EmailChannel, WebhookChannel, jobs_settings
+from ..conf import DELIVERY_TASK, DIGEST_TASK, EmailChannel, WebhookChannel, jobs_settings
 from ..enqueue import enqueue_job
 from ..models import Delivery, Incident
 from .messages import DIGEST_LISTED, now_iso, webhook_body
@@ -46,6 +47,11 @@ def _guarded(db: str, what: str, record: Callable[[], object]) -> None:
         with transaction.atomic(using=db):  # a savepoint inside the outcome's transaction
             record()
     except Exception:
+        if connections[db].needs_rollback:
+            # The database undid the whole transaction (a MySQL deadlock): the outcome is
+            # gone too, so the write must fail and be tried again, never look done.
+            raise
+        # Otherwise a notification never fails the job it reports on.
         logger.exception("Could not record the notifications of %s", what)
 
 
@@ -108,8 +114,8 @@ def email(
 
 
 def email_digest(db: str, channel: EmailChannel, event: str, task: str, jobs: list[dict]) -> None:
-    """Add ``jobs`` to the open digest of (event, task), or open one: due now when no
-    email of this (event, task) went out within the window, else when the window ends."""
+    """One pending row per job (an INSERT: the outcome's transaction takes no lock here),
+    and one sending job per (event, task) at a time (``schedule_digest``)."""
     if channel.digest <= 0:
         for job in jobs:
             email(
@@ -121,45 +127,48 @@ def email_digest(db: str, channel: EmailChannel, event: str, task: str, jobs: li
                 job_id=job["id"],
             )
         return
-    key = _bounded(f"{event}:{task}")
-    objects = Delivery.objects.using(db)
-    for _ in range(5):
-        digest = objects.select_for_update().filter(digest_key=key).first()
-        if digest is not None:
-            payload = dict(digest.payload)
-            listed = list(payload.get("jobs", []))
-            listed += jobs[: max(0, DIGEST_LISTED - len(listed))]
-            payload["jobs"] = listed
-            payload["count"] = payload.get("count", 0) + len(jobs)
-            objects.filter(pk=digest.pk).update(payload=payload)
-            return
-        now = timezone.now()
-        last = (
-            objects.filter(channel=Delivery.EMAIL, event=event, task_name=task[:255])
-            .exclude(due_at=None)
-            .order_by("-due_at")
-            .values_list("due_at", flat=True)
-            .first()
-        )
-        due = max(now, last + timedelta(seconds=channel.digest)) if last else now
-        delivery = Delivery(
-            event=event,
-            channel=Delivery.EMAIL,
-            target=", ".join(channel.to),
-            payload=_digest_payload(event, task, jobs, len(jobs)),
-            job_id=jobs[0]["id"],
-            task_name=task[:255],
-            digest_key=key,
-            due_at=due,
-        )
-        try:
-            with transaction.atomic(using=db):
-                delivery.save(using=db)
-        except IntegrityError:
-            continue  # another outcome opened this digest meanwhile: add to it
-        send_later(db, delivery, delay=(due - now).total_seconds())
-        return
-    raise RuntimeError(f"could not open or join the email digest {key!r}")
+    group = _bounded(f"{event}:{task}")
+    Delivery.objects.using(db).bulk_create(
+        [
+            Delivery(
+                event=event,
+                channel=Delivery.EMAIL,
+                target=", ".join(channel.to),
+                payload=_digest_payload(event, task, [job], 1),
+                job_id=job["id"],
+                task_name=task[:255],
+                digest_key=group,
+            )
+            for job in jobs
+        ]
+    )
+    schedule_digest(db, channel, group)
+
+
+def schedule_digest(db: str, channel: EmailChannel, group: str) -> None:
+    """Enqueue the sender of ``group``'s digest unless one is waiting already (a unique
+    job, which gives its key up when it starts): due now, or when the window of the
+    group's last email ends."""
+    last = (
+        Delivery.objects.using(db)
+        .filter(digest_key=group)
+        .exclude(due_at=None)
+        .aggregate(last=Max("due_at"))["last"]
+    )
+    now = timezone.now()
+    due = max(now, last + timedelta(seconds=channel.digest)) if last else now
+    enqueue_job(
+        db,
+        DIGEST_TASK,
+        args=[group],
+        queue=jobs_settings.NOTIFICATIONS_QUEUE,
+        delay=max(0.0, (due - now).total_seconds()) or None,
+        unique_key=digest_job_key(group),
+    )
+
+
+def digest_job_key(group: str) -> str:
+    return f"django_jobs.notifications.digest:{hashlib.sha256(group.encode()).hexdigest()}"
 
 
 def _digest_payload(event: str, task: str, jobs: list[dict], count: int) -> dict[str, Any]:
@@ -197,8 +206,8 @@ def incident_key(kind: str, subject: str) -> str:
 
 
 def _bounded(key: str) -> str:
-    """A unique key within the column's 255 characters (MySQL's limit for a unique
-    column): a longer one keeps its start and ends with its SHA-256."""
+    """A key within the column's 255 characters (MySQL's limit for a unique column): a
+    longer one keeps its start and ends with its SHA-256."""
     if len(key) <= 255:
         return key
     return key[:190] + ":" + hashlib.sha256(key.encode()).hexdigest()
@@ -218,10 +227,13 @@ def send_later(db: str, delivery: Delivery, delay: float | None = None) -> None:
 
 
 def resend(deliveries: Iterable[Delivery], db: str) -> int:
-    """Send these deliveries again (same message id, the attempts so far kept)."""
+    """Send these deliveries again (same message id, the attempts so far kept); pending
+    ones are left to the job already sending them. Returns how many."""
     n = 0
     with transaction.atomic(using=db):
         for delivery in deliveries:
+            if delivery.status == Delivery.PENDING:
+                continue
             Delivery.objects.using(db).filter(pk=delivery.pk).update(
                 status=Delivery.PENDING, delivered_at=None, due_at=timezone.now()
             )

@@ -106,7 +106,7 @@ def _job_text(job: dict, traceback: bool) -> list[str]:
     return lines
 
 
-def email_text(event: str, payload: dict[str, Any]) -> str:
+def email_text(event: str, payload: dict[str, Any], window: float = 60.0) -> str:
     """A job event's email (one job, or a digest listing the first DIGEST_LISTED jobs,
     the first with its traceback), or a system event's."""
     if "jobs" not in payload:  # a system event or a test
@@ -119,7 +119,7 @@ def email_text(event: str, payload: dict[str, Any]) -> str:
     if count == 1:
         head = f"A job of {payload.get('task', '')} {title}."
     else:
-        head = f"{count} jobs of {payload.get('task', '')} {title} in about a minute."
+        head = f"{count} jobs of {payload.get('task', '')} {title} within {_span(window)}."
     lines = [head, ""]
     for i, job in enumerate(jobs[:DIGEST_LISTED]):
         lines += _job_text(job, traceback=i == 0)
@@ -150,3 +150,9 @@ def _system_sentence(event: str, data: dict[str, Any]) -> str:
             "Are enough workers taking jobs from it?"
         )
     return f"django_jobs: {TITLES.get(event, event)}. {data.get('message', '')}".strip()
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:g} minutes"
+    return "a minute" if seconds == 60 else f"{seconds:g} seconds"

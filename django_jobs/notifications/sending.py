@@ -28,12 +28,12 @@ from django.core.mail import EmailMessage
 from django.db import router
 from django.utils import timezone
 
-from ..conf import DELIVERY_TASK, jobs_settings
+from ..conf import DELIVERY_TASK, DIGEST_TASK, jobs_settings
 from ..exceptions import Retry
 from ..execution.context import current_job
 from ..models import Delivery
 from ..registry import register_task
-from .messages import email_subject, email_text, encode, now_iso
+from .messages import DIGEST_LISTED, email_subject, email_text, encode, now_iso
 from .signing import signed_headers
 
 # Seconds a webhook receiver has to answer.
@@ -67,34 +67,64 @@ def deliver(message_id: str) -> dict[str, Any]:
     delivery = objects.filter(message_id=message_id).first()
     if delivery is None or delivery.status != Delivery.PENDING:
         return {"status": delivery.status if delivery else "missing"}
-    if delivery.digest_key:
-        # Close the digest: what outcomes add from now on opens the next one. The UPDATE
-        # waits for those adding to it now, then the row is read with all they added.
-        objects.filter(pk=delivery.pk).update(digest_key=None)
-        delivery.refresh_from_db()
-
-    at = now_iso()
     started = time.monotonic()
+    at = now_iso()
     if delivery.channel == Delivery.WEBHOOK:
         attempt = post(delivery)
     else:
-        attempt = send_email(delivery)
+        attempt = send_email(delivery.event, delivery.target, delivery.payload, delivery.task_name)
+    return _settle(objects.filter(pk=delivery.pk), delivery.attempts, attempt, at, started, job)
+
+
+def send_digest(group: str) -> dict[str, Any]:
+    """Send the pending emails of a digest group (``"<event>:<task>"``) as one email."""
+    job = current_job()
+    db = job._state.db if job is not None else router.db_for_write(Delivery)
+    mine = job.pk if job is not None else None
+    if job is not None:
+        # From now on an event of this group enqueues the next sender (due when this
+        # email's window ends), so nothing is left waiting on this one.
+        type(job)._default_manager.using(db).filter(pk=job.pk).update(unique_active=None)
+    group_rows = Delivery.objects.using(db).filter(
+        digest_key=group, channel=Delivery.EMAIL, status=Delivery.PENDING
+    )
+    # Take the rows no sender took yet (one UPDATE: two senders never take one row).
+    group_rows.filter(due_at=None, sender_job_id=None).update(
+        due_at=timezone.now(), sender_job_id=mine
+    )
+    taken = list(group_rows.filter(sender_job_id=mine).exclude(due_at=None).order_by("pk"))
+    if not taken:
+        return {"status": "nothing to send"}
+    first = taken[0]
+    listed = [row.payload["jobs"][0] for row in taken[:DIGEST_LISTED] if row.payload.get("jobs")]
+    for job_payload in listed[1:]:  # one traceback is enough for an email
+        if job_payload.get("error"):
+            job_payload["error"] = {**job_payload["error"], "traceback": ""}
+    payload = {"event": first.event, "task": first.task_name, "jobs": listed, "count": len(taken)}
+    started = time.monotonic()
+    at = now_iso()
+    attempt = send_email(first.event, first.target, payload, first.task_name)
+    rows = Delivery.objects.using(db).filter(pk__in=[row.pk for row in taken])
+    return {**_settle(rows, first.attempts, attempt, at, started, job), "count": len(taken)}
+
+
+def _settle(rows, attempts: list, attempt: Attempt, at: str, started: float, job) -> dict:
+    """Record ``attempt`` on ``rows`` (the delivery, or a digest's rows) and decide: done,
+    try again (``Retry``, while the job has retries left), or give up."""
     entry = {
         "at": at,
         "status_code": attempt.status_code,
         "error": attempt.error,
         "seconds": round(time.monotonic() - started, 3),
     }
-    attempts = [*delivery.attempts, entry]
+    history = [*attempts, entry]
     if attempt.delivered:
-        objects.filter(pk=delivery.pk).update(
-            status=Delivery.DELIVERED, attempts=attempts, delivered_at=timezone.now()
-        )
+        rows.update(status=Delivery.DELIVERED, attempts=history, delivered_at=timezone.now())
         return {"status": Delivery.DELIVERED, "status_code": attempt.status_code}
     if attempt.retry and job is not None and job.retry_count < job.max_retries:
-        objects.filter(pk=delivery.pk).update(attempts=attempts)
+        rows.update(attempts=history)
         raise Retry(attempt.retry_after, f"delivery failed, will try again: {attempt.error}")
-    objects.filter(pk=delivery.pk).update(status=Delivery.FAILED, attempts=attempts)
+    rows.update(status=Delivery.FAILED, attempts=history)
     return {"status": Delivery.FAILED, "status_code": attempt.status_code, "error": attempt.error}
 
 
@@ -149,23 +179,21 @@ def _retry_after(value: str | None) -> float | None:
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
-def send_email(delivery: Delivery) -> Attempt:
-    settings_ = jobs_settings.NOTIFICATIONS.email
-    sender = (settings_.from_email if settings_ else None) or settings.SERVER_EMAIL
-    recipients = [a.strip() for a in delivery.target.split(",") if a.strip()]
-    payload = delivery.payload
+def send_email(event: str, target: str, payload: dict[str, Any], task: str) -> Attempt:
+    channel = jobs_settings.NOTIFICATIONS.email
+    if channel is None:
+        return Attempt(False, error="no email channel is configured any more")
+    sender = channel.from_email or settings.SERVER_EMAIL
+    recipients = [a.strip() for a in target.split(",") if a.strip()]
     subject = email_subject(
-        delivery.event,
-        payload.get("task", delivery.task_name),
-        payload.get("jobs", []),
-        payload.get("count", 1),
+        event, payload.get("task", task), payload.get("jobs", []), payload.get("count", 1)
     )
     message = EmailMessage(
         subject=subject,
-        body=email_text(delivery.event, payload),
+        body=email_text(event, payload, window=channel.digest),
         from_email=sender,
         to=recipients,
-        headers={"X-Django-Jobs-Event": delivery.event},
+        headers={"X-Django-Jobs-Event": event},
     )
     try:
         message.send(fail_silently=False)
@@ -174,14 +202,13 @@ def send_email(delivery: Delivery) -> Attempt:
     return Attempt(True)
 
 
-# The task itself: its jobs never notify (conf.DELIVERY_TASK), and retry with backoff
-# from 10 s up to an hour, eight times (about an hour and a half of trying in all).
+# The tasks: their jobs never notify (conf.NOTIFYING_TASKS), and retry with backoff from
+# 10 s (20 s, 40 s, ... with jitter), eight times: about 40 minutes of trying in all.
+RETRYING = {"max_retries": 8, "retry_delay": 10, "retry_backoff": 2.0, "max_retry_delay": 3600}
+send_digest_task = register_task(DIGEST_TASK, send_digest, timeout=120, **RETRYING)
 deliver_task = register_task(
     DELIVERY_TASK,
     deliver,
-    max_retries=8,
-    retry_delay=10,
-    retry_backoff=2.0,
-    max_retry_delay=3600,
     timeout=120,
+    **RETRYING,
 )

@@ -149,7 +149,7 @@ class Housekeeper:
                     self.guarded("prune finished jobs", self.prune)
                 if now >= self.next_alerts:
                     self.next_alerts = now + alerts.CHECK_EVERY
-                    self.guarded("check for late schedules and backlogs", self.alerts)
+                    self.guarded("run the notification checks", self.alerts)
                 wake = min(
                     self.next_schedule if self.worker["scheduler"] else float("inf"),
                     self.next_rescue,
@@ -161,12 +161,7 @@ class Housekeeper:
             connections.close_all()
 
     def alerts(self) -> None:
-        wanted = jobs_settings.NOTIFICATIONS
-        if (
-            wanted.wants("schedule_missed")
-            or wanted.wants("queue_backlog")
-            or wanted.wants("worker_lost")
-        ):
+        if jobs_settings.NOTIFICATIONS.channels():
             alerts.check(self.worker["database"])
 
     def guarded(self, what: str, fn, *args) -> None:

@@ -103,11 +103,27 @@ def test_worker_lost_once_per_lost_worker(hook, receiver):
     assert message["type"] == "worker.lost"
     assert message["data"]["worker_id"] == "dead-1"
     assert sorted(message["data"]["jobs"]) == sorted([a.pk, b.pk])
-    # The incident stays open while that worker id is silent, and clears if it
-    # heartbeats again (a worker that was only cut off).
-    assert alerts.check(connection.alias)["cleared"] == []
-    live_worker("dead-1")
+    # Over once the worker holds no job any more: a later loss of that id is new.
     assert alerts.check(connection.alias)["cleared"] == ["dead-1"]
+    Job.objects.filter(pk=a.pk).update(status="running", worker_id="dead-1", lease="y")
+    rescue_stalled(connection.alias, worker_id="dead-1")
+    assert [m["type"] for m in sent(receiver)] == ["worker.lost", "worker.lost"]
+
+
+def test_a_lost_worker_that_heartbeats_again_clears_its_incident(hook, receiver):
+    hook("worker_lost")
+    jobs.enqueue(tasks.noop)
+    jobs.enqueue(tasks.noop)
+    claim_one("cut-off")
+    claim_one("cut-off")
+    Job.objects.filter(worker_id="cut-off").order_by("pk").first()
+    first = Job.objects.filter(worker_id="cut-off").order_by("pk").first()
+    rescue_stalled(connection.alias, worker_id="cut-off", chunk=1)
+    # Cut off, not dead: it still holds a job (say its rescue chunk stopped short).
+    Job.objects.filter(pk=first.pk).update(status="running", worker_id="cut-off", lease="z")
+    assert alerts.check(connection.alias)["cleared"] == []
+    live_worker("cut-off")
+    assert alerts.check(connection.alias)["cleared"] == ["cut-off"]
 
 
 def test_an_email_for_a_system_event(settings):

@@ -125,3 +125,10 @@ def test_verify_accepts_the_real_thing_and_rejects_the_rest():
         verify(SECRET, stale, body)
     with pytest.raises(WebhookVerificationError):
         verify(SECRET, {"webhook-id": "msg_1"}, body)  # headers missing
+
+
+def test_one_webhook_url_twice_is_refused(settings):
+    hook = {"URL": "https://hooks.example.com/jobs", "SECRET": SECRET}
+    assert ids(settings, {"WEBHOOKS": [hook, {**hook, "EVENTS": ["retrying"]}]}) == [
+        "django_jobs.E025"
+    ]

@@ -13,10 +13,11 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from django_jobs import JobStatus, jobs
+from django_jobs.conf import DIGEST_TASK
 from django_jobs.models import Delivery, Job
 from django_jobs.notifications import WebhookVerificationError, verify
 from django_jobs.notifications.sending import _retry_after
@@ -261,8 +262,8 @@ def test_a_thousand_failures_make_one_digest_email_and_a_thousand_webhooks(
     assert ids == set(Job.objects.filter(batch=batch).values_list("pk", flat=True))
 
 
-def test_events_after_an_email_wait_for_the_end_of_its_window(notify, settings):
-    notify(email={"TO": ["ops@example.com"], "DIGEST": 2})
+def test_events_after_an_email_wait_for_the_end_of_its_window(notify):
+    notify(email={"TO": ["ops@example.com"]})  # DIGEST: 60 s
     jobs.enqueue(FAIL, args=["first"])
     run_all()
     assert len(mail.outbox) == 1  # the first email of a quiet task goes at once
@@ -270,13 +271,18 @@ def test_events_after_an_email_wait_for_the_end_of_its_window(notify, settings):
     for label in ("a", "b", "c"):
         jobs.enqueue(FAIL, args=[label])
     run_all()
-    assert len(mail.outbox) == 1  # gathered in the next digest, due when the window ends
-    digest = Delivery.objects.get(digest_key__isnull=False)
-    assert digest.payload["count"] == 3
-    time.sleep(2.2)
+    assert len(mail.outbox) == 1  # gathered for the next email, due when the window ends
+    waiting = Delivery.objects.filter(status="pending")
+    assert waiting.count() == 3 and set(waiting.values_list("due_at", flat=True)) == {None}
+    (sender,) = Job.objects.filter(task_name=DIGEST_TASK, status=JobStatus.PENDING)
+    wait = (sender.scheduled_at - timezone.now()).total_seconds()
+    assert 50 < wait <= 60
+    Job.objects.filter(pk=sender.pk).update(scheduled_at=timezone.now())
     run_all()
     assert len(mail.outbox) == 2
     assert mail.outbox[1].subject == f"[django_jobs] 3 jobs failed: {FAIL}"
+    assert "3 jobs of" in mail.outbox[1].body and "within a minute" in mail.outbox[1].body
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
 
 
 def test_digest_zero_sends_one_email_per_event(notify, settings):
@@ -347,3 +353,124 @@ def test_long_digest_and_incident_keys_stay_unique_within_255_characters():
     assert len(keys) == 2 and all(len(k) <= 255 for k in keys)
     assert incident_key("queue_backlog", "q") == "queue_backlog:q"
     assert len(incident_key("schedule_missed", "s" * 255)) <= 255
+
+
+def test_a_cancelled_digest_sender_strands_nothing(notify):
+    from django_jobs.notifications import alerts
+
+    notify(email={"TO": ["ops@example.com"]})
+    jobs.enqueue(FAIL, args=["a"])
+    run_jobs(["default"])
+    (sender,) = Job.objects.filter(task_name=DIGEST_TASK)
+    assert jobs.cancel(sender.pk)  # an operator clearing the notifications queue
+    # Its rows wait, untaken; the workers' sweep gives them a new sender.
+    Delivery.objects.update(created_at=timezone.now() - timedelta(minutes=1))
+    assert alerts.sweep(connection.alias) == {"failed": 0, "digests": 1}
+    run_jobs(["notifications"])
+    assert [m.subject for m in mail.outbox] == [
+        f"[django_jobs] failed: {FAIL} (job {sender.pk - 1})"
+    ]
+
+
+def test_a_sender_ended_without_sending_leaves_its_rows_failed_not_pending(notify, mail_backend):
+    from django_jobs.notifications import alerts
+
+    port = int(closed_port_url().rsplit(":", 1)[1].split("/")[0])
+    mail_backend("django.core.mail.backends.smtp.EmailBackend", host="127.0.0.1", port=port)
+    notify(email={"TO": ["ops@example.com"]})
+    jobs.enqueue(FAIL, args=["a"])
+    run_all()
+    (row,) = Delivery.objects.all()
+    assert row.status == "pending" and row.sender_job_id and len(row.attempts) == 1
+    assert jobs.cancel(row.sender_job_id)  # retrying after the SMTP error: cancelled
+    alerts.sweep(connection.alias)
+    row.refresh_from_db()
+    assert row.status == "failed"
+    assert "ended without sending it" in row.attempts[-1]["error"]
+
+
+def test_new_events_after_a_sender_started_get_the_next_sender(notify):
+    """The sender gives its unique key up when it starts: an event that comes while it
+    sends is not left to it."""
+    from django_jobs.notifications.sending import send_digest
+
+    notify(email={"TO": ["ops@example.com"]})
+    jobs.enqueue(FAIL, args=["a"])
+    run_jobs(["default"])
+    group = Delivery.objects.get().digest_key
+    claimed = Job.objects.claim("w", 1, queues=["notifications"])[0]
+    from django_jobs.execution.context import activate
+
+    with activate(claimed):
+        jobs.enqueue(FAIL, args=["b"])  # fails while the sender runs (EAGER off: queued)
+        run_jobs(["default"])
+        assert send_digest(group)["count"] == 2  # it takes what is there when it starts
+    jobs.enqueue(FAIL, args=["c"])
+    run_jobs(["default"])
+    waiting = Job.objects.filter(task_name=DIGEST_TASK, status=JobStatus.PENDING)
+    assert waiting.count() == 1  # the next sender, due when the window ends
+
+
+def test_a_receiver_error_after_the_database_undid_the_transaction_fails_the_write(notify):
+    """A MySQL deadlock inside the notification code rolls the whole transaction back:
+    the outcome is gone too, so its write must raise (and be tried again), never look
+    done."""
+    from django.db import DatabaseError
+
+    from django_jobs import signals
+
+    notify("http://127.0.0.1:9/x", events=["cancelled"])
+
+    def deadlock(sender, using, **kwargs):
+        connection.needs_rollback = True  # what Django marks when the savepoint is gone
+        raise DatabaseError("Deadlock found when trying to get lock")
+
+    kept = jobs.enqueue("tests.testapp.tasks.noop", delay=3600)
+    signals.job_events_recorded.connect(deadlock)
+    try:
+        with pytest.raises(DatabaseError):
+            jobs.cancel(kept)
+    finally:
+        signals.job_events_recorded.disconnect(deadlock)
+    assert Job.objects.get(pk=kept.pk).status == JobStatus.PENDING
+
+
+def test_a_failing_receiver_is_logged_and_the_outcome_stands(notify, caplog):
+    from django_jobs import signals
+
+    notify("http://127.0.0.1:9/x", events=["cancelled"])
+
+    def broken(sender, **kwargs):
+        raise RuntimeError("a bug in a receiver")
+
+    kept = jobs.enqueue("tests.testapp.tasks.noop", delay=3600)
+    signals.job_events_recorded.connect(broken)
+    try:
+        assert jobs.cancel(kept)
+    finally:
+        signals.job_events_recorded.disconnect(broken)
+    assert Job.objects.get(pk=kept.pk).status == JobStatus.CANCELLED
+    assert Delivery.objects.count() == 1  # our own receiver still recorded it
+    assert "a bug in a receiver" in caplog.text
+
+
+def test_a_removed_email_channel_is_given_up(notify, settings):
+    notify(email={"TO": ["ops@example.com"]})
+    jobs.enqueue(FAIL, args=["a"])
+    run_jobs(["default"])
+    notify(None)  # the EMAIL channel is gone before the email goes out
+    run_jobs(["notifications"])
+    assert mail.outbox == []
+    row = Delivery.objects.get()
+    assert row.status == "failed" and "no email channel" in row.attempts[-1]["error"]
+
+
+def test_resend_leaves_pending_deliveries_to_their_job(receiver, notify):
+    from django_jobs.notifications.deliveries import resend
+
+    notify(receiver.url)
+    jobs.enqueue(FAIL, args=["a"])
+    run_jobs(["default"])
+    pending = Delivery.objects.get()
+    assert resend([pending], connection.alias) == 0
+    assert Job.objects.filter(task_name="django_jobs.notifications.deliver").count() == 1

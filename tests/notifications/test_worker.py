@@ -7,17 +7,19 @@ import email.policy
 import json
 import os
 import signal
+import socket
 import time
 
 import pytest
 
 from django_jobs import JobStatus, jobs
+from django_jobs.conf import DELIVERY_TASK
 from django_jobs.models import Delivery, Job
 from tests.conftest import wait_until
 from tests.testapp import tasks
 
 from .conftest import SECRET
-from .test_deliveries import FAIL, closed_port_url
+from .test_deliveries import FAIL
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -87,28 +89,42 @@ def test_worker_lost_is_sent_once_after_a_sigkilled_worker_held_a_job(workers, r
         assert "could not" not in workers.output(proc).lower()
 
 
-def test_nobody_listening_never_holds_up_the_other_jobs(workers):
-    url = closed_port_url()
+def test_a_receiver_that_never_answers_never_holds_up_the_other_jobs(workers):
+    # A listening socket that never accepts: the POST is sent, no answer ever comes.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/hooks"
     settings = {"WEBHOOKS": [{"URL": url, "SECRET": SECRET, "EVENTS": ["failed"]}]}
-    failed = jobs.enqueue(FAIL, args=["x"])
-    others = [jobs.enqueue(tasks.add, args=[i, i]) for i in range(20)]
-    workers.start("--no-scheduler", "--concurrency", "1", env=notifying(settings))
-    wait_until(
-        lambda: (
-            Job.objects.filter(pk__in=[o.pk for o in others], status=JobStatus.COMPLETED).count()
-            == 20
-        ),
-        timeout=30,
-        message="the other jobs done",
-    )
-    wait_until(
-        lambda: Delivery.objects.exclude(attempts=[]).exists(), timeout=30, message="an attempt"
-    )
-    delivery = Delivery.objects.get()
-    assert delivery.job_id == failed.pk
-    assert delivery.status == Delivery.PENDING
-    assert "refused" in delivery.attempts[0]["error"].lower()
-    assert Job.objects.get(pk=failed.pk).status == JobStatus.FAILED
+    try:
+        failed = jobs.enqueue(FAIL, args=["x"])
+        workers.start("--no-scheduler", "--concurrency", "2", env=notifying(settings))
+        wait_until(
+            lambda: Job.objects.filter(task_name=DELIVERY_TASK, status=JobStatus.RUNNING).exists(),
+            timeout=30,
+            message="the delivery under way",
+        )
+        others = [jobs.enqueue(tasks.add, args=[i, i]) for i in range(20)]
+        wait_until(
+            lambda: (
+                Job.objects.filter(
+                    pk__in=[o.pk for o in others], status=JobStatus.COMPLETED
+                ).count()
+                == 20
+            ),
+            timeout=8,  # well within the receiver's 10 s timeout
+            message="the other jobs done while the delivery waits",
+        )
+        assert Job.objects.filter(task_name=DELIVERY_TASK, status=JobStatus.RUNNING).exists()
+        wait_until(
+            lambda: Delivery.objects.exclude(attempts=[]).exists(), timeout=30, message="timeout"
+        )
+        delivery = Delivery.objects.get()
+        assert delivery.job_id == failed.pk and delivery.status == Delivery.PENDING
+        assert "timed out" in delivery.attempts[0]["error"]
+        assert Job.objects.get(pk=failed.pk).status == JobStatus.FAILED
+    finally:
+        silent.close()
 
 
 def test_a_real_worker_reports_a_backlog_once(workers, receiver):
