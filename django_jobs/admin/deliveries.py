@@ -40,11 +40,10 @@ class DeliveryAdmin(JobsAdminMedia, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        # Read-only: the page offers no Save buttons (only Delete, with the permission).
-        extra = {"show_save": False, "show_save_and_continue": False,
-                 "show_save_and_add_another": False, **(extra_context or {})}  # fmt: skip
-        return super().change_view(request, object_id, form_url, extra)
+    def has_change_permission(self, request, obj=None):
+        # The list's actions need it; a delivery's own page never saves (its rows are
+        # written by its sending job only).
+        return obj is None and super().has_change_permission(request)
 
     def get_urls(self):
         wrap = self.admin_site.admin_view

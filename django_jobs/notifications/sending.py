@@ -149,9 +149,11 @@ def post(delivery: Delivery) -> Attempt:
         code = exc.code
         retry_after = _retry_after(exc.headers.get("Retry-After"))
         exc.close()
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return Attempt(False, error=f"{type(exc).__name__}: {reason}", retry=True)
+    except ValueError as exc:  # a URL urllib cannot use: trying again would not help
+        return Attempt(False, error=f"{type(exc).__name__}: {exc}")
     if 200 <= code < 300:
         return Attempt(True, code)
     if code in (408, 429) or code >= 500:

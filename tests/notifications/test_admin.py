@@ -110,3 +110,16 @@ def test_non_staff_are_sent_to_the_login_page(client):
     for name in (LIST, TEST):
         response = client.get(reverse(name))
         assert response.status_code == 302 and "login" in response["Location"]
+
+
+def test_a_delivery_page_never_saves(admin_client, receiver, notify):
+    notify(receiver.url)
+    jobs.enqueue(FAIL, args=["x"])
+    run_jobs(["default"])
+    delivery = Delivery.objects.get()
+    url = reverse("admin:django_jobs_delivery_change", args=[delivery.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="_save"' not in page
+    assert admin_client.post(url, {"status": "delivered"}).status_code == 403
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.PENDING
