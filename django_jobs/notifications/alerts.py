@@ -40,18 +40,12 @@ def check(db: str) -> dict[str, list[str]]:
     settings = jobs_settings.NOTIFICATIONS
     opened: dict[str, list[str]] = {"schedule_missed": [], "queue_backlog": [], "cleared": []}
     now = db_now(db)
-    if settings.wants("schedule_missed"):
-        late = late_schedules(db, now)
-        for name, data in late.items():
-            if _raise(db, "schedule_missed", name, data):
-                opened["schedule_missed"].append(name)
-        opened["cleared"] += _clear(db, "schedule_missed", set(late))
-    if settings.wants("queue_backlog"):
-        backlog = backlogged_queues(db, now)
-        for name, data in backlog.items():
-            if _raise(db, "queue_backlog", name, data):
-                opened["queue_backlog"].append(name)
-        opened["cleared"] += _clear(db, "queue_backlog", set(backlog))
+    for kind, find in (("schedule_missed", late_schedules), ("queue_backlog", backlogged_queues)):
+        if not settings.wants(kind):
+            continue
+        found = find(db, now)
+        opened[kind] = [name for name, data in found.items() if _raise(db, kind, name, data)]
+        opened["cleared"] += _clear(db, kind, set(found))
     if settings.wants("worker_lost"):
         # Over once the lost worker holds no job any more (the rescue sent them back) or
         # heartbeats again; a default worker id never comes back.

@@ -78,6 +78,17 @@ def seed() -> None:
     )  # fmt: skip
 
 
+def admin_page(p, base: str, username: str = "admin", password: str = "admin"):
+    """A 1366-pixel Chromium page logged in to the admin of the live server ``base``."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    page = browser.new_page(viewport={"width": 1366, "height": 800})
+    page.goto(f"{base}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    return page
+
+
 def fits(page) -> None:
     """The list is not cut off: its table is no wider than the space it has."""
     wide, room = page.evaluate(
@@ -106,12 +117,7 @@ def test_queue_worker_and_schedule_pages_in_a_real_browser(live_server, tmp_path
     weekday = Schedule.objects.get(name="weekday-digest")
     # No database query inside the block: Playwright's event loop runs in this thread.
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1366, "height": 800})
-        page.goto(f"{base}/admin/login/")
-        page.fill("#id_username", "admin")
-        page.fill("#id_password", "admin")
-        page.click("input[type=submit]")
+        page = admin_page(p, base)
 
         # Queues: counts, the oldest job's wait past its limit, a paused queue.
         page.goto(f"{base}/admin/django_jobs/queue/")
@@ -175,7 +181,7 @@ def test_queue_worker_and_schedule_pages_in_a_real_browser(live_server, tmp_path
         page.select_option("#id_kind", "interval")
         assert page.locator(".form-row.field-cron").is_hidden()
         assert page.locator(".form-row.field-interval").is_visible()
-        browser.close()
+        page.context.browser.close()
     assert Schedule.objects.get(name="monthly-invoices").enabled
     assert AuditEntry.objects.filter(action="schedule.enable").count() == 1
     # Nothing was saved by typing.

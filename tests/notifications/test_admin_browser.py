@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django_jobs import jobs
 from django_jobs.models import Delivery
 from django_jobs.testing import run_jobs
-from tests.admin.test_lists_browser import ARGS, CHROMIUM, DOCS, fits
+from tests.admin.test_lists_browser import CHROMIUM, DOCS, admin_page, fits
 
 from .conftest import SECRET
 
@@ -52,12 +52,7 @@ def test_the_delivery_log_in_a_real_browser(live_server, tmp_path, receiver, set
     out = DOCS if os.environ.get("JOBS_DOCS_SCREENSHOTS") else tmp_path
     base = live_server.url
     with playwright.sync_playwright() as p:  # no database query inside: one event loop
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1366, "height": 800})
-        page.goto(f"{base}/admin/login/")
-        page.fill("#id_username", "admin")
-        page.fill("#id_password", "admin")
-        page.click("input[type=submit]")
+        page = admin_page(p, base)
 
         page.goto(f"{base}/admin/django_jobs/delivery/")
         fits(page)
@@ -77,6 +72,5 @@ def test_the_delivery_log_in_a_real_browser(live_server, tmp_path, receiver, set
         row = page.locator("tr", has_text=receiver.url)
         row.locator("button", has_text="Send a test").click()
         assert "is on its way" in page.locator(".messagelist").inner_text()
-        browser.close()
     run_jobs(["notifications"])
     assert json.loads(receiver.received[-1][1])["type"] == "notification.test"
