@@ -70,13 +70,8 @@ class DeliveryAdmin(JobsAdminMedia, admin.ModelAdmin):
         return len(obj.attempts)
 
     @admin.display(description=gettext_lazy("last answer"))
-    def last_answer(self, obj: Delivery) -> SafeString | str:
-        last = obj.last_attempt
-        if last is None:
-            return "-"
-        if last.get("error"):
-            return _short(str(last["error"]), 36)
-        return f"HTTP {last['status_code']}" if last.get("status_code") else _("sent")
+    def last_answer(self, obj: Delivery) -> SafeString:
+        return _short(obj.last_answer, 36)
 
     @admin.display(description=gettext_lazy("job"))
     def job_link(self, obj: Delivery) -> SafeString | str:

@@ -64,6 +64,16 @@ class Delivery(models.Model):
     def last_attempt(self) -> dict[str, Any] | None:
         return self.attempts[-1] if self.attempts else None
 
+    @property
+    def last_answer(self) -> str:
+        """The last attempt in a few words: its error, ``HTTP 200``, ``sent``, or ``-``."""
+        last = self.last_attempt
+        if not last:
+            return "-"
+        if last.get("error"):
+            return str(last["error"])
+        return f"HTTP {last['status_code']}" if last.get("status_code") else "sent"
+
 
 class Incident(models.Model):
     """A system condition that was notified once and is not over yet: a lost worker, a

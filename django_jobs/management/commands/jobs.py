@@ -15,7 +15,7 @@ from ...health import CHECKS, worker_file_age
 from ...manager import jobs
 from ...models import AuditEntry, Delivery, Job, Queue
 from ...notifications import deliveries
-from .. import top
+from .. import notifications, top
 from ..wait import follow
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -368,30 +368,8 @@ class Command(BaseCommand):
             _audit("resend", "delivery", [d.pk for d in chosen], count=n)
             self.stdout.write(f"{n} delivery(ies) will be sent again")
             return
-        settings = jobs_settings.NOTIFICATIONS
-        if not settings.channels():
-            self.stdout.write("No channel is configured (DJANGO_JOBS['NOTIFICATIONS']).")
-        if settings.email is not None:
-            events = ", ".join(sorted(settings.email.events))
-            self.stdout.write(f"email    {', '.join(settings.email.to)}  events: {events}")
-        for hook in settings.webhooks:
-            self.stdout.write(f"webhook  {hook.url}  events: {', '.join(sorted(hook.events))}")
-        self.stdout.write("")
-        self.stdout.write(
-            f"{'ID':>8}  {'CREATED (UTC)':19}  {'EVENT':16} {'CHANNEL':8} {'STATUS':10} "
-            f"{'TRIES':>5}  LAST ANSWER"
-        )
-        for d in Delivery.objects.using(jobs.db).order_by("-created_at", "-id")[:limit]:
-            last = d.last_attempt or {}
-            answer = last.get("error") or (
-                f"HTTP {last['status_code']}"
-                if last.get("status_code")
-                else ("sent" if last else "-")
-            )
-            self.stdout.write(
-                f"{d.pk:>8}  {d.created_at:%Y-%m-%d %H:%M:%S}  {d.event:16} {d.channel:8} "
-                f"{d.status:10} {len(d.attempts):>5}  {answer}"
-            )
+        for line in notifications.report(jobs.db, limit):
+            self.stdout.write(line)
 
     def do_health(self, check, json, worker_file, max_age, **_):
         if worker_file is not None:
