@@ -130,12 +130,7 @@ def check_workers(db: str) -> CheckResult:
 def check_scheduler(db: str) -> CheckResult:
     lag = jobs_settings.HEALTH.SCHEDULE_LAG
     now = db_now(db)
-    late = list(
-        Schedule.objects.using(db)
-        .filter(enabled=True, next_run_at__lt=now - timedelta(seconds=lag))
-        .order_by("next_run_at")
-        .values_list("name", "next_run_at")[:10]
-    )
+    late = [(name, due) for name, _task, due in late_schedules(db, now, limit=10)]
     if late:
         first_due = late[0][1] or now  # never None: next_run_at__lt excludes NULL
         worst = (now - first_due).total_seconds()
@@ -149,18 +144,25 @@ def check_scheduler(db: str) -> CheckResult:
     return CheckResult("scheduler", True, f"no schedule more than {lag:g} s late")
 
 
+def late_schedules(
+    db: str, now: datetime, limit: int = 1000
+) -> list[tuple[str, str, datetime | None]]:
+    """``(name, task, next_run_at)`` of enabled schedules more than
+    ``HEALTH["SCHEDULE_LAG"]`` late, the latest first (the check and the notifications)."""
+    lag = timedelta(seconds=jobs_settings.HEALTH.SCHEDULE_LAG)
+    return list(
+        Schedule.objects.using(db)
+        .filter(enabled=True, next_run_at__lt=now - lag)
+        .order_by("next_run_at")
+        .values_list("name", "task_name", "next_run_at")[:limit]
+    )
+
+
 def check_queues(db: str) -> CheckResult:
-    default_limit = jobs_settings.HEALTH.MAX_PENDING_AGE
     now = db_now(db)
-    queues = Queue.objects.using(db).filter(paused=False).values_list("name", "max_pending_age")
     backlogged: dict[str, float] = {}
     oldest_age: dict[str, float] = {}
-    for name, own_limit in queues:
-        limit = own_limit.total_seconds() if own_limit is not None else default_limit
-        oldest = _oldest_due(db, name, now)
-        if oldest is None:
-            continue
-        age = max(0.0, (now - oldest).total_seconds())
+    for name, age, limit in queue_waits(db, now):
         oldest_age[name] = round(age, 1)
         if limit is not None and age > limit:
             backlogged[name] = round(age, 1)
@@ -174,6 +176,21 @@ def check_queues(db: str) -> CheckResult:
             {**details, "backlogged": sorted(backlogged)},
         )
     return CheckResult("queues", True, "no queue has a backlog over its limit", details)
+
+
+def queue_waits(db: str, now: datetime) -> list[tuple[str, float, float | None]]:
+    """``(queue, seconds its oldest due job has waited, the limit)`` of every unpaused
+    queue with a due job; the limit is the queue's ``max_pending_age``, else
+    ``HEALTH["MAX_PENDING_AGE"]`` (None: no limit). For the check and the notifications."""
+    default_limit = jobs_settings.HEALTH.MAX_PENDING_AGE
+    found = []
+    queues = Queue.objects.using(db).filter(paused=False).values_list("name", "max_pending_age")
+    for name, own_limit in queues:
+        oldest = _oldest_due(db, name, now)
+        if oldest is not None:
+            limit = own_limit.total_seconds() if own_limit is not None else default_limit
+            found.append((name, max(0.0, (now - oldest).total_seconds()), limit))
+    return found
 
 
 def _oldest_due(db: str, queue: str, now: datetime) -> datetime | None:

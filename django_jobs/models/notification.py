@@ -14,6 +14,76 @@ def _message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
+class DeliveryQuerySet(models.QuerySet["Delivery"]):
+    """The state changes of deliveries, each in one place (the delivery jobs, the
+    workers' sweep, the admin and the CLI call these)."""
+
+    def pending(self) -> DeliveryQuerySet:
+        return self.filter(status=Delivery.PENDING)
+
+    def take_digest(self, group: str, sender_job_id: int | None) -> list[Delivery]:
+        """The pending email rows of ``group`` that ``sender_job_id`` sends: those it
+        took before (an earlier attempt) and every row no sender took yet, taken in one
+        UPDATE so two senders never take one row."""
+        rows = self.pending().filter(digest_key=group, channel=Delivery.EMAIL)
+        rows.filter(due_at=None, sender_job_id=None).update(
+            due_at=timezone.now(), sender_job_id=sender_job_id
+        )
+        taken: list[Delivery] = list(
+            rows.filter(sender_job_id=sender_job_id).exclude(due_at=None).order_by("pk")
+        )
+        return taken
+
+    def record_attempt(self, history: list[dict], status: str) -> int:
+        """Write an attempt's outcome: ``history`` is every attempt so far, the last one
+        included; ``status`` pending (tried again later), delivered or failed."""
+        changes: dict[str, Any] = {"status": status, "attempts": history}
+        if status == Delivery.DELIVERED:
+            changes["delivered_at"] = timezone.now()
+        return self.update(**changes)
+
+    def reopen(self) -> list[Delivery]:
+        """Deliveries that are not pending become pending again, due now (resend); the
+        pending ones are left to the job already sending them. Returns those reopened."""
+        chosen: list[Delivery] = list(self.exclude(status=Delivery.PENDING))
+        self.model._default_manager.using(self.db).filter(pk__in=[d.pk for d in chosen]).update(
+            status=Delivery.PENDING, delivered_at=None, due_at=timezone.now()
+        )
+        return chosen
+
+    def abandon(self, ended_sender_ids: set[int], note: str) -> int:
+        """Pending deliveries whose sending job ended without sending them fail, with
+        ``note`` (which may name ``{job}``) as their last attempt's error."""
+        failed = 0
+        for delivery in self.pending().filter(sender_job_id__in=ended_sender_ids):
+            entry = {
+                "at": timezone.now().isoformat(),
+                "status_code": None,
+                "error": note.format(job=delivery.sender_job_id),
+                "seconds": 0,
+            }
+            failed += (
+                self.pending()
+                .filter(pk=delivery.pk, sender_job_id=delivery.sender_job_id)
+                .update(status=Delivery.FAILED, attempts=[*delivery.attempts, entry])
+            )
+        return failed
+
+    def prune(self, cutoff, chunk: int = 5000) -> int:
+        """Delete what is not pending and was created before ``cutoff``, a chunk per
+        statement."""
+        deleted = 0
+        while True:
+            ids = list(
+                self.filter(created_at__lt=cutoff)
+                .exclude(status=Delivery.PENDING)
+                .values_list("pk", flat=True)[:chunk]
+            )
+            if not ids:
+                return deleted
+            deleted += self.filter(pk__in=ids).delete()[0]
+
+
 class Delivery(models.Model):
     """One notification to one channel: a webhook POST about one event, or an email
     about one event or a digest of many. Sent by a job of its own on
@@ -51,6 +121,8 @@ class Delivery(models.Model):
     # Each attempt: {"at", "status_code", "error", "seconds"}.
     attempts = models.JSONField(default=list, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -182,10 +182,11 @@ class JobTransitions(models.Model):
             # The flag is read by the UPDATE itself: a cancel committed before it keeps
             # the job from going back to the queue; one committed after it finds the job
             # waiting for its retry and cancels it at once.
-            with transaction.atomic(using=self._guarded().db) if notice else nullcontext():
-                done = bool(self._guarded().filter(cancel_requested=False).update(**changes))
+            guarded = self._guarded()
+            with transaction.atomic(using=guarded.db) if notice else nullcontext():
+                done = bool(guarded.filter(cancel_requested=False).update(**changes))
                 if done and notice:
-                    notices.record(self._guarded().db, notice[0], [notice[1]])
+                    notices.record(guarded.db, notice[0], [notice[1]])
         else:
             dlq = jobs_settings.DEAD_LETTER_QUEUE
             changes = dict(
@@ -237,6 +238,12 @@ class JobTransitions(models.Model):
             self.count_outcome(CANCELLED)
             self.refresh_from_db()
         return done
+
+    def release_unique_key(self) -> bool:
+        """Give the held job's unique key up before it finishes, so the next job of that
+        key can be enqueued while this one runs (a digest's sender, once it has taken its
+        rows). False if this worker no longer holds the job."""
+        return bool(self._guarded().update(unique_active=None))
 
     def set_progress(self, fraction: float, message: str, details: dict) -> bool | None:
         """Write progress; returns whether a cancel was requested (None: lease lost)."""

@@ -18,15 +18,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Min
 from django.utils import timezone
 
+from .. import health
 from ..conf import jobs_settings
 from ..enums import CLAIMABLE_STATUSES
-from ..models import Delivery, Incident, Job, Queue, Schedule, Worker
+from ..models import Delivery, Incident, Job, Worker
 from ..models.functions import db_now
 from .deliveries import schedule_digest, system_event
-from .messages import now_iso
 
 # Seconds between two checks of one worker.
 CHECK_EVERY = 10.0
@@ -68,24 +67,18 @@ def sweep(db: str) -> dict[str, int]:
     the log says so and it can be resent; an email digest whose rows no sender took
     (its sender cancelled before it started, or an event that joined a sender just as it
     started) gets a sender."""
-    pending = Delivery.objects.using(db).filter(status=Delivery.PENDING)
-    senders = set(pending.exclude(sender_job_id=None).values_list("sender_job_id", flat=True))
+    pending = Delivery.objects.using(db).pending()
+    senders = {
+        pk
+        for pk in pending.exclude(sender_job_id=None).values_list("sender_job_id", flat=True)
+        if pk
+    }
     running = set(
         Job.objects.using(db).filter(pk__in=senders).unfinished().values_list("pk", flat=True)
     )
-    ended = senders - running
-    failed = 0
-    if ended:
-        for delivery in pending.filter(sender_job_id__in=ended):
-            note = {
-                "at": now_iso(),
-                "status_code": None,
-                "error": f"its sending job {delivery.sender_job_id} ended without sending it",
-                "seconds": 0,
-            }
-            failed += pending.filter(pk=delivery.pk, sender_job_id=delivery.sender_job_id).update(
-                status=Delivery.FAILED, attempts=[*delivery.attempts, note]
-            )
+    failed = Delivery.objects.using(db).abandon(
+        senders - running, "its sending job {job} ended without sending it"
+    )
     scheduled = 0
     email = jobs_settings.NOTIFICATIONS.email
     if email is not None and email.digest > 0:
@@ -107,11 +100,6 @@ def sweep(db: str) -> dict[str, int]:
 
 def late_schedules(db: str, now) -> dict[str, dict]:
     lag = jobs_settings.HEALTH.SCHEDULE_LAG
-    rows = (
-        Schedule.objects.using(db)
-        .filter(enabled=True, next_run_at__lt=now - timedelta(seconds=lag))
-        .values_list("name", "task_name", "next_run_at")[:1000]
-    )
     return {
         name: {
             "schedule": name,
@@ -120,40 +108,22 @@ def late_schedules(db: str, now) -> dict[str, dict]:
             "late_seconds": round((now - due).total_seconds(), 1) if due else None,
             "allowed_seconds": lag,
         }
-        for name, task, due in rows
+        for name, task, due in health.late_schedules(db, now)
     }
 
 
 def backlogged_queues(db: str, now) -> dict[str, dict]:
-    default_limit = jobs_settings.HEALTH.MAX_PENDING_AGE
-    found: dict[str, dict] = {}
-    for name, own in (
-        Queue.objects.using(db).filter(paused=False).values_list("name", "max_pending_age")
-    ):
-        limit = own.total_seconds() if own is not None else default_limit
-        if limit is None:
-            continue
-        oldest = (
-            Job.objects.using(db)
-            .filter(status__in=CLAIMABLE_STATUSES, queue=name, scheduled_at__lte=now)
-            .aggregate(oldest=Min("scheduled_at"))["oldest"]
-        )
-        if oldest is None:
-            continue
-        age = (now - oldest).total_seconds()
-        if age > limit:
-            pending = (
-                Job.objects.using(db)
-                .filter(status__in=CLAIMABLE_STATUSES, queue=name, scheduled_at__lte=now)
-                .count()
-            )
-            found[name] = {
-                "queue": name,
-                "oldest_pending_age_seconds": round(age, 1),
-                "allowed_seconds": limit,
-                "due_jobs": pending,
-            }
-    return found
+    due = Job.objects.using(db).filter(status__in=CLAIMABLE_STATUSES, scheduled_at__lte=now)
+    return {
+        name: {
+            "queue": name,
+            "oldest_pending_age_seconds": round(age, 1),
+            "allowed_seconds": limit,
+            "due_jobs": due.filter(queue=name).count(),
+        }
+        for name, age, limit in health.queue_waits(db, now)
+        if limit is not None and age > limit
+    }
 
 
 def _raise(db: str, kind: str, subject: str, data: dict) -> bool:

@@ -2,25 +2,25 @@
 ``NOTIFICATIONS_QUEUE`` that sends it (:mod:`.sending`).
 
 The receivers run inside the transaction that recorded the outcome (see
-``models/notices.py``), in a savepoint of their own: a rolled-back outcome leaves no
-delivery, and a delivery that cannot be recorded is logged and never undoes the outcome.
+``models/notices.py``), in a savepoint of their own, and only insert rows: a rolled-back
+outcome leaves no delivery, and recording one takes no row lock.
 
 Webhooks get one message per job event. Email is digested: the job events of one task
-(and one event) within ``EMAIL["DIGEST"]`` seconds (60 by default) share one email. The
-first email of a quiet task goes out at once; events that follow gather in one open
-digest (``Delivery.digest_key``) sent when its window ends. A storm of 10,000 failures in
-a minute makes 10,000 webhook deliveries and one or two emails, never 10,000.
+(and one event) within ``EMAIL["DIGEST"]`` seconds (60 by default) share one email. Each
+event is a pending row of its group (``Delivery.digest_key``); one unique sending job per
+group takes every pending row when it starts. The first email of a quiet task goes at
+once, the next when the window since it ends: a storm of failures makes a webhook
+delivery per job and one or two emails a minute (1,000 failures: one email, tested).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -28,8 +28,6 @@ from ..conf import DELIVERY_TASK, DIGEST_TASK, EmailChannel, WebhookChannel, job
 from ..enqueue import enqueue_job
 from ..models import Delivery, Incident
 from .messages import DIGEST_LISTED, now_iso, webhook_body
-
-logger = logging.getLogger("django_jobs.notifications")
 
 
 def on_job_events(sender, *, event: str, jobs: list[dict], using: str, **kwargs) -> None:
@@ -43,16 +41,12 @@ def on_system_event(sender, *, event: str, subject: str, data: dict, using: str,
 
 
 def _guarded(db: str, what: str, record: Callable[[], object]) -> None:
-    try:
-        with transaction.atomic(using=db):  # a savepoint inside the outcome's transaction
-            record()
-    except Exception:
-        if connections[db].needs_rollback:
-            # The database undid the whole transaction (a MySQL deadlock): the outcome is
-            # gone too, so the write must fail and be tried again, never look done.
-            raise
-        # Otherwise a notification never fails the job it reports on.
-        logger.exception("Could not record the notifications of %s", what)
+    """``record()`` in a savepoint inside the outcome's transaction, so that a database
+    error in it leaves that transaction usable. What an error then does to the outcome
+    (logged, or re-raised when the database undid the whole transaction) is decided
+    where the signal is sent, ``models.notices``."""
+    with transaction.atomic(using=db):
+        record()
 
 
 def job_events(db: str, event: str, jobs: list[dict]) -> None:
@@ -229,17 +223,11 @@ def send_later(db: str, delivery: Delivery, delay: float | None = None) -> None:
 def resend(deliveries: Iterable[Delivery], db: str) -> int:
     """Send these deliveries again (same message id, the attempts so far kept); pending
     ones are left to the job already sending them. Returns how many."""
-    n = 0
     with transaction.atomic(using=db):
-        for delivery in deliveries:
-            if delivery.status == Delivery.PENDING:
-                continue
-            Delivery.objects.using(db).filter(pk=delivery.pk).update(
-                status=Delivery.PENDING, delivered_at=None, due_at=timezone.now()
-            )
+        chosen = Delivery.objects.using(db).filter(pk__in=[d.pk for d in deliveries]).reopen()
+        for delivery in chosen:
             send_later(db, delivery)
-            n += 1
-    return n
+    return len(chosen)
 
 
 def send_test(db: str, channel: str) -> Delivery:
@@ -259,16 +247,6 @@ def send_test(db: str, channel: str) -> Delivery:
 
 def prune(db: str, older_than: float, chunk: int = 5000) -> int:
     """Delete deliveries older than ``older_than`` seconds that are not pending (the
-    log keeps what ``RETENTION`` keeps of the jobs), a chunk per statement."""
+    log keeps what ``RETENTION`` keeps of the jobs)."""
     cutoff = timezone.now() - timedelta(seconds=older_than)
-    objects = Delivery.objects.using(db)
-    deleted = 0
-    while True:
-        ids = list(
-            objects.filter(created_at__lt=cutoff)
-            .exclude(status=Delivery.PENDING)
-            .values_list("pk", flat=True)[:chunk]
-        )
-        if not ids:
-            return deleted
-        deleted += objects.filter(pk__in=ids).delete()[0]
+    return Delivery.objects.using(db).prune(cutoff, chunk)

@@ -26,7 +26,6 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import router
-from django.utils import timezone
 
 from ..conf import DELIVERY_TASK, DIGEST_TASK, jobs_settings
 from ..exceptions import Retry
@@ -80,19 +79,11 @@ def send_digest(group: str) -> dict[str, Any]:
     """Send the pending emails of a digest group (``"<event>:<task>"``) as one email."""
     job = current_job()
     db = job._state.db if job is not None else router.db_for_write(Delivery)
-    mine = job.pk if job is not None else None
     if job is not None:
         # From now on an event of this group enqueues the next sender (due when this
         # email's window ends), so nothing is left waiting on this one.
-        type(job)._default_manager.using(db).filter(pk=job.pk).update(unique_active=None)
-    group_rows = Delivery.objects.using(db).filter(
-        digest_key=group, channel=Delivery.EMAIL, status=Delivery.PENDING
-    )
-    # Take the rows no sender took yet (one UPDATE: two senders never take one row).
-    group_rows.filter(due_at=None, sender_job_id=None).update(
-        due_at=timezone.now(), sender_job_id=mine
-    )
-    taken = list(group_rows.filter(sender_job_id=mine).exclude(due_at=None).order_by("pk"))
+        job.release_unique_key()
+    taken = Delivery.objects.using(db).take_digest(group, job.pk if job is not None else None)
     if not taken:
         return {"status": "nothing to send"}
     first = taken[0]
@@ -119,12 +110,12 @@ def _settle(rows, attempts: list, attempt: Attempt, at: str, started: float, job
     }
     history = [*attempts, entry]
     if attempt.delivered:
-        rows.update(status=Delivery.DELIVERED, attempts=history, delivered_at=timezone.now())
+        rows.record_attempt(history, Delivery.DELIVERED)
         return {"status": Delivery.DELIVERED, "status_code": attempt.status_code}
     if attempt.retry and job is not None and job.retry_count < job.max_retries:
-        rows.update(attempts=history)
+        rows.record_attempt(history, Delivery.PENDING)
         raise Retry(attempt.retry_after, f"delivery failed, will try again: {attempt.error}")
-    rows.update(status=Delivery.FAILED, attempts=history)
+    rows.record_attempt(history, Delivery.FAILED)
     return {"status": Delivery.FAILED, "status_code": attempt.status_code, "error": attempt.error}
 
 

@@ -116,7 +116,6 @@ def test_a_lost_worker_that_heartbeats_again_clears_its_incident(hook, receiver)
     jobs.enqueue(tasks.noop)
     claim_one("cut-off")
     claim_one("cut-off")
-    Job.objects.filter(worker_id="cut-off").order_by("pk").first()
     first = Job.objects.filter(worker_id="cut-off").order_by("pk").first()
     rescue_stalled(connection.alias, worker_id="cut-off", chunk=1)
     # Cut off, not dead: it still holds a job (say its rescue chunk stopped short).
