@@ -372,9 +372,7 @@ def test_a_cancelled_digest_sender_strands_nothing(notify):
     Delivery.objects.update(created_at=timezone.now() - timedelta(minutes=1))
     assert alerts.sweep(connection.alias) == {"failed": 0, "digests": 1}
     run_jobs(["notifications"])
-    assert [m.subject for m in mail.outbox] == [
-        f"[django_jobs] failed: {FAIL} (job {failed.pk})"
-    ]
+    assert [m.subject for m in mail.outbox] == [f"[django_jobs] failed: {FAIL} (job {failed.pk})"]
 
 
 def test_a_sender_ended_without_sending_leaves_its_rows_failed_not_pending(notify, mail_backend):
