@@ -17,7 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import connections, models, transaction
 from django.utils import timezone
 
 from . import signals
@@ -54,6 +56,7 @@ def build_job(
     timeout=None,
     tags=None,
     metadata=None,
+    owner=None,
     backend="",
     options=None,
 ) -> Job:
@@ -177,10 +180,36 @@ def build_job(
         timeout=timeout,
         tags=tags,
         metadata=metadata,
+        owner_id=owner_pk(owner),
         backend=backend or "",
     )
     job._delay = seconds
     return job
+
+
+def owner_pk(owner: Any) -> Any:
+    """The primary key of the user a job is started for: a user, a user's primary key,
+    or None. ``request.user`` may be passed as it is: an anonymous user owns nothing."""
+    if owner is None:
+        return None
+    user_model = get_user_model()
+    if isinstance(owner, user_model):
+        if owner.pk is None:
+            raise ValueError("owner must be a saved user (it has no primary key yet).")
+        return owner.pk
+    if getattr(owner, "is_anonymous", False) is True:
+        return None
+    if isinstance(owner, models.Model):
+        raise TypeError(
+            f"owner must be a {user_model._meta.label} (AUTH_USER_MODEL), got a "
+            f"{owner._meta.label}."
+        )
+    if isinstance(owner, (bool, float)) or not isinstance(owner, (int, str)):
+        raise TypeError(f"owner must be a user or a user's primary key, got {owner!r}.")
+    try:
+        return user_model._meta.pk.to_python(owner)
+    except ValidationError:
+        raise TypeError(f"owner must be a user or a user's primary key, got {owner!r}.") from None
 
 
 def job_pk(job_or_id: Any) -> int:
@@ -213,6 +242,7 @@ def enqueue_job(
     metadata: dict[str, Any] | None = None,
     depends_on: Iterable[Any] | None = None,
     unique_key: str | None = None,
+    owner: Any = None,
     backend: str = "",
     schedule=None,
     schedule_due_at: datetime | None = None,
@@ -235,6 +265,7 @@ def enqueue_job(
         timeout=timeout,
         tags=tags,
         metadata=metadata,
+        owner=owner,
         backend=backend,
         options=options,
     )
@@ -313,6 +344,7 @@ def enqueue_many(
             "timeout",
             "tags",
             "metadata",
+            "owner",
         )
     }
     template = build_job(task, [], {}, backend="", options=options, **known)
@@ -341,7 +373,12 @@ def enqueue_many(
             total=len(payloads),
             enqueued=len(payloads),
             on_complete=complete_name,
-            options={"queue": template.queue, "priority": template.priority, "tags": template.tags},
+            options={
+                "queue": template.queue,
+                "priority": template.priority,
+                "tags": template.tags,
+                "owner": template.owner_id,
+            },
         )
         ensure_queue(template.queue, db)
         stamp(template, db_now(db))

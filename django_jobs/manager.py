@@ -66,6 +66,7 @@ class JobManager:
         metadata: dict[str, Any] | None = None,
         depends_on: Iterable[Any] | None = None,
         unique_key: str | None = None,
+        owner: Any = None,
         backend: str = "",
         schedule=None,
         schedule_due_at: datetime | None = None,
@@ -94,6 +95,7 @@ class JobManager:
             metadata=metadata,
             depends_on=depends_on,
             unique_key=unique_key,
+            owner=owner,
             backend=backend,
             schedule=schedule,
             schedule_due_at=schedule_due_at,
@@ -121,6 +123,7 @@ class JobManager:
                 "timeout",
                 "tags",
                 "metadata",
+                "owner",
                 "backend",
             )
         }

@@ -43,7 +43,11 @@ def enqueue_on_complete(sender, batch, using, **kwargs) -> None:
     is logged and never fails the job that finished the batch."""
 
     kwargs_ = dict(batch.on_complete_kwargs or {})
-    options = {k: v for k, v in (batch.options or {}).items() if k in ("queue", "priority", "tags")}
+    options = {
+        k: v
+        for k, v in (batch.options or {}).items()
+        if k in ("queue", "priority", "tags", "owner")
+    }
     try:
         task = registry.get(batch.on_complete)
         if _accepts(task.func, "batch_id"):

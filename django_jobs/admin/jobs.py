@@ -11,7 +11,7 @@ from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -33,7 +33,14 @@ from .display import (
     when,
 )
 from .failures import failures_view
-from .filters import CreatedRangeFilter, PriorityFilter, QueueFilter, TagFilter, TaskFilter
+from .filters import (
+    CreatedRangeFilter,
+    OwnerFilter,
+    PriorityFilter,
+    QueueFilter,
+    TagFilter,
+    TaskFilter,
+)
 
 MAX_PROGRESS_IDS = 200  # ids one progress request may ask about
 
@@ -94,6 +101,7 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
         PriorityFilter,
         TaskFilter,
         TagFilter,
+        OwnerFilter,
         ("created_at", CreatedRangeFilter),
     )
     search_fields = ("task_name",)
@@ -112,6 +120,7 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
                     ("task_name", "status_badge"),
                     ("queue", "original_queue"),
                     ("priority_display", "tags"),
+                    "owner_display",
                 )
             },
         ),
@@ -307,6 +316,15 @@ class JobAdmin(JobsAdminMedia, admin.ModelAdmin):
     @admin.display(description=_("progress details"))
     def progress_details_json(self, obj: Job) -> str:
         return pretty_json(obj.progress_details)
+
+    @admin.display(description=_("owner"))
+    def owner_display(self, obj: Job) -> str:
+        """The user the job was started for, linked to their other jobs."""
+        if obj.owner_id is None:
+            return "-"
+        owner = obj.owner
+        url = reverse("admin:django_jobs_job_changelist") + f"?owner={obj.owner_id}"
+        return format_html('<a href="{}">{}</a>', url, str(owner) if owner else obj.owner_id)
 
     @admin.display(description=_("depends on"))
     def depends_on_display(self, obj: Job) -> str:

@@ -6,6 +6,8 @@ from datetime import UTC
 
 import django_filters
 from django import forms
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django_filters.fields import IsoDateTimeField
 from rest_framework.exceptions import ValidationError
@@ -41,12 +43,24 @@ class JobFilter(django_filters.FilterSet):
         method="filter_priority", help_text="An integer or a name."
     )
     tag = django_filters.CharFilter(method="filter_tag")
+    owner = django_filters.CharFilter(
+        method="filter_owner", help_text="A user's primary key, or 'me' (the caller)."
+    )
     created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Job
-        fields = ["status", "queue", "task", "priority", "tag", "created_after", "created_before"]
+        fields = [
+            "status",
+            "queue",
+            "task",
+            "priority",
+            "tag",
+            "owner",
+            "created_after",
+            "created_before",
+        ]
 
     def filter_priority(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         try:
@@ -54,6 +68,16 @@ class JobFilter(django_filters.FilterSet):
         except ValueError as exc:
             raise ValidationError({"priority": [str(exc)]}) from None
         return queryset.filter(priority=priority)
+
+    def filter_owner(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        if value == "me":
+            user = getattr(self.request, "user", None)
+            return queryset.filter(owner_id=user.pk) if user is not None else queryset.none()
+        try:
+            pk = get_user_model()._meta.pk.to_python(value)
+        except DjangoValidationError:
+            raise ValidationError({"owner": ["A user's primary key, or 'me'."]}) from None
+        return queryset.filter(owner_id=pk)
 
     def filter_tag(self, queryset, name: str, value: str):
         return queryset.with_tag(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -45,6 +46,7 @@ class JobSerializer(serializers.ModelSerializer):
             "eta_seconds",
             "tags",
             "metadata",
+            "owner",
             "unique_key",
             "batch",
             "chain_index",
@@ -86,6 +88,13 @@ class EnqueueSerializer(serializers.Serializer):
     unique_key = serializers.CharField(max_length=255, required=False, allow_null=True)
     depends_on = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False
+    )
+    owner = serializers.PrimaryKeyRelatedField(
+        queryset=get_user_model()._default_manager.all(),
+        required=False,
+        allow_null=True,
+        help_text="The user the job is started for (a primary key); "
+        "default: the user making the request.",
     )
 
 

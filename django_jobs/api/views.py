@@ -112,6 +112,8 @@ class JobViewSet(
         body.is_valid(raise_exception=True)
         options: dict[str, Any] = dict(body.validated_data)
         task = options.pop("task")
+        if "owner" not in options:
+            options["owner"] = request.user  # an anonymous user owns nothing
         try:
             job = jobs.enqueue(task, **options)
         except TaskNotFound:

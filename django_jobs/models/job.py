@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models, router
 from django.db.models import Q
 from django.utils import timezone
@@ -150,6 +151,22 @@ class Job(JobTransitions, models.Model):
         related_name="jobs",
     )
     schedule_due_at = models.DateTimeField(null=True, blank=True)
+    # The user the job was started for (SPEC 5.10): they may follow its progress (the
+    # end-user widget); deleting the user keeps the job. No reverse accessor on the user
+    # model (a project's own ``Job`` model would clash with it). Indexed where set only
+    # (migration 0013: a partial index; MySQL indexes the foreign key itself).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=True,
+    )
+    # The W3C trace context of the span that enqueued the job ({"traceparent": ...}),
+    # when OpenTelemetry is installed: the worker continues that trace.
+    trace_context = models.JSONField(null=True, blank=True, editable=False)
 
     objects = JobObjects()
 

@@ -7,6 +7,7 @@ from django.db import models, router
 from django.db.models import Q
 
 from ..wakeups import notify
+from .rate import validate_rate
 
 
 @dataclass
@@ -46,6 +47,19 @@ class Queue(models.Model):
     paused = models.BooleanField(default=False)
     # At most this many running jobs of the queue across all workers (None: no limit).
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    # At most this many job starts per period across all workers and hosts ("100/s",
+    # "600/m", "1000/h"; empty: no limit), counted in ``rate_window`` by every claim.
+    rate_limit = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[validate_rate],
+        help_text="At most this many job starts per period across all workers, such as "
+        '"100/s", "600/m" or "1000/h" (empty: no limit).',
+    )
+    # The recent starts the rate limit counts (``models.rate``); written by claims only.
+    rate_window = models.JSONField(null=True, blank=True, editable=False)
     # The health check (and the queue_backlog alert) fail when the queue's oldest due job
     # has waited longer than this (None: DJANGO_JOBS["HEALTH"]["MAX_PENDING_AGE"]).
     max_pending_age = models.DurationField(
@@ -77,14 +91,15 @@ class Queue(models.Model):
 
     # The settings a person may change (the admin's queue form); the name is not one:
     # jobs refer to their queue by name.
-    SETTINGS = ("description", "concurrency_limit", "max_pending_age")
+    SETTINGS = ("description", "concurrency_limit", "rate_limit", "max_pending_age")
 
     def configure(self, **settings) -> list[str]:
         """Change some of ``SETTINGS``; returns the names of those that changed.
 
-        Workers read the limits at every poll, so a new ``concurrency_limit`` holds
-        within one ``POLL_INTERVAL`` (a second by default); a changed limit also wakes
-        idle workers where the database can (PostgreSQL): a raised one frees jobs.
+        Workers read the limits at every poll, so a new ``concurrency_limit`` or
+        ``rate_limit`` holds within one ``POLL_INTERVAL`` (a second by default); a
+        changed limit also wakes idle workers where the database can (PostgreSQL): a
+        raised one frees jobs.
         """
         unknown = set(settings) - set(self.SETTINGS)
         if unknown:
@@ -92,9 +107,12 @@ class Queue(models.Model):
         changed = [name for name, value in settings.items() if getattr(self, name) != value]
         if not changed:
             return []
+        if "rate_limit" in changed:
+            settings["rate_limit"] = (settings["rate_limit"] or "").strip()
+            validate_rate(settings["rate_limit"])  # ValidationError, nothing written
         for name in changed:
             setattr(self, name, settings[name])
         self.save(update_fields=[*changed, "updated_at"])
-        if "concurrency_limit" in changed:
+        if "concurrency_limit" in changed or "rate_limit" in changed:
             notify(self._state.db or router.db_for_write(Queue), self.name)
         return changed
