@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models, transaction
 from django.utils import timezone
 
-from . import signals
+from . import signals, tracing
 from ._compat import DEFAULT_TASK_QUEUE_NAME, task_enqueued
 from .conf import finite, jobs_settings, to_seconds
 from .execution.policy import default_options
@@ -285,19 +285,21 @@ def enqueue_job(
     if batch is not None:
         job.batch = batch
         job.chain_index = chain_index
-    if (
-        not dep_ids
-        and unique_key is None
-        and schedule is None
-        and connections[db].vendor == "postgresql"
-    ):
-        # The common case in one statement (queue row, job row, NOTIFY): one round
-        # trip, one commit in autocommit.
-        insert_in_one_statement(job, db)
-    else:
-        stored = insert_job(job, dep_ids, unique_key, db)
-        if stored is not job:
-            return stored  # the unfinished job holding the unique key
+    stored = job
+    with tracing.producing(job):  # stores the trace context in the job: before the write
+        if (
+            not dep_ids
+            and unique_key is None
+            and schedule is None
+            and connections[db].vendor == "postgresql"
+        ):
+            # The common case in one statement (queue row, job row, NOTIFY): one round
+            # trip, one commit in autocommit.
+            insert_in_one_statement(job, db)
+        else:
+            stored = insert_job(job, dep_ids, unique_key, db)
+    if stored is not job:
+        return stored  # the unfinished job holding the unique key
     rollups.record_on_commit(db, job.queue, job.task_name, ENQUEUED)
     if job.status == JobStatus.CANCELLED:  # a dependency had failed already
         rollups.record_on_commit(db, job.queue, job.task_name, CANCELLED)
@@ -366,7 +368,7 @@ def enqueue_many(
                 json_text(dict(kwargs), f"items[{n}] kwargs") if kwargs else "{}",
             )
         )
-    with transaction.atomic(using=db):
+    with tracing.producing(template, len(payloads)), transaction.atomic(using=db):
         batch = Batch.objects.using(db).create(
             kind=BatchKind.BATCH,
             task_name=task.name,

@@ -100,3 +100,10 @@ STATIC_URL = "/static/"
 # without it; the test runner makes every mailer locmem.
 if django.VERSION >= (6, 1):
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+
+if os.environ.get("JOBS_TEST_SPANS_FILE"):
+    # Worker subprocesses of the tracing tests: OpenTelemetry configured as a project
+    # would, exporting to a file the test reads.
+    from tests.otel_export import trace_to_file
+
+    trace_to_file(os.environ["JOBS_TEST_SPANS_FILE"])

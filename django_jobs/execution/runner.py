@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connections
 
-from .. import signals
+from .. import signals, tracing
 from .._compat import TaskContext, task_finished, task_started
 from ..exceptions import JobCancelled, PermanentError, TaskNotFound
 from ..jsonvalues import has_nul
@@ -128,8 +128,16 @@ def execute(job, *, allow_retry: bool = True, write: Callable = _write_now) -> t
 
     ``write(fn, *args)`` performs each outcome write (the worker's executors retry them
     through a database outage). A job whose cancel was requested before it started is
-    recorded cancelled without running.
+    recorded cancelled without running. With OpenTelemetry configured, all of it is a
+    span continuing the trace of the job's enqueue (``tracing.running``).
     """
+    with tracing.running(job) as span:
+        status, result = _execute(job, allow_retry, write)
+        tracing.finished(span, status, job)
+    return status, result
+
+
+def _execute(job, allow_retry: bool, write: Callable) -> tuple[str, Any]:
     job.started_at = started_at(job)
     job.status = JobStatus.RUNNING
     if job.cancel_requested:

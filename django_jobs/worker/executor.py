@@ -46,6 +46,7 @@ from collections import deque
 
 from django.db import close_old_connections, connections
 
+from .. import tracing
 from ..conf import jobs_settings
 from ..enums import HELD_STATUSES, JobStatus
 from ..execution.context import interrupt_current
@@ -442,4 +443,5 @@ def _executor_main(conn, parent_pid: int, index: int, shared: Shared, claim: dic
         ExecutorLoop(conn, index, shared, claim).run()
     finally:
         flush_counts()  # a forked process skips atexit: write the last counts now
+        tracing.flush()  # and the spans the tracer provider still buffers
         connections.close_all()

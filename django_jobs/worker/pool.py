@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from django.db import close_old_connections, connections
 
+from .. import tracing
 from ..conf import jobs_settings
 from ..exceptions import JobTimeout, WorkerLost
 from ..execution.rescue import record_lost
@@ -236,6 +237,7 @@ class ExecutorPool:
             job = held.filter(pk=u.terminated).first()
             if job is not None and record_cancelled(job, "cancelled (terminated)"):
                 self._count(1)
+                tracing.stopped(job)  # its executor took its own span with it
             held = held.exclude(pk=u.terminated)
             job_id = None
         if job_id and u.exc is not None:
@@ -253,6 +255,7 @@ class ExecutorPool:
                     done = record_failed(job, u.exc, task)
                 if done:
                     self._count(1, 1)
+                    tracing.stopped(job)
         if job_id and u.exc is None:
             n = held.filter(pk=job_id).hand_back_held()
             n += held.exclude(pk=job_id).hand_back_held(started=False)

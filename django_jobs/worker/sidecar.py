@@ -27,7 +27,7 @@ from multiprocessing.process import BaseProcess
 
 from django.db import close_old_connections, connections
 
-from .. import __version__, scheduler
+from .. import __version__, scheduler, tracing
 from ..conf import jobs_settings
 from ..execution.resilience import retry_db_errors
 from ..health import touch
@@ -238,6 +238,7 @@ def _sidecar_main(parent_pid: int, worker: dict, shared: Shared) -> None:
     finally:
         heartbeat.join(timeout=jobs_settings.HEARTBEAT_INTERVAL + 1)
         flush_counts()  # rescues count outcomes too; a forked process skips atexit
+        tracing.flush()  # the enqueue spans of schedules fired here
         connections.close_all()
 
 

@@ -325,3 +325,11 @@ def tracked_once(label):
         ended=time.time(),
     )
     return label
+
+
+@job
+def current_span_id():
+    """The id of the OpenTelemetry span current while the job's code runs (hex)."""
+    from opentelemetry import trace  # imported here: the suite runs without it too
+
+    return format(trace.get_current_span().get_span_context().span_id, "016x")
