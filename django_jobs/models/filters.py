@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from django.db import models
 from django.db.models import Q
@@ -95,6 +95,16 @@ class JobFilters(models.QuerySet["Job", "Job"]):
         """
         alive = Worker.objects.alive(cutoff).values("id")
         return self.held().filter(Q(worker_id__isnull=True) | ~Q(worker_id__in=alive))
+
+    def followable_by(self, user: Any) -> Self:
+        """The jobs whose progress ``user`` may follow (SPEC 6.1): every job for active
+        staff, their own (``Job.owner``) for another signed-in user, none for anyone else
+        (anonymous, inactive, None)."""
+        if user is None or not user.is_authenticated or not getattr(user, "is_active", True):
+            return self.none()
+        if getattr(user, "is_staff", False):
+            return self
+        return self.filter(owner_id=user.pk)
 
     def with_tag(self, tag: str) -> Self:
         # JSON containment is not available on every backend (SQLite), so match the
