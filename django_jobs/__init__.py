@@ -1,6 +1,6 @@
 """Background jobs for Django, from the database.
 
-Public API: ``job``, ``register_task``, ``jobs``, ``Priority``, ``JobStatus``,
+Public API: ``job``, ``register_task``, ``trigger``, ``jobs``, ``Priority``, ``JobStatus``,
 ``progress``, ``current_job``, ``Retry``, ``PermanentError``.
 """
 
@@ -23,6 +23,7 @@ __all__ = [
     "jobs",
     "progress",
     "register_task",
+    "trigger",
 ]
 
 from .enums import JobStatus, Priority
@@ -33,6 +34,7 @@ _LAZY = {
     # These import models or django.tasks, which need the app registry ready.
     "job": ("registry", "job"),
     "register_task": ("registry", "register_task"),
+    "trigger": ("registry", "trigger"),
     "jobs": ("manager", "jobs"),
 }
 

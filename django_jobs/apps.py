@@ -19,7 +19,13 @@ class DjangoJobsConfig(AppConfig):
             job_pre_delete,
             sync_code_schedules_after_migrate,
         )
-        from .signals import batch_finished, job_events_recorded, system_event_recorded
+        from .signals import (
+            batch_finished,
+            job_events_recorded,
+            system_event_recorded,
+            task_registered,
+        )
+        from .triggers import connect_declared, connect_registered_task
 
         post_migrate.connect(
             sync_code_schedules_after_migrate,
@@ -38,3 +44,9 @@ class DjangoJobsConfig(AppConfig):
         system_event_recorded.connect(
             on_system_event, dispatch_uid="django_jobs.notify_system_event"
         )
+        # Last: discovery imports the apps' task modules, and @job(on=...) tasks must
+        # listen in every process (web, shell, worker), not only where they are imported.
+        task_registered.connect(
+            connect_registered_task, dispatch_uid="django_jobs.connect_task_triggers"
+        )
+        connect_declared()

@@ -28,6 +28,8 @@ from .models.job import jobs_db
 from .models.schedule_definitions import upsert_schedule
 from .monitoring import get_statistics
 from .registry import JobTask
+from .triggers import ConnectedTrigger
+from .triggers import on as connect_trigger
 from .wakeups import notify
 
 logger = logging.getLogger("django_jobs")
@@ -445,6 +447,42 @@ class JobManager:
             schedule.record_run(job)
         return job
 
+    # -- events --------------------------------------------------------------------------
+
+    def on(
+        self,
+        signal: Any,
+        task: JobTask | str,
+        *,
+        sender: Any = None,
+        when: Any = None,
+        args: Any = None,
+        kwargs: Any = None,
+        dispatch_uid: str | None = None,
+        **options: Any,
+    ) -> ConnectedTrigger:
+        """Enqueue ``task`` whenever ``signal`` fires (from ``sender``, if given, and if
+        ``when(**signal_kwargs)`` is true), after the sender's transaction commits.
+
+        ``args``/``kwargs`` (and any option) are callables of the signal's arguments or
+        plain values; ``options`` are ``enqueue``'s. The task and the options are checked
+        now (``TaskNotFound``, ``TypeError``, ``ValueError``); an error when the signal
+        fires is logged and never reaches the sender. An identical call connects nothing
+        more and returns the same handle; ``.disconnect()`` stops it. No I/O, so no async
+        twin: call it from async code as it is. See docs/events.md.
+        """
+        return connect_trigger(
+            self._database,
+            signal,
+            task,
+            sender=sender,
+            when=when,
+            args=args,
+            kwargs=kwargs,
+            dispatch_uid=dispatch_uid,
+            **options,
+        )
+
     # -- monitoring ----------------------------------------------------------------------
 
     def health(self, checks: Iterable[str] | None = None) -> HealthReport:
@@ -458,9 +496,13 @@ class JobManager:
         return Worker.objects.using(self.db).all()
 
 
+# Verbs without I/O, safe to call from async code as they are.
+_NO_TWIN = frozenset({"on"})
+
+
 def _add_async_twins(cls) -> None:
     """Every public verb gets an async twin prefixed with ``a`` (``aenqueue``...)."""
-    for name in [n for n in vars(cls) if not n.startswith("_")]:
+    for name in [n for n in vars(cls) if not n.startswith("_") and n not in _NO_TWIN]:
         method = getattr(cls, name)
         if not callable(method) or isinstance(vars(cls)[name], property):
             continue

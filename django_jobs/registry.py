@@ -7,19 +7,21 @@ import hashlib
 import inspect
 import json
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.dispatch import Signal
 from django.utils.module_loading import autodiscover_modules, import_string
 
 from ._compat import DEFAULT_TASK_QUEUE_NAME, InvalidTask, Task, task_backends
 from .conf import finite, to_seconds
 from .enums import Priority
 from .exceptions import TaskNotFound
+from .signals import task_registered
 
 BACKEND_PATH = "django_jobs.backend.JobsBackend"
 # Alias used by @job tasks when no TASKS entry points at JobsBackend.
@@ -65,6 +67,117 @@ def internal_backend():
     return _internal_backend
 
 
+# The enqueue options a trigger may carry (``jobs.on(..., **options)``): those of
+# ``jobs.enqueue`` but the ones only django_jobs itself passes (schedule, batch, ...).
+TRIGGER_OPTIONS = frozenset(
+    {
+        "priority",
+        "queue",
+        "scheduled_at",
+        "delay",
+        "max_retries",
+        "retry_delay",
+        "retry_backoff",
+        "retry_jitter",
+        "max_retry_delay",
+        "timeout",
+        "tags",
+        "metadata",
+        "depends_on",
+        "unique_key",
+        "owner",
+    }
+)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Trigger:
+    """A declaration: enqueue a job of a task whenever ``signal`` fires (SPEC 5.11).
+
+    ``when``, ``args``, ``kwargs`` and any value of ``options`` may be callables of the
+    signal's arguments (``sender``, ``signal`` and what the signal sends, e.g.
+    ``instance``, ``created``, ``using`` for ``post_save``), called each time it fires;
+    ``args`` may also be a list, ``kwargs`` a dict and an option a plain value. Only the
+    shape is checked here; ``jobs.on`` and ``@job(on=...)`` connect it (the ``triggers``
+    module) and validate the task and the options then.
+    """
+
+    signal: Signal
+    sender: Any = None
+    when: Callable[..., Any] | None = None
+    args: Any = None
+    kwargs: Any = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    dispatch_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.signal, Signal):
+            raise TypeError(f"A trigger needs a django.dispatch.Signal, got {self.signal!r}.")
+        if self.when is not None and not callable(self.when):
+            raise TypeError(
+                f"when must be a callable of the signal's arguments, got {self.when!r}."
+            )
+        if not (self.args is None or callable(self.args) or isinstance(self.args, (list, tuple))):
+            raise TypeError(f"args must be a list or a callable, got {self.args!r}.")
+        if not (self.kwargs is None or callable(self.kwargs) or isinstance(self.kwargs, dict)):
+            raise TypeError(f"kwargs must be a dict or a callable, got {self.kwargs!r}.")
+        if self.dispatch_uid is not None and (
+            not isinstance(self.dispatch_uid, str) or not self.dispatch_uid
+        ):
+            raise TypeError(f"dispatch_uid must be a non-empty string, got {self.dispatch_uid!r}.")
+        unknown = set(self.options) - TRIGGER_OPTIONS
+        if unknown:
+            raise TypeError(f"Unknown trigger option(s): {', '.join(sorted(unknown))}.")
+        object.__setattr__(self, "options", dict(self.options))
+
+
+def trigger(
+    signal: Signal,
+    *,
+    sender: Any = None,
+    when: Callable[..., Any] | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    dispatch_uid: str | None = None,
+    **options: Any,
+) -> Trigger:
+    """One trigger of ``@job(on=[...])``: the arguments of ``jobs.on`` but the task."""
+    return Trigger(
+        signal,
+        sender=sender,
+        when=when,
+        args=args,
+        kwargs=kwargs,
+        options=options,
+        dispatch_uid=dispatch_uid,
+    )
+
+
+def _declared_triggers(on: Any, flat: dict[str, Any]) -> tuple[Trigger, ...]:
+    """``@job(on=...)``: a signal (``sender=``, ``when=``, ``args=``, ``kwargs=`` beside it
+    apply to it), a ``trigger(...)``, or a list of both."""
+    if on is None:
+        if flat:
+            raise TypeError(f"@job option(s) {', '.join(sorted(flat))} need on=<signal>.")
+        return ()
+    items = list(on) if isinstance(on, (list, tuple)) else [on]
+    plain = [item for item in items if isinstance(item, Signal)]
+    if flat and not plain:
+        raise TypeError(
+            f"@job option(s) {', '.join(sorted(flat))} apply to the signals given in on=; "
+            "a trigger(...) carries its own."
+        )
+    out = []
+    for item in items:
+        if isinstance(item, Trigger):
+            out.append(item)
+        elif isinstance(item, Signal):
+            out.append(Trigger(item, **flat))
+        else:
+            raise TypeError(f"on= takes signals and trigger(...)s, got {item!r}.")
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobTask(Task):
     """A ``django.tasks.Task`` carrying django_jobs' options.
@@ -87,6 +200,8 @@ class JobTask(Task):
     unique: bool = False
     cron: str | None = None
     interval: float | timedelta | None = None
+    # Declarations (signals, callables), not data: no part of a task's identity.
+    triggers: tuple[Trigger, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -121,6 +236,10 @@ class JobTask(Task):
         set_(self, "dont_retry_on", _as_exception_tuple(self.dont_retry_on, "dont_retry_on"))
         tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags or ())
         set_(self, "tags", tags)
+        triggers = tuple(self.triggers or ())
+        if not all(isinstance(t, Trigger) for t in triggers):
+            raise TypeError(f"triggers must hold trigger(...)s, got {self.triggers!r}.")
+        set_(self, "triggers", triggers)
         Task.__post_init__(self)
         if isinstance(self.priority, float):  # 50.0 passed Django's whole-number check
             set_(self, "priority", int(self.priority))
@@ -149,13 +268,23 @@ class JobTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.call(*args, **kwargs)
 
+    if "__reduce__" in vars(Task):  # Django 6.x (the backport's tasks do not pickle)
+
+        def __reduce__(self):
+            # Django pickles a task as its fields; the triggers hold signals and lambdas,
+            # and the task registered under the same path keeps them.
+            reduced: Any = Task.__reduce__(self)  # (Task._reconstruct, (fields,))
+            constructor, (fields_,) = reduced
+            return constructor, ({k: v for k, v in fields_.items() if k != "triggers"},)
+
 
 def _is_jobs_task(obj: Any) -> bool:
     return isinstance(obj, JobTask)
 
 
 class TaskRegistry:
-    """Name -> task. Thread-safe; discovery of jobs.py/tasks.py happens once, lazily."""
+    """Name -> task. Thread-safe; discovery of jobs.py/tasks.py happens once, at start-up
+    (``AppConfig.ready()``, for the triggers tasks declare) or at first need before it."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, JobTask] = {}
@@ -178,6 +307,18 @@ class TaskRegistry:
                     )
                 # Same module path, new function object: a module reload replaces it.
             self._tasks[name] = task
+        # Outside the lock: the receiver connects the task's triggers, and a mistake in
+        # them raises out of the decorator, at import, and leaves the task unregistered.
+        try:
+            task_registered.send(sender=JobTask, task=task)
+        except BaseException:
+            with self._lock:
+                if self._tasks.get(name) is task:
+                    if existing is None:
+                        del self._tasks[name]
+                    else:
+                        self._tasks[name] = existing
+            raise
         return task
 
     def unregister(self, name: str) -> None:
@@ -287,11 +428,16 @@ def _make_task(
     priority=None,
     backend=None,
     takes_context=False,
+    on: Any = None,
     **options: Any,
 ) -> JobTask:
+    flat: dict[str, Any] = {
+        key: options.pop(key) for key in ("sender", "when", "args", "kwargs") if key in options
+    }
     unknown = set(options) - TASK_OPTIONS
     if unknown:
         raise TypeError(f"Unknown @job option(s): {', '.join(sorted(unknown))}.")
+    triggers = _declared_triggers(on, flat)
     # Without queue/priority the task carries Django's defaults ("default", 0), which
     # the manager maps to DEFAULT_QUEUE / DEFAULT_PRIORITY at enqueue time.
     return JobTask(
@@ -301,6 +447,7 @@ def _make_task(
         priority=priority if priority is not None else 0,
         backend=backend or jobs_backend_alias(),
         takes_context=takes_context,
+        triggers=triggers,
         **options,
     )
 
@@ -311,7 +458,9 @@ def job(func: Callable | None = None, /, **options: Any):
     Options: ``name``, ``queue``, ``priority``, ``max_retries``, ``retry_delay``,
     ``retry_backoff``, ``retry_jitter``, ``max_retry_delay``, ``timeout``, ``retry_on``,
     ``dont_retry_on``, ``tags``, ``description``, ``unique``, ``takes_context``,
-    ``backend``, ``cron``, ``interval``.
+    ``backend``, ``cron``, ``interval``; ``on`` (a signal, a ``trigger(...)`` or a list
+    of them: enqueue a job whenever it fires, see ``jobs.on``) with ``sender``, ``when``,
+    ``args`` and ``kwargs`` for the signals given plainly.
     """
     if func is not None:
         return _make_task(func, **options)

@@ -65,7 +65,7 @@ def _task_for(job: Job, backend) -> JobTask:
         **dict.fromkeys(_EXTRA_FIELDS),
     )
     values.update(extra)
-    for key in ("retry_on", "dont_retry_on", "tags"):
+    for key in ("retry_on", "dont_retry_on", "tags", "triggers"):
         values[key] = values.get(key) or ()
     values["unique"] = bool(values.get("unique"))
     values["description"] = values.get("description") or ""
@@ -74,8 +74,9 @@ def _task_for(job: Job, backend) -> JobTask:
     return task
 
 
-# What a JobTask carries beyond a plain django.tasks Task: its name and its options.
-_EXTRA_FIELDS = ("job_name", *sorted(TASK_OPTIONS))
+# What a JobTask carries beyond a plain django.tasks Task: its name, its options and the
+# triggers it declares.
+_EXTRA_FIELDS = ("job_name", "triggers", *sorted(TASK_OPTIONS))
 
 
 def _missing_task(*args, **kwargs):  # pragma: no cover - placeholder for unknown tasks

@@ -27,6 +27,10 @@ batch_finished = Signal()
 # a rolled-back outcome sends nothing.
 job_events_recorded = Signal()
 system_event_recorded = Signal()
+# Sent (sender=JobTask, task=) when the registry stores a new task. django_jobs' receiver
+# connects the triggers the task declares (``@job(on=...)``): a task module imported
+# after start-up is wired like the ones imported by discovery.
+task_registered = Signal()
 
 
 def send(signal: Signal, job, **kwargs) -> None:
