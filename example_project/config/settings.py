@@ -89,6 +89,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "reports"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The demo's emails are printed by the worker that sends them.

@@ -1,7 +1,7 @@
-from demo.views import job_webhook
+from demo.views import home, job_webhook, reports
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,5 +10,11 @@ urlpatterns = [
     path("api/jobs/", include("django_jobs.api.urls")),
     # Receives the workers' signed notifications (DJANGO_JOBS["NOTIFICATIONS"]).
     path("hooks/jobs/", job_webhook, name="job-webhook"),
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # The end-user progress widget's JSON views ({% job_progress %}, docs/progress-for-users.md).
+    path("jobs/", include("django_jobs.urls")),
+    # A user's own page: start a report and watch its progress bar.
+    path("reports/", reports, name="reports"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="home"), name="logout"),
+    path("", home, name="home"),
 ]

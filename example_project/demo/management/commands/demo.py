@@ -1,5 +1,5 @@
-"""``manage.py demo``: migrate, create an admin user, enqueue demo jobs, then run the
-workers (``runworkers``, a subprocess) and the development server until Ctrl-C."""
+"""``manage.py demo``: migrate, create an admin and a plain user, enqueue demo jobs, then
+run the workers (``runworkers``, a subprocess) and the development server until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from django_jobs.models import Job
 MANAGE_PY = Path(__file__).resolve().parents[3] / "manage.py"
 DEFAULT_ADDRPORT = "127.0.0.1:8000"
 ADMIN_USERNAME = ADMIN_PASSWORD = "admin"
+# Not staff: on /reports/ this user sees the progress of their own jobs only.
+USER_USERNAME = USER_PASSWORD = "demo"
 
 
 def _die_with_parent() -> None:
@@ -44,9 +46,9 @@ def _raise_interrupt(signum, frame):
 
 class Command(BaseCommand):
     help = (
-        "Run the django_jobs demo: migrate, create the superuser admin/admin, enqueue demo "
-        "jobs, start `runworkers` in a subprocess and the development server. Ctrl-C (or "
-        "SIGTERM) stops both cleanly."
+        "Run the django_jobs demo: migrate, create the superuser admin/admin and the user "
+        "demo/demo, enqueue demo jobs, start `runworkers` in a subprocess and the "
+        "development server. Ctrl-C (or SIGTERM) stops both cleanly."
     )
 
     def add_arguments(self, parser):
@@ -81,6 +83,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.MIGRATE_HEADING("Migrating the database..."))
         call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))
         self._ensure_superuser()
+        self._ensure_user()
         ids = self._enqueue_demo_jobs()
 
         if no_workers and no_server:
@@ -128,6 +131,16 @@ class Command(BaseCommand):
                 f"Created superuser: username {ADMIN_USERNAME!r}, password {ADMIN_PASSWORD!r}"
             )
         )
+
+    def _ensure_user(self) -> None:
+        User = get_user_model()
+        if not User.objects.filter(username=USER_USERNAME).exists():
+            User.objects.create_user(USER_USERNAME, "demo@example.com", USER_PASSWORD)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Created user: username {USER_USERNAME!r}, password {USER_PASSWORD!r}"
+                )
+            )
 
     def _enqueue_demo_jobs(self) -> list[int]:
         """A handful of each demo task, through each way of enqueueing."""
@@ -250,10 +263,13 @@ class Command(BaseCommand):
         return self._spawn(*args, env={"DEBUG": "False"})
 
     def _start_server(self, addrport: str) -> subprocess.Popen:
-        url = f"http://{_host_port(addrport)}/admin/"
+        site = f"http://{_host_port(addrport)}"
         self.stdout.write(
             self.style.SUCCESS(
-                f"\nAdmin: {url}  (username {ADMIN_USERNAME!r}, password {ADMIN_PASSWORD!r})\n"
+                f"\nAdmin: {site}/admin/  (username {ADMIN_USERNAME!r}, password "
+                f"{ADMIN_PASSWORD!r})\n"
+                f"A user's reports and their progress bars: {site}/reports/  (username "
+                f"{USER_USERNAME!r}, password {USER_PASSWORD!r})\n"
                 "Press Ctrl-C to stop the server and the workers.\n"
             )
         )
