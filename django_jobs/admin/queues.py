@@ -28,6 +28,7 @@ class QueueAdmin(ListsAdminMedia, admin.ModelAdmin):
         "name_display",
         "state",
         "concurrency_limit_display",
+        "rate_limit_display",
         "pending_count",
         "running_count",
         "failed_count",
@@ -43,6 +44,7 @@ class QueueAdmin(ListsAdminMedia, admin.ModelAdmin):
         "description",
         "paused",
         "concurrency_limit",
+        "rate_limit",
         "max_pending_age",
         "created_at",
         "updated_at",
@@ -108,6 +110,10 @@ class QueueAdmin(ListsAdminMedia, admin.ModelAdmin):
     @admin.display(description=_("limit"), ordering="concurrency_limit")
     def concurrency_limit_display(self, obj: Queue) -> str:
         return str(obj.concurrency_limit) if obj.concurrency_limit is not None else "-"
+
+    @admin.display(description=_("rate limit"), ordering="rate_limit")
+    def rate_limit_display(self, obj: Queue) -> str:
+        return obj.rate_limit or "-"
 
     @admin.display(description=_("pending"), ordering="pending")
     def pending_count(self, obj: Any) -> str:  # a Queue annotated with its counts

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
 from ..models import Batch, Job, MisfirePolicy, Queue, Schedule, Worker
+from ..models.rate import validate_rate
 
 # Bounds of what the database and datetime arithmetic can hold: past them, a value got
 # through validation and failed at the INSERT or at ``now + timedelta(...)`` (a 500).
@@ -138,6 +142,7 @@ class QueueSerializer(serializers.ModelSerializer):
             "description",
             "paused",
             "concurrency_limit",
+            "rate_limit",
             "max_pending_age",
             "pending",
             "running",
@@ -152,6 +157,41 @@ class QueueSerializer(serializers.ModelSerializer):
         if due is None:
             return None
         return round(max(0.0, (timezone.now() - due).total_seconds()), 3)
+
+
+class QueueSettingsSerializer(serializers.Serializer):
+    """``PATCH /queues/{name}/``: the settings a person may change (``Queue.SETTINGS``)."""
+
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    concurrency_limit = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**31 - 1
+    )
+    rate_limit = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=32,
+        help_text='Job starts per period across all workers: "100/s", "600/m", "1000/h"; '
+        "empty or null: no limit.",
+    )
+    max_pending_age = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_SECONDS,
+        help_text="Seconds (null: the HEALTH setting's MAX_PENDING_AGE).",
+    )
+
+    def validate_rate_limit(self, value: str | None) -> str:
+        value = (value or "").strip()
+        try:
+            validate_rate(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return value
+
+    def validate_max_pending_age(self, value: float | None) -> timedelta | None:
+        return timedelta(seconds=value) if value is not None else None
 
 
 class WorkerSerializer(serializers.ModelSerializer):

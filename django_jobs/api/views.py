@@ -35,6 +35,7 @@ from .serializers import (
     EnqueueSerializer,
     JobSerializer,
     QueueSerializer,
+    QueueSettingsSerializer,
     ScheduleSerializer,
     ScheduleWriteSerializer,
     WorkerSerializer,
@@ -193,6 +194,21 @@ class QueueViewSet(
     def _reply(self, name: str) -> Response:
         queue = get_object_or_404(self.get_queryset(), name=name)
         return Response(QueueSerializer(queue).data)
+
+    @documented(request=QueueSettingsSerializer, responses={200: QueueSerializer})
+    def partial_update(self, request: Request, name: str) -> Response:
+        """Change some of a queue's settings (description, concurrency_limit, rate_limit,
+        max_pending_age); workers apply new limits within a second."""
+        queue = get_object_or_404(Queue.objects.using(jobs.db), name=name)
+        body = QueueSettingsSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        changed = queue.configure(**body.validated_data)
+        if changed:
+            values = {n: getattr(queue, n) for n in changed}
+            if "max_pending_age" in values and values["max_pending_age"] is not None:
+                values["max_pending_age"] = values["max_pending_age"].total_seconds()
+            audit(request, "queue.change", "queue", [name], **values)
+        return self._reply(name)
 
     @documented(request=None, responses={200: QueueSerializer})
     @action(detail=True, methods=["post"])

@@ -7,9 +7,11 @@ import time
 import uuid
 from collections.abc import Iterable
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from json import loads as _json_loads
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connections, models, transaction
 from django.db.models import F
 from django.db.models.base import ModelState
@@ -18,6 +20,7 @@ from ..enums import CLAIMABLE_STATUSES, JobStatus
 from .filters import JobFilters
 from .functions import DbNow
 from .queue import Queue
+from .rate import Rate, parse_rate, take
 
 if TYPE_CHECKING:
     from .job import Job
@@ -42,11 +45,12 @@ class JobClaiming(JobFilters):
     ) -> list[Job]:
         """Atomically take up to ``limit`` due jobs for ``worker_id``, under ONE lease.
 
-        Highest priority first, then ``scheduled_at``, then id; paused queues and queues
-        at their concurrency limit are skipped. Claimed jobs are ``running`` with the
-        lease token (``lease``, or a new one), one attempt more, and ``started_at`` set
-        from the database clock. ``config`` is a recent ``Queue.objects.claim_config()``
-        (read now when not given).
+        Highest priority first, then ``scheduled_at``, then id; paused queues, queues at
+        their concurrency limit and queues out of starts for their rate limit are
+        skipped (``config.rate_wait`` then says when the next start is allowed). Claimed
+        jobs are ``running`` with the lease token (``lease``, or a new one), one attempt
+        more, and ``started_at`` set from the database clock. ``config`` is a recent
+        ``Queue.objects.claim_config()`` (read now when not given).
 
         Every job a claim returns shares one lease, whichever queues it came from: the
         caller holds them as one batch, runs each or hands it back by that lease.
@@ -60,20 +64,21 @@ class JobClaiming(JobFilters):
         base = base.excluding_queues(exclude_queues)
         if conf.paused:
             base = base.exclude(queue__in=conf.paused)
-        limited = {name: lim for name, lim in conf.limits.items() if name not in conf.paused}
+        throttled = conf.throttled()
         if queues:
-            limited = {n: lim for n, lim in limited.items() if n in set(queues)}
+            throttled &= set(queues)
+        conf.rate_wait = None
         claimed: list[Job] = []
-        if limited:
+        if throttled:
             claimed += self._claim_ids(
-                base.exclude(queue__in=list(limited)), worker_id, limit, lease
+                base.exclude(queue__in=sorted(throttled)), worker_id, limit, lease
             )
-            for name, lim in limited.items():
+            for name in sorted(throttled):
                 if len(claimed) >= limit:
                     break
                 try:
-                    claimed += self._claim_limited(
-                        base, worker_id, limit - len(claimed), name, lim, lease
+                    claimed += self._claim_throttled(
+                        base, worker_id, limit - len(claimed), name, conf, lease
                     )
                 except DatabaseError:
                     if not claimed:
@@ -86,15 +91,54 @@ class JobClaiming(JobFilters):
             job._claimed_mono = replied
         return claimed
 
-    def _claim_limited(self, base, worker_id, limit, name, lim, lease) -> list[Job]:
+    def _claim_throttled(self, base, worker_id, limit, name, conf, lease) -> list[Job]:
+        """Claim from a queue with a concurrency or rate limit: its row locked, so that
+        claims on it from every worker and host take turns and the limits hold."""
         with transaction.atomic(using=self.db):
-            # Serialise claims on this queue across workers so the limit holds.
-            Queue.objects.using(self.db).select_for_update().filter(name=name).first()
-            running = self.fresh().held().filter(queue=name).count()
-            free = min(limit, lim - running)
+            row = (
+                Queue.objects.using(self.db)
+                .select_for_update()
+                .filter(name=name)
+                .annotate(db_clock=DbNow())
+                .values("concurrency_limit", "rate_limit", "rate_window", "db_clock")
+                .first()
+            )
+            if row is None:
+                return []  # deleted meanwhile: claimed again next time, unthrottled
+            free = limit
+            lim = row["concurrency_limit"]
+            if lim is not None:
+                free = min(free, lim - self.fresh().held().filter(queue=name).count())
+            rate = _rate_of(row["rate_limit"], conf.rates.get(name))
+            now = window = None
+            if rate is not None and free > 0:
+                # A slice's share per claim: the jobs a claim takes start one after the
+                # other, and a big batch's last ones would start well after the claim
+                # that counted them. Small claims keep starts where they were counted.
+                free = min(free, rate.per_claim)
+                now = _epoch(row["db_clock"])
+                free, _, wait = take(row["rate_window"], rate, now, free)
+                if free <= 0 and self._any_due(base.filter(queue=name)):
+                    # Due jobs held back by the rate only: the caller is not idle.
+                    conf.rate_wait = min(wait, conf.rate_wait or wait)
             if free <= 0:
                 return []
-            return self._claim_ids(base.filter(queue=name), worker_id, free, lease, atomic=False)
+            claimed = self._claim_ids(base.filter(queue=name), worker_id, free, lease, atomic=False)
+            if rate is not None and claimed:
+                # Only what was claimed counts (fewer due jobs than allowed leave the
+                # rest), and when it started: the row's clock was read when the locking
+                # read began, maybe long before it got the lock (MySQL); starts counted
+                # in that earlier slice would leave the window early. A little later
+                # than the last start, for the runs that begin just after their claim.
+                started = max(_epoch(job.started_at) for job in claimed)
+                at = max(now, started + min(rate.slice_seconds / 2, 0.05))
+                _, window, _ = take(row["rate_window"], rate, at, len(claimed))
+                Queue.objects.using(self.db).filter(name=name).update(rate_window=window)
+            return claimed
+
+    def _any_due(self, candidates) -> bool:
+        conn = connections[self.db]
+        return any(q.exists() for q in claim_candidates(candidates, 1, conn, columns=("id",)))
 
     def _claim_ids(self, candidates, worker_id, limit, lease, atomic=True) -> list[Job]:
         db = self.db
@@ -152,6 +196,26 @@ class JobClaiming(JobFilters):
             claimed = jobs_from_rows(self.model, db, cursor.fetchall())
         claimed.sort(key=lambda j: (-j.priority, j.scheduled_at, j.pk))
         return claimed
+
+
+def _rate_of(text: str, known: Rate | None) -> Rate | None:
+    """The queue's rate limit as its locked row says now (a change holds at once)."""
+    if not text:
+        return None
+    if known is not None and str(known) == text:
+        return known
+    try:
+        return parse_rate(text)
+    except ValidationError:
+        return None  # logged by claim_config()
+
+
+def _epoch(moment) -> float:
+    if isinstance(moment, str):  # SQLite, where the annotation's type is not applied
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def claim_candidates(candidates, limit: int, conn, columns=("id", "priority", "scheduled_at")):

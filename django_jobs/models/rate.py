@@ -54,6 +54,11 @@ class Rate:
     def slice_seconds(self) -> float:
         return self.period / SLICES
 
+    @property
+    def per_claim(self) -> int:
+        """At most this many starts per claim: one slice's share of the limit."""
+        return max(1, -(-self.limit // SLICES))
+
 
 def parse_rate(text: str) -> Rate:
     """``"100/s"``, ``"600/m"``, ``"1000/h"`` (also ``"5/10s"``, ``"30/min"``) as a

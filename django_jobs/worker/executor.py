@@ -155,6 +155,13 @@ class ExecutorLoop(BatchKeeper):
                     break
                 continue
             if not claimed:
+                wait = self.config.rate_wait if self.config is not None else None
+                if wait is not None:
+                    # Due jobs held back by a queue's rate limit only: not idle (--burst
+                    # goes on); claim again when the next start is allowed.
+                    if self.idle(timeout=max(wait, 0.005), announce=False) == STOP:
+                        break
+                    continue
                 if self.idle() == STOP:
                     break
                 continue
@@ -172,10 +179,10 @@ class ExecutorLoop(BatchKeeper):
             if self.drain_messages() == STOP:
                 break
 
-    def idle(self, timeout: float | None = None) -> str | None:
-        """Tell the worker we found nothing; block until it wakes or stops us (or for
-        ``timeout`` seconds)."""
-        if not self.announced_idle:
+    def idle(self, timeout: float | None = None, announce: bool = True) -> str | None:
+        """Tell the worker we found nothing (unless ``announce`` is false); block until
+        it wakes or stops us (or for ``timeout`` seconds)."""
+        if announce and not self.announced_idle:
             self.send((IDLE,))
             self.announced_idle = True
         while True:
@@ -209,6 +216,8 @@ class ExecutorLoop(BatchKeeper):
     # -- claiming --------------------------------------------------------------------------
 
     def claim(self) -> list:
+        if self.config is not None:
+            self.config.rate_wait = None
         wanted = self.shared.take(self.sizer.size())
         if wanted == 0:
             return []
