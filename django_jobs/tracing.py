@@ -35,23 +35,35 @@ OUTCOMES = ("completed", "failed", "retrying", "cancelled")
 _NOTHING: AbstractContextManager[Any] = nullcontext()  # stateless: one for every call
 _provider: Any = None  # set_tracer_provider(); None: OpenTelemetry's global provider
 _cache: tuple[Any, Any] = (None, None)  # (provider, its tracer for django_jobs)
+# No global provider was configured when last looked up: look again after this time
+# (monotonic). The lookup reads os.environ, a microsecond and more: too much per job.
+_unconfigured_until = 0.0
+RECHECK_SECONDS = 1.0
 
 
 def set_tracer_provider(provider: Any = None) -> None:
     """Trace with ``provider`` rather than OpenTelemetry's global tracer provider (as
     OpenTelemetry's instrumentations take ``tracer_provider=``); ``None`` goes back to the
     global one. Tests use it: the global provider can be set only once per process."""
-    global _provider
+    global _provider, _unconfigured_until
     _provider = provider
+    _unconfigured_until = 0.0
 
 
 def _tracer() -> Any:
     """Our tracer, or None when nothing would record what it traces."""
-    provider = _provider if _provider is not None else trace.get_tracer_provider()
+    global _cache, _unconfigured_until
+    provider = _provider
+    if provider is None:
+        if _unconfigured_until and time.monotonic() < _unconfigured_until:
+            return None
+        provider = trace.get_tracer_provider()
     if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
-        # The API alone, no SDK configured (yet: it is looked up again on every call).
+        # The API alone, no SDK configured (yet: a provider configured later is used
+        # from the first call after RECHECK_SECONDS).
+        if _provider is None:
+            _unconfigured_until = time.monotonic() + RECHECK_SECONDS
         return None
-    global _cache
     cached, tracer = _cache
     if cached is not provider:  # an SDK's get_tracer() builds a new tracer every call
         tracer = provider.get_tracer(SYSTEM)

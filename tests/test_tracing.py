@@ -242,7 +242,23 @@ def test_without_a_configured_provider_nothing_is_stored(spans):
     assert [s.name for s in spans.get_finished_spans()] == ["request"]
 
 
-def test_a_sampled_out_enqueue_passes_the_decision_on(settings):
+def test_a_provider_configured_later_is_used_within_a_second(spans, monkeypatch):
+    tracing.set_tracer_provider(None)
+    configured = []
+    monkeypatch.setattr(
+        tracing.trace,
+        "get_tracer_provider",
+        lambda: spans.provider if configured else trace.ProxyTracerProvider(),
+    )
+    monkeypatch.setattr(tracing, "RECHECK_SECONDS", 0.2)
+    assert not tracing.enabled()
+    configured.append(True)  # e.g. an SDK set up after the first job
+    assert not tracing.enabled()  # not looked up again at every job...
+    time.sleep(0.25)
+    assert tracing.enabled()  # ...but soon
+
+
+def test_a_sampled_out_enqueue_passes_the_decision_on():
     provider = TracerProvider(sampler=ALWAYS_OFF)
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
