@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
@@ -112,7 +113,11 @@ class OwnerFilter(admin.SimpleListFilter):
     parameter_name = "owner"
 
     def lookups(self, request, model_admin):
-        choices = [("me", _("Mine")), ("any", _("Has an owner")), ("none", _("No owner"))]
+        choices: list[tuple[str, Any]] = [
+            ("me", _("Mine")),
+            ("any", _("Has an owner")),
+            ("none", _("No owner")),
+        ]
         current = self.value()
         if current and current not in ("me", "any", "none"):
             user = get_user_model()._default_manager.filter(pk=_user_pk(current)).first()

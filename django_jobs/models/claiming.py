@@ -110,7 +110,7 @@ class JobClaiming(JobFilters):
             if lim is not None:
                 free = min(free, lim - self.fresh().held().filter(queue=name).count())
             rate = _rate_of(row["rate_limit"], conf.rates.get(name))
-            now = window = None
+            now = 0.0
             if rate is not None and free > 0:
                 # A slice's share per claim: the jobs a claim takes start one after the
                 # other, and a big batch's last ones would start well after the claim
