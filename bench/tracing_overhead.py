@@ -1,6 +1,7 @@
 """What tracing costs per job, in the three states a process can be in (docs/monitoring.md,
 "Tracing"): OpenTelemetry not installed, installed without a configured tracer provider,
-and an SDK configured (spans recorded and handed to a span processor).
+an SDK configured (spans recorded and handed to a span processor), and an SDK whose
+sampler drops the trace.
 
     .venv/bin/python bench/tracing_overhead.py
 
@@ -27,15 +28,17 @@ if state == "absent":
     sys.modules["opentelemetry"] = None  # as if the extra were not installed
 from django_jobs import tracing
 
-if state == "sdk":
+if state.startswith("sdk"):
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
     class Discard(SpanExporter):
         def export(self, spans):
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
+    # "sdk-dropped": what a sampler's dropped share of the traces costs.
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF) if state == "sdk-dropped" else None)
     provider.add_span_processor(SimpleSpanProcessor(Discard()))
     tracing.set_tracer_provider(provider)
 
@@ -43,7 +46,7 @@ job = SimpleNamespace(
     pk=1, task_name="shop.tasks.send_receipt", queue="default", attempts=1, status="running",
     trace_context=None, error=None, batch_id=None,
 )
-if state == "sdk":
+if state.startswith("sdk"):
     with tracing.producing(job):
         pass  # a stored context, as a job enqueued with tracing on has
 NOTHING = nullcontext()
@@ -65,7 +68,7 @@ def enqueue():
 def per_call(fn, n):
     return min(timeit.repeat(fn, number=n, repeat=7)) / n
 
-n = 20_000 if state == "sdk" else 1_000_000
+n = 20_000 if state.startswith("sdk") else 1_000_000
 base = per_call(baseline, n)
 print(json.dumps({
     "state": state,
@@ -80,7 +83,7 @@ def main() -> None:
     print(
         f"{'state':<12} {'tracing':<8} {'per run':>12} {'per enqueue':>12}   (beyond a bare with)"
     )
-    for state in ("absent", "no-provider", "sdk"):
+    for state in ("absent", "no-provider", "sdk", "sdk-dropped"):
         out = subprocess.run(
             [sys.executable, "-c", CHILD, state],
             cwd=ROOT,

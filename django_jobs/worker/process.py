@@ -27,7 +27,7 @@ from multiprocessing.connection import wait
 
 from django.db import close_old_connections, connections
 
-from .. import scheduler
+from .. import scheduler, tracing
 from ..conf import jobs_settings
 from ..execution.resilience import retry_db_errors
 from ..manager import JobManager
@@ -199,6 +199,7 @@ class WorkerProcess(ExecutorPool):
             self._shutdown()
             self.restore_signals()
             flush_counts()  # hand-backs and losses count; a forked worker skips atexit
+            tracing.flush()  # the spans of the jobs whose executors it stopped
         return 0
 
     def _new_executor(self, index: int) -> Executor:
