@@ -131,7 +131,7 @@ def running(job: Any) -> AbstractContextManager[Any]:
         return _NOTHING
     return tracer.start_as_current_span(
         f"{SYSTEM} run {job.task_name}",
-        context=propagate.extract(job.trace_context) if job.trace_context else None,
+        context=_parent(job),
         kind=SpanKind.CONSUMER,
         attributes=_run_attributes(job),
     )
@@ -145,7 +145,7 @@ def finished(span: Any, status: str, job: Any) -> None:
     outcome = str(status) if status in OUTCOMES else "lost"
     span.set_attribute("django_jobs.outcome", outcome)
     error = job.error if outcome != "completed" else None
-    if error and error.get("attempt") != job.attempts:
+    if not isinstance(error, dict) or error.get("attempt") != job.attempts:
         error = None  # an earlier attempt's, still on the job
     if error:
         # What span.record_exception() writes; the exception object itself is gone
@@ -165,7 +165,7 @@ def finished(span: Any, status: str, job: Any) -> None:
 
 def stopped(job: Any) -> None:
     """A run span for an attempt whose executor the worker stopped (a hard timeout, a
-    terminated cancel, a crash): the executor's own span ended with its process. From the
+    terminated cancel, a crash): the executor's own span died with its process. From the
     attempt's start to now, with what the worker recorded."""
     if not INSTALLED:
         return
@@ -175,7 +175,7 @@ def stopped(job: Any) -> None:
     started = job.started_at
     span = tracer.start_span(
         f"{SYSTEM} run {job.task_name}",
-        context=propagate.extract(job.trace_context) if job.trace_context else None,
+        context=_parent(job),
         kind=SpanKind.CONSUMER,
         attributes=_run_attributes(job),
         start_time=_ns(started) if isinstance(started, datetime) else None,
@@ -195,6 +195,13 @@ def flush(timeout_seconds: float = 3.0) -> None:
     force_flush = getattr(provider, "force_flush", None)
     if force_flush is not None:
         force_flush(int(timeout_seconds * 1000))
+
+
+def _parent(job: Any) -> Any:
+    """The context stored at enqueue; None (the current one) without one, or with a
+    value written around ``enqueue()`` that is no carrier: a bad row never fails a run."""
+    carrier = job.trace_context
+    return propagate.extract(carrier) if carrier and isinstance(carrier, dict) else None
 
 
 def _run_attributes(job: Any) -> dict[str, Any]:
