@@ -55,6 +55,8 @@ def test_cancel_retry_and_queue_verbs():
     cli("pause", "q1")
     assert Queue.objects.get(name="q1").paused
     assert "(paused)" in cli("queues")
+    Queue.objects.create(name="geo", concurrency_limit=4, rate_limit="50/s")
+    assert "at most 4 running, at most 50/s starts" in cli("queues")
     cli("resume", "q1")
     assert not Queue.objects.get(name="q1").paused
     assert "1 job(s) cancelled" in cli("clear", "q1")

@@ -238,6 +238,7 @@ class Command(BaseCommand):
             "progress",
             "progress_message",
             "worker_id",
+            "owner",
             "tags",
             "metadata",
             "args",
@@ -307,9 +308,18 @@ class Command(BaseCommand):
         self.stdout.write(f"queue {queue}: {n} job(s) cancelled")
 
     def do_queues(self, **_):
-        paused = set(Queue.objects.using(jobs.db).paused().values_list("name", flat=True))
+        rows = Queue.objects.using(jobs.db).values_list(
+            "name", "paused", "concurrency_limit", "rate_limit"
+        )
+        settings = {name: (paused, limit, rate) for name, paused, limit, rate in rows}
         for name in jobs.get_queue_names():
-            flag = " (paused)" if name in paused else ""
+            paused, limit, rate = settings.get(name, (False, None, ""))
+            flags = ["(paused)"] if paused else []
+            if limit is not None:
+                flags.append(f"at most {limit} running")
+            if rate:
+                flags.append(f"at most {rate} starts")
+            flag = " " + ", ".join(flags) if flags else ""
             self.stdout.write(f"{name:30} {jobs.queue_length(name):>8}{flag}")
 
     def do_top(self, interval, limit, once, **_):
