@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -204,12 +205,17 @@ def owner_pk(owner: Any) -> Any:
             f"owner must be a {user_model._meta.label} (AUTH_USER_MODEL), got a "
             f"{owner._meta.label}."
         )
-    if isinstance(owner, (bool, float)) or not isinstance(owner, (int, str)):
+    if isinstance(owner, (bool, float)) or not isinstance(owner, (int, str, uuid.UUID)):
         raise TypeError(f"owner must be a user or a user's primary key, got {owner!r}.")
     try:
-        return user_model._meta.pk.to_python(owner)
+        pk = user_model._meta.pk.to_python(owner)
     except ValidationError:
         raise TypeError(f"owner must be a user or a user's primary key, got {owner!r}.") from None
+    # A key alone may name nobody: refuse it now, not with a foreign key violation at the
+    # commit of the caller's transaction (PostgreSQL and SQLite check them there).
+    if not user_model._default_manager.filter(pk=pk).exists():
+        raise ValueError(f"owner: there is no user with primary key {owner!r}.")
+    return pk
 
 
 def job_pk(job_or_id: Any) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 
+from django.contrib.auth import get_user_model
 from django.db import router, transaction
 
 from .conf import jobs_settings
@@ -43,11 +44,11 @@ def enqueue_on_complete(sender, batch, using, **kwargs) -> None:
     is logged and never fails the job that finished the batch."""
 
     kwargs_ = dict(batch.on_complete_kwargs or {})
-    options = {
-        k: v
-        for k, v in (batch.options or {}).items()
-        if k in ("queue", "priority", "tags", "owner")
-    }
+    stored = batch.options or {}
+    options = {k: v for k, v in stored.items() if k in ("queue", "priority", "tags")}
+    owner = stored.get("owner")
+    if owner is not None and get_user_model()._default_manager.filter(pk=owner).exists():
+        options["owner"] = owner  # the batch's owner, unless the user was deleted since
     try:
         task = registry.get(batch.on_complete)
         if _accepts(task.func, "batch_id"):

@@ -13,6 +13,8 @@ the job id as ``messaging.message.id``); the rest are ``django_jobs.*`` attribut
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -38,7 +40,22 @@ _cache: tuple[Any, Any] = (None, None)  # (provider, its tracer for django_jobs)
 # No global provider was configured when last looked up: look again after this time
 # (monotonic). The lookup reads os.environ, a microsecond and more: too much per job.
 _unconfigured_until = 0.0
+logger = logging.getLogger("django_jobs")
 RECHECK_SECONDS = 1.0
+
+
+def _never_fails(function):
+    """Tracing is an observer: an error in it is logged, never a job's or a worker's."""
+
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception:
+            logger.exception("Tracing failed in %s; going on untraced", function.__name__)
+            return None
+
+    return guarded
 
 
 def set_tracer_provider(provider: Any = None) -> None:
@@ -137,6 +154,7 @@ def running(job: Any) -> AbstractContextManager[Any]:
     )
 
 
+@_never_fails
 def finished(span: Any, status: str, job: Any) -> None:
     """Record on ``span`` (from :func:`running`) what the run ended as: ``status`` is
     what ``execute`` returned; a failure's error is the one this attempt wrote."""
@@ -163,6 +181,7 @@ def finished(span: Any, status: str, job: Any) -> None:
         span.set_status(StatusCode.ERROR, description)
 
 
+@_never_fails
 def stopped(job: Any) -> None:
     """A run span for an attempt whose executor the worker stopped (a hard timeout, a
     terminated cancel, a crash): the executor's own span died with its process. From the
@@ -186,6 +205,7 @@ def stopped(job: Any) -> None:
         span.end()
 
 
+@_never_fails
 def flush(timeout_seconds: float = 3.0) -> None:
     """Export the spans the provider still buffers: a forked worker process exits
     without running atexit, where the SDK would flush them."""
@@ -201,7 +221,13 @@ def _parent(job: Any) -> Any:
     """The context stored at enqueue; None (the current one) without one, or with a
     value written around ``enqueue()`` that is no carrier: a bad row never fails a run."""
     carrier = job.trace_context
-    return propagate.extract(carrier) if carrier and isinstance(carrier, dict) else None
+    if not carrier or not isinstance(carrier, dict):
+        return None
+    try:
+        return propagate.extract(carrier)
+    except Exception:  # noqa: BLE001 - {"traceparent": 1}, {"baggage": 5}: untraced parent
+        logger.warning("Job %s has a trace context that is no carrier: ignored", job.pk)
+        return None
 
 
 def _run_attributes(job: Any) -> dict[str, Any]:

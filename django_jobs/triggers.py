@@ -110,9 +110,12 @@ class ConnectedTrigger:
         except Exception:  # noqa: BLE001 - never fail the code that sent the signal
             self._log_failure("build")
             return
-        transaction.on_commit(
-            partial(self._enqueue, db, job.args, job.kwargs, options), using=alias
-        )
+        try:
+            transaction.on_commit(
+                partial(self._enqueue, db, job.args, job.kwargs, options), using=alias
+            )
+        except Exception:  # noqa: BLE001 - e.g. autocommit off outside atomic()
+            self._log_failure("enqueue")
 
     def _enqueue(self, db: str, args: list, kwargs: dict, options: dict[str, Any]) -> None:
         try:

@@ -121,3 +121,20 @@ def test_api_shows_filters_and_sets_owner(alice):
     mine = api.get("/api/jobs/jobs/", {"owner": "me"}).json()
     assert [j["id"] for j in mine["results"]] == [created.json()["id"]]
     assert api.get("/api/jobs/jobs/", {"owner": "x"}).status_code == 400
+
+
+def test_a_key_that_names_nobody_is_refused():
+    with pytest.raises(ValueError, match="no user with primary key 999999"):
+        jobs.enqueue(add, args=[1, 1], owner=999999)
+
+
+def test_a_batch_whose_owner_was_deleted_still_finishes_and_calls_back(alice):
+    """The batch keeps its owner's id for the callback: once the user is gone the
+    callback is enqueued without an owner, and the job finishing the batch is recorded
+    (a foreign key to nobody would have failed its commit, again and again)."""
+    batch = jobs.enqueue_batch(add, items=[([1, 1], {})], on_complete=noop, owner=alice)
+    alice.delete()
+    assert run_jobs() == 2
+    batch.refresh_from_db()
+    assert batch.on_complete_job is not None and batch.on_complete_job.owner_id is None
+    assert set(batch.job_set.values_list("status", flat=True)) == {"completed"}

@@ -216,3 +216,24 @@ def test_two_worker_processes_never_start_more_than_the_limit(workers):
     # at 95 % of its limit or better, plus the workers' start-up.
     assert starts[-1] - starts[0] >= 9.0
     assert took < 30, took
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_executor_waiting_for_a_start_still_serves_other_queues(workers):
+    """One executor, a queue allowed one start an hour with a second job due: the
+    executor waits for that start (not idle), yet a job of another queue enqueued
+    meanwhile runs at once, not an hour later."""
+    from tests.conftest import wait_until
+
+    Queue.objects.create(name="hourly", rate_limit="1/h")
+    first = jobs.enqueue(tasks.record_label, args=["hourly-1"], queue="hourly")
+    jobs.enqueue(tasks.record_label, args=["hourly-2"], queue="hourly")
+    workers.start("--concurrency", "1", "--queues", "hourly,other")
+    wait_until(lambda: Job.objects.get(pk=first.pk).status == JobStatus.COMPLETED)
+    other = jobs.enqueue(tasks.add, args=[1, 2], queue="other")
+    wait_until(
+        lambda: Job.objects.get(pk=other.pk).status == JobStatus.COMPLETED,
+        timeout=10,
+        message="the other queue's job",
+    )
+    assert Job.objects.filter(queue="hourly", status=JobStatus.PENDING).count() == 1

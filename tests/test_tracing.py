@@ -223,9 +223,12 @@ def test_a_job_enqueued_without_tracing_runs_in_a_trace_of_its_own(spans):
     assert run.parent is None and run.attributes["django_jobs.outcome"] == "completed"
 
 
-def test_a_stored_context_that_is_no_carrier_never_fails_a_run(spans):
+@pytest.mark.parametrize(
+    "stored", ["00-not-a-carrier", {"traceparent": 1}, {"baggage": 5}, {"traceparent": [1]}]
+)
+def test_a_stored_context_that_is_no_carrier_never_fails_a_run(spans, stored):
     job = jobs.enqueue(tasks.add, args=[1, 2])
-    Job.objects.filter(pk=job.pk).update(trace_context="00-not-a-carrier")  # raw SQL, say
+    Job.objects.filter(pk=job.pk).update(trace_context=stored)  # raw SQL, say
     assert run_jobs() == 1
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED

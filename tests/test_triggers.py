@@ -335,6 +335,23 @@ def test_an_error_writing_the_job_at_commit_is_logged(monkeypatch, caplog):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_manual_transaction_management_never_breaks_the_sender(caplog):
+    """Autocommit off outside atomic(): Django refuses on_commit() there; the trigger
+    logs it and the sender's save goes on."""
+    jobs.on(post_save, noop, sender=User)
+    transaction.set_autocommit(False)
+    try:
+        with caplog.at_level(logging.ERROR, logger="django_jobs"):
+            User.objects.create(username="manual")
+        transaction.commit()
+    finally:
+        transaction.set_autocommit(True)
+    assert User.objects.filter(username="manual").exists()
+    [record] = [r for r in caplog.records if getattr(r, "action", "") == "trigger_failed"]
+    assert record.step == "enqueue"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_one_broken_trigger_leaves_the_others_working(caplog):
     jobs.on(post_save, noop, sender=User, kwargs=boom)
     jobs.on(post_save, add, sender=User, args=[1, 2])

@@ -258,3 +258,17 @@ def test_next_never_leaves_the_site(alice, job):
 )
 def test_eta_in_words(seconds, text):
     assert eta_text(seconds) == text
+
+
+def test_a_tiny_fraction_after_a_long_run_has_no_eta_and_no_500(alice, job):
+    """elapsed / 1e-9 is past any date: the ETA is unknown, not a 500 (nor a crash of
+    the owner's page, the admin or the API, which share Job.eta)."""
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING,
+        started_at=timezone.now() - timedelta(seconds=300),
+        progress=1e-9,
+    )
+    response = client_for(alice).get(progress_url(job.pk))
+    assert response.status_code == 200
+    assert response.json()["eta_seconds"] is None
+    assert reload(job).eta is None

@@ -72,7 +72,9 @@ class JobFilter(django_filters.FilterSet):
     def filter_owner(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         if value == "me":
             user = getattr(self.request, "user", None)
-            return queryset.filter(owner_id=user.pk) if user is not None else queryset.none()
+            if user is None or not user.is_authenticated:
+                return queryset.none()  # an anonymous caller owns nothing
+            return queryset.filter(owner_id=user.pk)
         try:
             pk = get_user_model()._meta.pk.to_python(value)
         except DjangoValidationError:

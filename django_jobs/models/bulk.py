@@ -30,6 +30,11 @@ def _value(field: models.Field, value: Any, connection) -> Any:
         return None
     if isinstance(field, models.JSONField):
         return value
+    if isinstance(field, models.ForeignKey):
+        # The owner: the user model's primary key may be a UUID (PostgreSQL's own type,
+        # 32 hex digits elsewhere) or another non-JSON value.
+        value = field.target_field.get_db_prep_value(value, connection)
+        return value if isinstance(value, (int, str)) else str(value)
     if isinstance(value, datetime):
         if connection.vendor == "postgresql":
             return value.isoformat()
@@ -81,7 +86,7 @@ def _is_plain(field: models.Field, vendor: str) -> bool:
         return False
     if isinstance(field, models.BooleanField):
         return vendor == "postgresql"
-    return True
+    return not isinstance(field, models.ForeignKey)
 
 
 def insert_jobs(jobs: list[Job], using: str) -> int:

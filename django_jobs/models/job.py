@@ -227,7 +227,10 @@ class Job(JobTransitions, models.Model):
         if not 0.0 < self.progress < 1.0:
             return None
         elapsed = timezone.now() - self.started_at
-        return self.started_at + elapsed / self.progress
+        try:
+            return self.started_at + elapsed / self.progress
+        except OverflowError:  # a tiny fraction so far: past any date there is
+            return None
 
     @property
     def eta_seconds(self) -> float | None:

@@ -68,6 +68,7 @@ from .protocol import (
     CANCEL_SIGNAL,
     IDLE,
     STOP,
+    WAITING,
     WAKE,
     Shared,
     Slot,
@@ -129,7 +130,8 @@ class ExecutorLoop(BatchKeeper):
         self.buffer: list = []  # (job, result) successes not written yet
         self.buffered_since = 0.0
         self.counts = [0, 0]  # outcomes recorded (processed, failed) in this batch
-        self.announced_idle = False
+        # What the worker was last told: IDLE or WAITING (False: busy).
+        self.announced_idle: str | bool = False
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -158,8 +160,9 @@ class ExecutorLoop(BatchKeeper):
                 wait = self.config.rate_wait if self.config is not None else None
                 if wait is not None:
                     # Due jobs held back by a queue's rate limit only: not idle (--burst
-                    # goes on); claim again when the next start is allowed.
-                    if self.idle(timeout=max(wait, 0.005), announce=False) == STOP:
+                    # goes on), but woken like an idle executor (other queues' jobs);
+                    # else claim again when the next start is allowed.
+                    if self.idle(timeout=max(wait, 0.005), message=WAITING) == STOP:
                         break
                     continue
                 if self.idle() == STOP:
@@ -179,12 +182,12 @@ class ExecutorLoop(BatchKeeper):
             if self.drain_messages() == STOP:
                 break
 
-    def idle(self, timeout: float | None = None, announce: bool = True) -> str | None:
-        """Tell the worker we found nothing (unless ``announce`` is false); block until
-        it wakes or stops us (or for ``timeout`` seconds)."""
-        if announce and not self.announced_idle:
-            self.send((IDLE,))
-            self.announced_idle = True
+    def idle(self, timeout: float | None = None, message: str = IDLE) -> str | None:
+        """Tell the worker we found nothing (``IDLE``) or wait for a rate limit
+        (``WAITING``); block until it wakes or stops us (or for ``timeout`` seconds)."""
+        if self.announced_idle != message:
+            self.send((message,))
+            self.announced_idle = message
         while True:
             if timeout is not None and not self.conn.poll(timeout):
                 return None

@@ -24,7 +24,19 @@ from .executor import _executor_main
 
 if TYPE_CHECKING:
     from ..manager import JobManager
-from .protocol import BATCH, BUSY, CANCEL_SIGNAL, IDLE, STOP, WAKE, Shared, Slot, _mp, from_epoch
+from .protocol import (
+    BATCH,
+    BUSY,
+    CANCEL_SIGNAL,
+    IDLE,
+    STOP,
+    WAITING,
+    WAKE,
+    Shared,
+    Slot,
+    _mp,
+    from_epoch,
+)
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -69,6 +81,7 @@ class Executor:
         ):
             numbers[i] = 0  # SEQ goes on: leases are never reused
         self.idle = False
+        self.waiting = False  # idle, but for a rate limit's next start: not done
         self.buried = False
         # Connections must not cross a fork: the child opens its own.
         connections.close_all()
@@ -97,8 +110,13 @@ class Executor:
         return bool(self.slot.numbers[Slot.FENCED])
 
     def wake(self) -> None:
-        self.idle = False
+        self.idle = self.waiting = False
         self._send((WAKE,))
+
+    @property
+    def done(self) -> bool:
+        """Idle with nothing left to wait for (``--burst`` stops when all are)."""
+        return self.idle and not self.waiting
 
     def request_stop(self) -> None:
         self._send((STOP,))
@@ -128,6 +146,7 @@ class Executor:
             numbers[i] = 0
         self.buried = True
         self.idle = True
+        self.waiting = False
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -169,9 +188,11 @@ class ExecutorPool:
                 while executor.conn.poll():
                     message = executor.conn.recv()
                     if message[0] == IDLE:
-                        executor.idle = True
+                        executor.idle, executor.waiting = True, False
+                    elif message[0] == WAITING:
+                        executor.idle = executor.waiting = True
                     elif message[0] == BUSY:
-                        executor.idle = False
+                        executor.idle = executor.waiting = False
                     elif message[0] == BATCH:
                         _kind, processed, failed = message
                         self._count(processed, failed)

@@ -230,7 +230,7 @@ class WorkerProcess(ExecutorPool):
                 if time.monotonic() >= self._stop_deadline:
                     logger.warning("Shutdown timeout reached; handing unfinished jobs back")
                     return
-            elif all(e.idle for e in self.executors):
+            elif all(e.done for e in self.executors):
                 if self.burst:
                     return
                 if self.shared.exhausted:

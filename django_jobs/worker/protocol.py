@@ -25,6 +25,10 @@ CANCEL_SIGNAL = signal.SIGUSR1
 # Messages on a worker-executor pipe. Executor -> worker:
 IDLE = "idle"  # its last claim found nothing; it waits to be woken
 BUSY = "busy"  # it claims again without having been woken
+# Its last claim found due jobs held back only by a queue's rate limit: it claims again by
+# itself when the next start is allowed, and may be woken sooner (jobs of other queues),
+# but it is not idle (--burst goes on).
+WAITING = "waiting"
 BATCH = "batch"  # ("batch", processed, failed): the outcomes of the batch it just ran
 # Worker -> executor:
 WAKE = "wake"  # claim again

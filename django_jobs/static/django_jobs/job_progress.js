@@ -81,8 +81,12 @@
   }
 
   function update(group, s, sent) {
-    // An answer older than one already shown (a poll overtaken by a cancel) is dropped.
-    if (sent < group.shown) return;
+    // An answer older than one already shown (a poll overtaken by a cancel) is dropped;
+    // polling goes on all the same.
+    if (sent < group.shown) {
+      if (!group.timer) schedule(group, group.delay);
+      return;
+    }
     group.shown = sent;
     var key = [s.status, s.percent, s.message, s.cancel_requested].join("\u0000");
     var moved = key !== group.key;
@@ -98,7 +102,11 @@
 
   function poll(group) {
     group.timer = null;
-    if (group.done || group.busy) return;
+    if (group.done) return;
+    if (group.busy) {
+      group.again = true; // one poll at a time: the next one when this one is answered
+      return;
+    }
     group.busy = true;
     var sent = ++group.sent;
     fetch(group.url, {
@@ -113,7 +121,13 @@
         group.delay = Math.min(LONGEST, group.delay * GROWTH);
         schedule(group, group.delay);
       })
-      .then(function () { group.busy = false; });
+      .then(function () {
+        group.busy = false;
+        if (group.again) {
+          group.again = false;
+          if (!group.timer) schedule(group, group.delay);
+        }
+      });
   }
 
   function csrfToken(form) {
@@ -168,7 +182,7 @@
       var group = groups[url];
       if (!group) {
         group = groups[url] = { url: url, els: [], delay: FIRST, timer: null, key: null,
-                                done: true, busy: false, sent: 0, shown: 0 };
+                                done: true, busy: false, again: false, sent: 0, shown: 0 };
       }
       group.els.push(el);
       if (el.getAttribute("data-job-finished") !== "true" && group.done) {
