@@ -36,7 +36,7 @@ from .models.inserts import ensure_queue, insert_in_one_statement, insert_job, s
 from .models.job import new_lease
 from .models.rollup import CANCELLED, ENQUEUED, rollups
 from .models.workflow import finish_batch
-from .registry import JobTask, default_unique_key, registry
+from .registry import BUILD_OPTIONS, JobTask, default_unique_key, registry
 from .results import backend_for, result_from_job
 from .wakeups import notify, uses_psycopg3
 
@@ -340,21 +340,7 @@ def enqueue_many(
         options.pop(name, None)
     task = registry.get(task)
     complete_name = registry.get(on_complete).name if on_complete is not None else ""
-    known = {
-        name: options.pop(name, None)
-        for name in (
-            "priority",
-            "queue",
-            "scheduled_at",
-            "delay",
-            "max_retries",
-            "retry_delay",
-            "timeout",
-            "tags",
-            "metadata",
-            "owner",
-        )
-    }
+    known = {name: options.pop(name, None) for name in BUILD_OPTIONS}
     template = build_job(task, [], {}, backend="", options=options, **known)
     # Each item as its (args, kwargs) JSON text: validated here, before anything is
     # written, and all PostgreSQL's COPY needs.

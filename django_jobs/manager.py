@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 
 from .conf import jobs_settings, to_seconds
-from .enqueue import build_job, enqueue_chain, enqueue_job, enqueue_many, job_pk
+from .enqueue import BUILD_OPTIONS, build_job, enqueue_chain, enqueue_job, enqueue_many, job_pk
 from .execution.rescue import rescue_stalled
 from .health import HealthReport, run_checks
 from .models import (
@@ -113,22 +113,7 @@ class JobManager:
         """
         # Build (and drop) the job now: the same validation as enqueue, without a write.
         extra = dict(options)
-        known = {
-            name: extra.pop(name, None)
-            for name in (
-                "priority",
-                "queue",
-                "scheduled_at",
-                "delay",
-                "max_retries",
-                "retry_delay",
-                "timeout",
-                "tags",
-                "metadata",
-                "owner",
-                "backend",
-            )
-        }
+        known = {name: extra.pop(name, None) for name in (*BUILD_OPTIONS, "backend")}
         for internal in ("schedule", "schedule_due_at", "batch", "chain_index"):
             extra.pop(internal, None)
         extra.pop("depends_on", None)

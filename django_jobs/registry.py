@@ -67,26 +67,24 @@ def internal_backend():
     return _internal_backend
 
 
+# The enqueue options ``build_job`` takes by name (the retry policy's others go through
+# its ``options=``; ``depends_on`` and ``unique_key`` only a write uses).
+BUILD_OPTIONS = (
+    "priority",
+    "queue",
+    "scheduled_at",
+    "delay",
+    "max_retries",
+    "retry_delay",
+    "timeout",
+    "tags",
+    "metadata",
+    "owner",
+)
 # The enqueue options a trigger may carry (``jobs.on(..., **options)``): those of
 # ``jobs.enqueue`` but the ones only django_jobs itself passes (schedule, batch, ...).
 TRIGGER_OPTIONS = frozenset(
-    {
-        "priority",
-        "queue",
-        "scheduled_at",
-        "delay",
-        "max_retries",
-        "retry_delay",
-        "retry_backoff",
-        "retry_jitter",
-        "max_retry_delay",
-        "timeout",
-        "tags",
-        "metadata",
-        "depends_on",
-        "unique_key",
-        "owner",
-    }
+    {*BUILD_OPTIONS, "retry_backoff", "retry_jitter", "max_retry_delay", "depends_on", "unique_key"}
 )
 
 

@@ -21,26 +21,12 @@ from typing import Any
 from django.db import connections, models, transaction
 from django.dispatch import Signal
 
-from .enqueue import build_job, enqueue_job
+from .enqueue import BUILD_OPTIONS, build_job, enqueue_job
 from .models.job import jobs_db
 from .registry import JobTask, Trigger, registry, trigger
 
 logger = logging.getLogger("django_jobs")
 
-# build_job's keyword arguments; the other options go through its ``options=``, but
-# depends_on and unique_key, which only a write uses.
-_BUILD_OPTIONS = (
-    "priority",
-    "queue",
-    "scheduled_at",
-    "delay",
-    "max_retries",
-    "retry_delay",
-    "timeout",
-    "tags",
-    "metadata",
-    "owner",
-)
 
 # Connected triggers by (signal, dispatch_uid, sender), as Django's dispatcher keys its
 # receivers: a second identical connection returns the first.
@@ -258,7 +244,7 @@ def _resolve(value: Any, arguments: dict[str, Any]) -> Any:
 
 def _build(task: JobTask, args: Any, kwargs: Any, options: dict[str, Any]):
     """``build_job`` over trigger options (raises as ``enqueue`` would; writes nothing)."""
-    known = {name: options[name] for name in _BUILD_OPTIONS if name in options}
+    known = {name: options[name] for name in BUILD_OPTIONS if name in options}
     extra = {
         name: value
         for name, value in options.items()

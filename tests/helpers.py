@@ -1,9 +1,12 @@
 """Helpers shared by the tests of the job verbs, claiming, outcomes and rescue."""
 
+import shutil
 import uuid
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from django.utils import timezone
 
 from django_jobs import JobStatus
@@ -69,3 +72,15 @@ def finished_job(status, age, **kwargs):
         finished_at=now - age,
         **kwargs,
     )
+
+
+# The browser tests' Chromium (Debian's; never `playwright install`) and their marks.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_TEST_MARKS = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
+    ),
+]

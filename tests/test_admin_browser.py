@@ -8,7 +8,6 @@ directory.
 """
 
 import os
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,18 +20,11 @@ from django_jobs.models import Job
 from django_jobs.models.rollup import rollups
 from django_jobs.testing import run_jobs
 from tests.conftest import wait_until
+from tests.helpers import BROWSER_TEST_MARKS, CHROMIUM
 from tests.testapp import tasks
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
-    ),
-]
+pytestmark = BROWSER_TEST_MARKS
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
