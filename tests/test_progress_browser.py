@@ -196,7 +196,8 @@ def test_the_owner_watches_a_job_finish_and_cancels_another(live_server, workers
         assert page.locator(".dj-job-progress__cancel").get_attribute("aria-busy") == "true"
         assert len(held) == 1
         assert held[0].request.method == "POST"
-        assert held[0].request.headers["x-csrftoken"]
+        token = held[0].request.headers["x-csrftoken"]
+        assert token and held[0].request.post_data == f"csrfmiddlewaretoken={token}"
         held[0].continue_()
         page.wait_for_selector(".dj-job-progress--cancelled", timeout=15_000)
         assert page.locator(".dj-job-progress__outcome").inner_text() == "Cancelled"
