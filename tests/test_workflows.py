@@ -148,6 +148,16 @@ def test_batch_items_and_validation():
 
 
 @pytest.mark.django_db
+def test_a_batch_writes_sql_null_where_a_job_has_no_value():
+    """MySQL's JSON_TABLE turned a JSON null into a JSON ``null`` value, not SQL NULL:
+    ``result__isnull=True`` missed every job of a batch there."""
+    batch = jobs.enqueue_batch(tasks.add, items=[([1, 2], {}), ([3, 4], {})])
+    pending = Job.objects.filter(batch=batch)
+    assert pending.filter(result__isnull=True, error__isnull=True).count() == 2
+    assert pending.filter(started_at__isnull=True, owner__isnull=True).count() == 2
+
+
+@pytest.mark.django_db
 def test_empty_batch_completes_at_once():
     batch = jobs.enqueue_batch(tasks.add, items=[], on_complete=tasks.batch_done)
     assert batch.is_finished and batch.on_complete_job_id is not None

@@ -58,12 +58,17 @@ def row_document(jobs: list[Job], connection, many: bool = True) -> str:
     as keys: what ``jsonb_to_recordset``/``jsonb_populate_record``, ``json_each`` and
     ``JSON_TABLE`` unpack into an INSERT of the ``_fields()`` columns."""
     plain, other = _document_plan(connection.vendor)
+    # MySQL's JSON_TABLE reads a JSON null into a JSON column as the JSON value null, not
+    # SQL NULL (``result__isnull=True`` would miss the row): it gets no key instead.
+    drop_nulls = connection.vendor == "mysql"
     rows = []
     for job in jobs:
         values = job.__dict__
         row = {column: values[attname] for column, attname in plain}
         for column, attname, field in other:
             row[column] = _value(field, values[attname], connection)
+        if drop_nulls:
+            row = {column: value for column, value in row.items() if value is not None}
         rows.append(row)
     return json.dumps(rows if many else rows[0], separators=(",", ":"))
 
