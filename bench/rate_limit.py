@@ -8,8 +8,9 @@ For each rate: a queue with that ``rate_limit`` gets more no-op jobs than the li
 in ``--seconds``; ``runworkers --processes P --burst`` drains it (real processes, the
 database given by ``DATABASE_URL``, the test suite's settings and tasks). From the jobs'
 ``started_at`` (the database clock): the starts per second after the first period's
-burst (``(jobs - limit) / (last start - first start)``) against the limit, and the most starts seen in any window
-of one period (never above the limit). Prints a table; asserts nothing.
+burst (``(jobs - limit) / (last start - first start)``) against the limit, and the most
+starts seen in any window of one period (never above the limit). Prints a table;
+asserts nothing.
 """
 
 from __future__ import annotations
