@@ -16,6 +16,7 @@ class DjangoJobsConfig(AppConfig):
         from .notifications.deliveries import on_job_events, on_system_event
         from .signal_handlers import (
             enqueue_on_complete,
+            install_enqueue_function_after_migrate,
             job_pre_delete,
             sync_code_schedules_after_migrate,
         )
@@ -31,6 +32,11 @@ class DjangoJobsConfig(AppConfig):
             sync_code_schedules_after_migrate,
             sender=self,
             dispatch_uid="django_jobs.sync_code_schedules",
+        )
+        post_migrate.connect(
+            install_enqueue_function_after_migrate,
+            sender=self,
+            dispatch_uid="django_jobs.install_enqueue_function",
         )
         pre_delete.connect(
             job_pre_delete, sender=self.get_model("Job"), dispatch_uid="django_jobs.job_pre_delete"

@@ -32,7 +32,13 @@ from .jsonvalues import check_json, json_text
 from .models import Batch, BatchKind, Job, JobStatus, Priority
 from .models.bulk import copy_jobs, insert_jobs
 from .models.functions import DbNow, db_now
-from .models.inserts import ensure_queue, insert_in_one_statement, insert_job, stamp
+from .models.inserts import (
+    ensure_queue,
+    insert_in_one_statement,
+    insert_job,
+    new_job,
+    stamp,
+)
 from .models.job import new_lease
 from .models.rollup import CANCELLED, ENQUEUED, rollups
 from .models.workflow import finish_batch
@@ -163,7 +169,7 @@ def build_job(
             f"The job's args, kwargs and metadata are larger than MAX_PAYLOAD_BYTES ({limit} "
             "bytes) in JSON: store large data elsewhere and pass a reference."
         )
-    job = Job(
+    job = new_job(
         task_name=task.name,
         args=args,
         kwargs=kwargs,
@@ -171,7 +177,7 @@ def build_job(
         priority=priority,
         status=JobStatus.PENDING,
         # Both from the database clock when the row is written (see models.inserts.stamp).
-        created_at=None,  # type: ignore[misc]  # not a datetime until then
+        created_at=None,  # not a datetime until then
         scheduled_at=scheduled_at,
         max_retries=max_retries,
         retry_delay=retry_delay,

@@ -6,12 +6,14 @@ import inspect
 import logging
 
 from django.contrib.auth import get_user_model
-from django.db import router, transaction
+from django.db import DatabaseError, router, transaction
 
 from .conf import jobs_settings
 from .enums import FINISHED_STATUSES, JobStatus
 from .manager import JobManager
-from .models import Batch, Schedule
+from .models import Batch, Job, Schedule
+from .models.bulk import _fields
+from .models.inserts import install_enqueue_function
 from .models.schedule_definitions import sync_code_schedules
 from .models.workflow import advance_batch, cancel_dependents
 from .registry import registry
@@ -91,3 +93,23 @@ def sync_code_schedules_after_migrate(sender, *, using, apps=None, **kwargs) -> 
         sync_code_schedules(using=using)
     except Exception:  # never fail migrate; workers sync again at start
         logger.exception("Could not sync the schedules declared in code after migrate")
+
+
+def install_enqueue_function_after_migrate(sender, *, using, apps=None, **kwargs) -> None:
+    """``post_migrate`` receiver: the PostgreSQL function ``enqueue()`` calls exists once
+    the jobs table has the columns this code writes (migrated to an older state: not)."""
+    if not router.allow_migrate_model(using, Job):
+        return
+    if apps is not None:
+        try:
+            historical = apps.get_model("django_jobs", "Job")
+        except LookupError:
+            return
+        have = {f.column for f in historical._meta.concrete_fields}
+        if not {f.column for f in _fields()} <= have:
+            return
+    try:
+        with transaction.atomic(using=using):
+            install_enqueue_function(using)
+    except DatabaseError:  # never fail migrate: enqueue() then writes the INSERT itself
+        logger.exception("Could not install the enqueue function in database %r", using)

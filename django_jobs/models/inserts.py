@@ -5,11 +5,15 @@ builds and validates the job first."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, ProgrammingError, connections, transaction
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from ..enums import JobStatus
@@ -22,60 +26,193 @@ from .queue import Queue
 from .workflow import advance_batch
 
 
+@functools.cache
+def _blank_job() -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
+    """A new Job's field values: (plain defaults, (attname, factory) of mutable ones)."""
+    plain: dict[str, Any] = {}
+    fresh = []
+    for field in Job._meta.concrete_fields:
+        if field.has_default() and callable(field.default):
+            fresh.append((field.attname, field.default))
+        else:
+            plain[field.attname] = field.get_default()
+    return plain, tuple(fresh)
+
+
+def new_job(**values: Any) -> Job:
+    """``Job(**values)`` for enqueue's hot path, ``values`` keyed by attname: the same
+    instance at a quarter of ``Model.__init__``'s cost (45 fields, each resolved by name).
+    Where something listens to ``pre_init``/``post_init`` for jobs, the real thing."""
+    if pre_init.has_listeners(Job) or post_init.has_listeners(Job):
+        return Job(**values)
+    plain, fresh = _blank_job()
+    job = Job.__new__(Job)
+    state = job.__dict__
+    state.update(plain)
+    for attname, factory in fresh:
+        state[attname] = factory()
+    state.update(values)
+    job._state = ModelState()
+    return job
+
+
 def ensure_queue(name: str, db: str) -> None:
     # Insert-or-skip in one statement: no read, no race between two enqueuers, and a
     # Queue row deleted meanwhile (admin, tests) comes back on the next enqueue.
     Queue.objects.using(db).bulk_create([Queue(name=name)], ignore_conflicts=True)
 
 
+def _queue_insert(qn) -> str:
+    """The queue row's insert-or-skip, shared by both PostgreSQL enqueue paths."""
+    return (
+        f"INSERT INTO {qn(Queue._meta.db_table)} ({qn('name')}, {qn('description')}, "
+        f"{qn('paused')}, {qn('concurrency_limit')}, {qn('created_at')}, {qn('updated_at')}) "
+        "VALUES (%s, '', false, NULL, now(), now()) ON CONFLICT DO NOTHING"
+    )
+
+
+def _job_insert(qn, delay: str, document: str, returning: str) -> str:
+    """INSERT of one job unpacked from a JSON document (``jsonb_populate_record``):
+    ``created_at`` and, without an explicit one, ``scheduled_at`` from the clock."""
+    job_table = qn(Job._meta.db_table)
+    fields = _fields()
+    columns = ", ".join(qn(str(f.column)) for f in fields)
+    values = ", ".join(
+        "n.t"
+        if f.attname == "created_at"
+        else f"COALESCE(r.{qn(str(f.column))}, n.t + {delay} * INTERVAL '1 second')"
+        if f.attname == "scheduled_at"
+        else f"r.{qn(str(f.column))}"
+        for f in fields
+    )
+    return (
+        f"INSERT INTO {job_table} AS j ({columns}) SELECT {values} "
+        f"FROM jsonb_populate_record(NULL::{job_table}, {document}) AS r, "
+        f"(SELECT CLOCK_TIMESTAMP() AS t) AS n RETURNING {returning}"
+    )
+
+
+# The PL/pgSQL function enqueue() calls on PostgreSQL (installed by ``migrate``, see
+# ``install_enqueue_function``): the INSERT's plan is made once per database session
+# and kept, where the same INSERT sent as SQL is parsed and planned on every call (about
+# 0.25 ms of the 0.7 ms an enqueue cost). Its name carries a hash of its body, so code
+# only calls a function written for the columns it knows.
+_FUNCTION_PREFIX = "django_jobs_enqueue_"
+
+
+@functools.cache
+def enqueue_function() -> tuple[str, str]:
+    """(name, CREATE statement) of the enqueue function for this code's Job columns."""
+    from django.db import connection  # any PostgreSQL connection quotes the same way
+
+    qn = connection.ops.quote_name
+    queue_insert = _queue_insert(qn).replace("%s", "p_queue")
+    job_insert = _job_insert(qn, "p_delay", "p_document", "j.id, j.created_at, j.scheduled_at")
+    queue_table = qn(Queue._meta.db_table)
+    body = (
+        "BEGIN\n"
+        # A read is cheaper than an insert that conflicts (and burns a sequence value);
+        # a queue row deleted meanwhile (admin, tests) still comes back.
+        f"  IF NOT EXISTS (SELECT 1 FROM {queue_table} WHERE {qn('name')} = p_queue) THEN\n"
+        f"    {queue_insert};\n"
+        "  END IF;\n"
+        f"  RETURN QUERY {job_insert};\n"
+        "  PERFORM pg_notify(p_channel, p_queue);\n"
+        "END"
+    )
+    digest = hashlib.sha256(body.encode()).hexdigest()[:12]
+    name = f"{_FUNCTION_PREFIX}{digest}"
+    create = (
+        f"CREATE OR REPLACE FUNCTION {name}(p_queue text, p_delay double precision, "
+        "p_document jsonb, p_channel text) "
+        "RETURNS TABLE (job_id bigint, job_created_at timestamptz, "
+        "job_scheduled_at timestamptz) LANGUAGE plpgsql VOLATILE AS $django_jobs$\n"
+        f"{body}\n$django_jobs$"
+    )
+    return name, create
+
+
+def install_enqueue_function(db: str) -> None:
+    """Create this code's enqueue function in database ``db`` (PostgreSQL), unless it
+    exists. Run after ``migrate`` (and ``flush``); failing here costs speed, not
+    correctness: enqueue() then sends the INSERT itself."""
+    conn = connections[db]
+    if conn.vendor != "postgresql":
+        return
+    name, create = enqueue_function()
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT to_regproc(%s) IS NOT NULL", [name])
+        if not cursor.fetchone()[0]:
+            cursor.execute(create)
+    _function_state.pop(_function_key(conn), None)
+
+
+# Per database (alias and name: a test run swaps the name): whether the function exists,
+# asked once per process.
+_function_state: dict[tuple[str, str], bool] = {}
+
+
+def _function_key(conn) -> tuple[str, str]:
+    return conn.alias, str(conn.settings_dict.get("NAME"))
+
+
+def _has_function(conn, cursor) -> bool:
+    key = _function_key(conn)
+    state = _function_state.get(key)
+    if state is None:
+        cursor.execute("SELECT to_regproc(%s) IS NOT NULL", [enqueue_function()[0]])
+        state = _function_state[key] = bool(cursor.fetchone()[0])
+    return state
+
+
 _INSERT_SQL: dict[str, str] = {}  # per database alias
 
 
+def _insert_sql(conn) -> str:
+    sql = _INSERT_SQL.get(conn.alias)
+    if sql is None:
+        qn = conn.ops.quote_name
+        sql = _INSERT_SQL[conn.alias] = (
+            f"WITH q AS ({_queue_insert(qn)}), "
+            f"j AS ({_job_insert(qn, '%s', '%s::jsonb', 'j.id, j.created_at, j.scheduled_at')}) "
+            "SELECT id, created_at, scheduled_at, pg_notify(%s, %s) FROM j"
+        )
+    return sql
+
+
 def insert_in_one_statement(job: Job, db: str) -> None:
-    """INSERT the job, make sure its queue row exists and NOTIFY, in ONE statement.
+    """INSERT the job, make sure its queue row exists and NOTIFY, in ONE statement:
+    a call of the enqueue function, or (before ``migrate`` installed it) the same
+    written out.
 
     The row travels as one JSON parameter (``jsonb_populate_record``): adapting forty
     parameters one by one costs more on our side than the whole statement on the
     server's. ``created_at`` and (without an explicit one) ``scheduled_at`` come from the
     database clock, like every timestamp of a job."""
     conn = connections[db]
-    sql = _INSERT_SQL.get(conn.alias)
-    if sql is None:
-        qn = conn.ops.quote_name
-        fields = _fields()
-        columns = ", ".join(qn(str(f.column)) for f in fields)
-        values = ", ".join(
-            "n.t"
-            if f.attname == "created_at"
-            else f"COALESCE(r.{qn(str(f.column))}, n.t + %s * INTERVAL '1 second')"
-            if f.attname == "scheduled_at"
-            else f"r.{qn(str(f.column))}"
-            for f in fields
-        )
-        job_table, queue_table = qn(Job._meta.db_table), qn(Queue._meta.db_table)
-        sql = (
-            f"WITH q AS (INSERT INTO {queue_table} ({qn('name')}, {qn('description')}, "
-            f"{qn('paused')}, {qn('concurrency_limit')}, {qn('created_at')}, "
-            f"{qn('updated_at')}) VALUES (%s, '', false, NULL, now(), now()) "
-            f"ON CONFLICT DO NOTHING), "
-            f"j AS (INSERT INTO {job_table} ({columns}) SELECT {values} "
-            f"FROM jsonb_populate_record(NULL::{job_table}, %s::jsonb) AS r, "
-            "(SELECT CLOCK_TIMESTAMP() AS t) AS n "
-            f"RETURNING {qn('id')}, {qn('created_at')}, {qn('scheduled_at')}) "
-            f"SELECT {qn('id')}, {qn('created_at')}, {qn('scheduled_at')}, pg_notify(%s, %s) "
-            "FROM j"
-        )
-        _INSERT_SQL[conn.alias] = sql
-    params: list[Any] = [
-        job.queue,
-        job._delay,
-        row_document([job], conn, many=False),
-        NOTIFY_CHANNEL,
-        job.queue,
-    ]
+    document = row_document([job], conn, many=False)
     with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        job.pk, job.created_at, job.scheduled_at, _ = cursor.fetchone()
+        row = None
+        if _has_function(conn, cursor):
+            try:
+                cursor.execute(
+                    f"SELECT * FROM {enqueue_function()[0]}(%s, %s, %s::jsonb, %s)",
+                    [job.queue, job._delay, document, NOTIFY_CHANNEL],
+                )
+                row = cursor.fetchone()
+            except ProgrammingError as exc:
+                # Dropped since this process looked (a migration rolled back): written
+                # out from now on. Inside the caller's transaction the failed statement
+                # has aborted it, so that caller gets the error.
+                if getattr(exc.__cause__, "sqlstate", None) != "42883" or not conn.get_autocommit():
+                    raise
+                _function_state[_function_key(conn)] = False
+        if row is None:
+            cursor.execute(
+                _insert_sql(conn), [job.queue, job._delay, document, NOTIFY_CHANNEL, job.queue]
+            )
+            row = cursor.fetchone()
+    job.pk, job.created_at, job.scheduled_at = row[0], row[1], row[2]
     if not settings.USE_TZ:  # naive already with Django's adapters; never aware
         for name in ("created_at", "scheduled_at"):
             value = getattr(job, name)
