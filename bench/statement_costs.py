@@ -10,9 +10,12 @@ project (ours) into it, pre-fills ``--jobs`` pending no-op jobs and times, per j
 2. the same with a row lock only: ``SELECT … FOR UPDATE SKIP LOCKED`` held until the one
    completing ``UPDATE`` (one row version per job; not what the engine does, see
    bench/README.md);
-3. one ``enqueue()``'s statement through Django's cursor, through psycopg directly on
-   Django's connection, and prepared on a connection of its own; and the whole
-   ``jobs.enqueue()`` call (the difference is our Python);
+3. one ``enqueue()``: the floor (a round trip; a committed tiny INSERT), its statement
+   written out (Django's cursor, psycopg unprepared and prepared, prepared without a
+   synchronous commit), the enqueue function ``migrate`` installs (what ``enqueue()``
+   calls by default), the whole ``jobs.enqueue()`` call by default and where
+   ``OPTIONS["prepare_threshold"]`` allows prepared statements, inside
+   ``transaction.atomic()`` and as ``enqueue_on_commit``, and our Python alone;
 4. inserting 100,000 rows into the jobs table vs into a copy of it without foreign keys,
    the COMMIT (where the deferred ``batch_id`` check runs) timed apart.
 
@@ -60,7 +63,7 @@ def run(n: int) -> None:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connection
+    from django.db import connection, transaction
     from ours_app.tasks import noop
 
     from django_jobs import enqueue, jobs
@@ -125,21 +128,57 @@ def run(n: int) -> None:
 
     job = enqueue.build_job(noop, [], {"tag": 1})
     inserts.insert_in_one_statement(job, "default")
-    sql = inserts._INSERT_SQL["default"]
-    params = ["default", 0.0, row_document([job], connection, many=False), "django_jobs", "default"]
+    sql = inserts._insert_sql(connection)
+    document = row_document([job], connection, many=False)
+    params = ["default", "default", 0.0, document, "django_jobs", "default"]
+    function = f"SELECT * FROM {inserts.enqueue_function()[0]}(%s, %s, %s::jsonb, %s)"
+    fparams = ["default", 0.0, document, "django_jobs"]
+    options = connection.settings_dict["OPTIONS"]
     connection.ensure_connection()
+    raw.execute(
+        "CREATE TABLE tiny (id bigserial PRIMARY KEY, queue text, scheduled_at timestamptz)"
+    )
+    lazy = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={DB}", autocommit=True)
+    lazy.execute("SET synchronous_commit = off")
+
+    def prepared_enqueue():
+        # What enqueue() does where OPTIONS["prepare_threshold"] is set.
+        options["prepare_threshold"] = connection.connection.prepare_threshold = 0
+        try:
+            jobs.enqueue(noop)
+        finally:
+            del options["prepare_threshold"]
+            connection.connection.prepare_threshold = None
+
+    def in_atomic():
+        with transaction.atomic():
+            jobs.enqueue(noop)
+
+    def on_commit():
+        with transaction.atomic():
+            jobs.enqueue_on_commit(noop)
+
     variants = {
-        # The same statement in autocommit, three ways, and the whole public call.
-        "enqueue statement, Django cursor ": lambda: connection.cursor().execute(sql, params),
-        "same, psycopg on Django's conn.  ": lambda: psycopg.ClientCursor(
-            connection.connection
-        ).execute(sql, params),
-        "same, prepared, Django's conn.   ": lambda: psycopg.Cursor(connection.connection).execute(
-            sql, params, prepare=True
+        # The floor: a round trip, and a round trip that commits a tiny row.
+        "SELECT 1, Django cursor          ": lambda: connection.cursor().execute("SELECT 1"),
+        "tiny INSERT, prepared, own conn. ": lambda: raw.execute(
+            "INSERT INTO tiny (queue, scheduled_at) VALUES (%s, now())", ["q"], prepare=True
         ),
+        # The enqueue statement written out, in autocommit, four ways.
+        "enqueue statement, Django cursor ": lambda: connection.cursor().execute(sql, params),
         "same, not prepared, own conn.    ": lambda: raw.execute(sql, params, prepare=False),
         "same, prepared, own conn.        ": lambda: raw.execute(sql, params, prepare=True),
-        "jobs.enqueue(noop), whole call   ": lambda: jobs.enqueue(noop),
+        "same, prepared, no sync commit   ": lambda: lazy.execute(sql, params, prepare=True),
+        # What enqueue() sends by default: the function installed by migrate.
+        "enqueue function, Django cursor  ": lambda: connection.cursor().execute(function, fparams),
+        "function, prepared, own conn.    ": lambda: raw.execute(function, fparams, prepare=True),
+        # The whole public call (the difference to its statement is our Python).
+        "jobs.enqueue(noop), default      ": lambda: jobs.enqueue(noop),
+        "jobs.enqueue(noop), prepare_thr. ": prepared_enqueue,
+        "in transaction.atomic()          ": in_atomic,
+        "enqueue_on_commit in atomic()    ": on_commit,
+        "build_job(noop) alone (Python)   ": lambda: enqueue.build_job(noop, [], {}),
+        "row_document alone (Python)      ": lambda: row_document([job], connection, many=False),
     }
     # Interleaved rounds, medians: the machine's speed drifts more than these differ.
     times: dict[str, list[float]] = {label: [] for label in variants}
@@ -154,13 +193,15 @@ def run(n: int) -> None:
             f"{label}: {sorted(seconds)[3] * 1e3:.3f} ms/call (autocommit, median of "
             "7 interleaved rounds of 200)"
         )
+    lazy.close()
 
     rows = 100_000
     raw.execute("CREATE TABLE jcopy_nofk (LIKE django_jobs_job INCLUDING ALL)")
     batch = raw.execute(
         "INSERT INTO django_jobs_batch (kind, task_name, total, enqueued, "
         "completed, failed, cancelled, on_complete, on_complete_kwargs, "
-        "created_at) VALUES ('batch', '', 0, 0, 0, 0, 0, '', '{}', now()) "
+        "on_complete_enqueued, options, created_at) "
+        "VALUES ('batch', '', 0, 0, 0, 0, 0, '', '{}', false, '{}', now()) "
         "RETURNING id"
     ).fetchone()[0]
     select_cols = cols.replace('"batch_id"', "%s")

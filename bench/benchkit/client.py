@@ -71,6 +71,26 @@ class Ours:
         self.jobs.enqueue_batch(self.noop, items=[{} for _ in range(n)], batch_size=chunk)
         return {"seconds": time.perf_counter() - t, "n": n, "api": "jobs.enqueue_batch"}
 
+    def enqueue_single_atomic(self, n, **_):
+        # A view's transaction around one enqueue: BEGIN, the enqueue, COMMIT.
+        from django.db import transaction
+
+        t = time.perf_counter()
+        for _ in range(n):
+            with transaction.atomic():
+                self.jobs.enqueue(self.noop)
+        return {"seconds": time.perf_counter() - t, "n": n}
+
+    def enqueue_single_on_commit(self, n, **_):
+        # The same with enqueue_on_commit: the job is written after the COMMIT.
+        from django.db import transaction
+
+        t = time.perf_counter()
+        for _ in range(n):
+            with transaction.atomic():
+                self.jobs.enqueue_on_commit(self.noop)
+        return {"seconds": time.perf_counter() - t, "n": n}
+
     def produce(self, k):
         if os.environ.get("BENCH_OURS_PRODUCER") == "rows":
             # One enqueue() and k-1 copies of its row: jobs without a Batch.

@@ -32,6 +32,8 @@ def columns(drain_sizes: list[int]) -> list[tuple[str, tuple, int, bool]]:
         ("dead tup max", ("sustained", "dead_tuples_max"), 0, False),
         ("claim p99 ms", ("sustained", "claim_ms", "p99"), 2, False),
         ("enq 1/call/s", ("enqueue", "single", "rate"), 0, True),
+        ("enq atomic/s", ("enqueue", "single_atomic", "rate"), 0, True),
+        ("enq on_commit/s", ("enqueue", "single_on_commit", "rate"), 0, True),
         ("enq batch/s", ("enqueue", "batch", "rate"), 0, True),
         ("lat p50 ms", ("latency", "p50"), 1, False),
         ("lat p95 ms", ("latency", "p95"), 1, False),

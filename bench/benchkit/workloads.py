@@ -351,6 +351,12 @@ def enqueue(ctx: Context, system: System, single: int, batch: int) -> dict:
     many = client(ctx, system, "enqueue_batch", n=batch, chunk=1000)
     result = {"single": {**one, "rate": one["n"] / one["seconds"]}, **quiet}
     result["batch"] = {**many, "rate": many["n"] / many["seconds"]} if "seconds" in many else many
+    if system.key == "ours":  # SPEC 5.1's transactional enqueue, one job per transaction
+        for variant in ("atomic", "on_commit"):
+            fresh(ctx, system)
+            say(f"{system.key}: enqueue - {single:,} single calls, {variant}")
+            timed = client(ctx, system, f"enqueue_single_{variant}", n=single)
+            result[f"single_{variant}"] = {**timed, "rate": timed["n"] / timed["seconds"]}
     say(
         f"{system.key}: enqueue - single {fmt(result['single']['rate'])}/s, "
         f"batch {fmt(result['batch'].get('rate'))}/s"

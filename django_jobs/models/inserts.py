@@ -17,7 +17,7 @@ from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from ..enums import JobStatus
-from ..wakeups import NOTIFY_CHANNEL, notify
+from ..wakeups import NOTIFY_CHANNEL, notify, uses_psycopg3
 from .bulk import _fields, row_document
 from .dependency import JobDependency
 from .functions import db_now
@@ -63,11 +63,15 @@ def ensure_queue(name: str, db: str) -> None:
 
 
 def _queue_insert(qn) -> str:
-    """The queue row's insert-or-skip, shared by both PostgreSQL enqueue paths."""
+    """The queue row's insert-if-missing (the name twice), shared by both PostgreSQL
+    enqueue paths: a read is cheaper than an insert that conflicts (which also burns a
+    sequence value), and a queue row deleted meanwhile (admin, tests) comes back."""
+    table, name = qn(Queue._meta.db_table), qn("name")
     return (
-        f"INSERT INTO {qn(Queue._meta.db_table)} ({qn('name')}, {qn('description')}, "
-        f"{qn('paused')}, {qn('concurrency_limit')}, {qn('created_at')}, {qn('updated_at')}) "
-        "VALUES (%s, '', false, NULL, now(), now()) ON CONFLICT DO NOTHING"
+        f"INSERT INTO {table} ({name}, {qn('description')}, {qn('paused')}, "
+        f"{qn('concurrency_limit')}, {qn('created_at')}, {qn('updated_at')}) "
+        f"SELECT %s, '', false, NULL, now(), now() "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {name} = %s) ON CONFLICT DO NOTHING"
     )
 
 
@@ -108,14 +112,9 @@ def enqueue_function() -> tuple[str, str]:
     qn = connection.ops.quote_name
     queue_insert = _queue_insert(qn).replace("%s", "p_queue")
     job_insert = _job_insert(qn, "p_delay", "p_document", "j.id, j.created_at, j.scheduled_at")
-    queue_table = qn(Queue._meta.db_table)
     body = (
         "BEGIN\n"
-        # A read is cheaper than an insert that conflicts (and burns a sequence value);
-        # a queue row deleted meanwhile (admin, tests) still comes back.
-        f"  IF NOT EXISTS (SELECT 1 FROM {queue_table} WHERE {qn('name')} = p_queue) THEN\n"
-        f"    {queue_insert};\n"
-        "  END IF;\n"
+        f"  {queue_insert};\n"
         f"  RETURN QUERY {job_insert};\n"
         "  PERFORM pg_notify(p_channel, p_queue);\n"
         "END"
@@ -180,10 +179,33 @@ def _insert_sql(conn) -> str:
     return sql
 
 
+def prepares(conn) -> bool:
+    """May enqueue's statement be a prepared one on this connection? Where the project
+    allows prepared statements (``OPTIONS["prepare_threshold"]``, psycopg 3): Django
+    leaves them off by default because a pooler in transaction mode (PgBouncer before
+    1.21) can lose them between transactions."""
+    return (
+        uses_psycopg3(conn) and conn.settings_dict["OPTIONS"].get("prepare_threshold") is not None
+    )
+
+
+def _server_binding_cursor(conn):
+    """A cursor of Django's (execute wrappers, the DEBUG log, error translation) that
+    sends its parameters apart from the statement, which psycopg prepares after
+    ``prepare_threshold`` runs; Django's default cursor merges them into the text and
+    never prepares."""
+    # The PostgreSQL backend imports psycopg, which projects on other databases lack.
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    conn.ensure_connection()
+    cursor = ServerBindingCursor(conn.connection)
+    return conn._prepare_cursor(cursor)
+
+
 def insert_in_one_statement(job: Job, db: str) -> None:
     """INSERT the job, make sure its queue row exists and NOTIFY, in ONE statement:
-    a call of the enqueue function, or (before ``migrate`` installed it) the same
-    written out.
+    written out and prepared where the project allows prepared statements, else a call
+    of the enqueue function (or, before ``migrate`` installed it, written out).
 
     The row travels as one JSON parameter (``jsonb_populate_record``): adapting forty
     parameters one by one costs more on our side than the whole statement on the
@@ -191,27 +213,34 @@ def insert_in_one_statement(job: Job, db: str) -> None:
     database clock, like every timestamp of a job."""
     conn = connections[db]
     document = row_document([job], conn, many=False)
-    with conn.cursor() as cursor:
-        row = None
-        if _has_function(conn, cursor):
-            try:
-                cursor.execute(
-                    f"SELECT * FROM {enqueue_function()[0]}(%s, %s, %s::jsonb, %s)",
-                    [job.queue, job._delay, document, NOTIFY_CHANNEL],
-                )
-                row = cursor.fetchone()
-            except ProgrammingError as exc:
-                # Dropped since this process looked (a migration rolled back): written
-                # out from now on. Inside the caller's transaction the failed statement
-                # has aborted it, so that caller gets the error.
-                if getattr(exc.__cause__, "sqlstate", None) != "42883" or not conn.get_autocommit():
-                    raise
-                _function_state[_function_key(conn)] = False
-        if row is None:
-            cursor.execute(
-                _insert_sql(conn), [job.queue, job._delay, document, NOTIFY_CHANNEL, job.queue]
-            )
+    written_out = [job.queue, job.queue, job._delay, document, NOTIFY_CHANNEL, job.queue]
+    if prepares(conn):
+        with _server_binding_cursor(conn) as cursor:
+            cursor.execute(_insert_sql(conn), written_out)
             row = cursor.fetchone()
+    else:
+        with conn.cursor() as cursor:
+            row = None
+            if _has_function(conn, cursor):
+                try:
+                    cursor.execute(
+                        f"SELECT * FROM {enqueue_function()[0]}(%s, %s, %s::jsonb, %s)",
+                        [job.queue, job._delay, document, NOTIFY_CHANNEL],
+                    )
+                    row = cursor.fetchone()
+                except ProgrammingError as exc:
+                    # Dropped since this process looked (a migration rolled back):
+                    # written out from now on. In the caller's transaction the failed
+                    # statement has aborted it, so that caller gets the error.
+                    if (
+                        getattr(exc.__cause__, "sqlstate", None) != "42883"
+                        or not conn.get_autocommit()
+                    ):
+                        raise
+                    _function_state[_function_key(conn)] = False
+            if row is None:
+                cursor.execute(_insert_sql(conn), written_out)
+                row = cursor.fetchone()
     job.pk, job.created_at, job.scheduled_at = row[0], row[1], row[2]
     if not settings.USE_TZ:  # naive already with Django's adapters; never aware
         for name in ("created_at", "scheduled_at"):

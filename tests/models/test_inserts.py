@@ -149,3 +149,34 @@ def test_new_job_sends_init_signals_when_someone_listens():
 def test_install_is_a_no_op_off_postgresql_or_when_present():
     install_enqueue_function("default")  # any database: never raises
     install_enqueue_function("default")
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db
+def test_where_the_project_allows_prepared_statements_the_insert_is_prepared():
+    if not inserts.uses_psycopg3(connection):
+        pytest.skip("psycopg 2 prepares nothing")
+    options = connection.settings_dict["OPTIONS"]
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.prepare_threshold
+    options["prepare_threshold"], raw.prepare_threshold = 0, 0
+    try:
+        with statements() as seen:
+            job = jobs.enqueue(add, args=[2, 3], queue="prepared-q", delay=5)
+            again = jobs.enqueue(add, args=[4, 5], queue="prepared-q")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                ["WITH q AS (INSERT INTO %"],
+            )
+            assert cursor.fetchone()[0] == 1
+    finally:
+        del options["prepare_threshold"]
+        raw.prepare_threshold = before
+    assert len(seen) == 2 and all(sql.startswith("WITH q AS (INSERT") for sql in seen)
+    job.refresh_from_db()
+    assert job.args == [2, 3] and job.queue == "prepared-q" and job.status == "pending"
+    assert timedelta(seconds=4) < job.scheduled_at - job.created_at < timedelta(seconds=6)
+    assert Job.objects.get(pk=again.pk).args == [4, 5]
+    assert Queue.objects.filter(name="prepared-q").count() == 1
