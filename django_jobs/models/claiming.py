@@ -3,6 +3,7 @@ at their concurrency limit (part of ``JobQuerySet``)."""
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Iterable
@@ -11,12 +12,14 @@ from datetime import UTC, datetime
 from json import loads as _json_loads
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connections, models, transaction
 from django.db.models import F
 from django.db.models.base import ModelState
 
 from ..enums import CLAIMABLE_STATUSES, JobStatus
+from ..wakeups import uses_psycopg3
 from .filters import JobFilters
 from .functions import DbNow
 from .queue import Queue
@@ -192,6 +195,7 @@ class JobClaiming(JobFilters):
         )
         params = [JobStatus.RUNNING, worker_id, lease, *inner_params]
         with conn.cursor() as cursor:
+            fast_timestamps(conn, cursor)
             cursor.execute(sql, params)
             claimed = jobs_from_rows(self.model, db, cursor.fetchall())
         claimed.sort(key=lambda j: (-j.priority, j.scheduled_at, j.pk))
@@ -235,33 +239,47 @@ def claim_candidates(candidates, limit: int, conn, columns=("id", "priority", "s
     return [read.in_claim_order().values_list(*columns)[:limit] for read in reads]
 
 
+@functools.cache
+def _row_plan(Job) -> tuple[list[str], tuple[int, ...], list]:  # noqa: N803 - the model class
+    """(attnames, JSON column positions, (position, from_db_value) of the others)."""
+    fields = Job._meta.concrete_fields
+    names = [f.attname for f in fields]
+    json_columns = tuple(i for i, f in enumerate(fields) if isinstance(f, models.JSONField))
+    others = [
+        (i, f.from_db_value)
+        for i, f in enumerate(fields)
+        if hasattr(f, "from_db_value") and i not in json_columns
+    ]
+    return names, json_columns, others
+
+
+_EMPTY_JSON = {"[]": list, "{}": dict}
+
+
 def jobs_from_rows(Job, db: str, rows) -> list[Job]:  # noqa: N803 - the model class
     """Job instances from rows of every concrete column in model order (what the claim
     RETURNs), built the cheap way: a worker builds thousands per second, and
     ``Model.__init__`` plus ``json.loads`` of every empty list/dict cost more than the
     no-op job they describe. Equivalent to ``Model.from_db`` for this model (no deferred
     fields, no post_init receivers)."""
-
     conn = connections[db]
-    fields = Job._meta.concrete_fields
-    names = [f.attname for f in fields]
-    json_columns = {i for i, f in enumerate(fields) if isinstance(f, models.JSONField)}
-    converters = [
-        (i, _load_json if i in json_columns else f.from_db_value)
-        for i, f in enumerate(fields)
-        if hasattr(f, "from_db_value")
-    ]
+    names, json_columns, others = _row_plan(Job)
     cheap = not models.signals.post_init.has_listeners(Job)
     jobs = []
     for row in rows:
         values = list(row)
-        for i, convert in converters:
+        for i in json_columns:
+            value = values[i]
+            if value.__class__ is str:  # JSONField.from_db_value, the common cases first
+                empty = _EMPTY_JSON.get(value)
+                values[i] = empty() if empty is not None else _json_loads(value)
+        for i, convert in others:
             values[i] = convert(values[i], None, conn)
         if not cheap:
             jobs.append(Job.from_db(db, names, values))
             continue
         job = Job.__new__(Job)
-        job.__dict__.update(zip(names, values, strict=True))
+        job.__dict__.update(zip(names, values, strict=False))  # one column per name
         state = job._state = ModelState()
         state.adding = False
         state.db = db
@@ -269,14 +287,24 @@ def jobs_from_rows(Job, db: str, rows) -> list[Job]:  # noqa: N803 - the model c
     return jobs
 
 
-def _load_json(value, expression, connection):
-    # JSONField.from_db_value without its generality: the common empty values directly.
-    if value is None:
-        return None
-    if value == "[]":
-        return []
-    if value == "{}":
-        return {}
-    if isinstance(value, str):
-        return _json_loads(value)
-    return value
+def fast_timestamps(conn, cursor) -> None:
+    """Let ``cursor`` read ``timestamptz`` with psycopg's own (C) loader where that gives
+    what Django's would: Django wraps it in a Python loader that only replaces the
+    tzinfo with the connection's, which is already ``UTC`` on a UTC session (the
+    default). A claim reads three per job; this is a tenth of a worker's time."""
+    if not uses_psycopg3(conn) or not settings.USE_TZ or conn.timezone is not UTC:
+        return
+    raw = cursor.cursor
+    if raw.connection.info.timezone is not UTC:
+        return
+    raw.adapters.register_loader("timestamptz", _psycopg_timestamptz_loader())
+
+
+@functools.cache
+def _psycopg_timestamptz_loader():
+    # psycopg is imported only where PostgreSQL is used through psycopg 3.
+    import psycopg
+    from psycopg.pq import Format
+
+    oid = psycopg.postgres.types["timestamptz"].oid
+    return psycopg.postgres.adapters.get_loader(oid, Format.TEXT)

@@ -28,7 +28,7 @@ from ..enums import HELD_STATUSES, JobStatus
 from ..results import send_django_signal
 from ..wakeups import notify
 from . import notices
-from .claiming import JobClaiming
+from .claiming import JobClaiming, fast_timestamps
 from .functions import DbNow, db_now
 from .rollup import CANCELLED, COMPLETED, rollups
 from .workflow import advance_batch, job_finished, reopen_batches
@@ -323,6 +323,7 @@ class JobOutcomes(JobClaiming):
         )
         params = [JobStatus.COMPLETED, _json_dumps(rows), *HELD_STATUSES]
         with conn.cursor() as cursor:
+            fast_timestamps(conn, cursor)
             cursor.execute(sql, params)
             finished = cursor.fetchall()
         if not settings.USE_TZ:  # naive already with Django's adapters; never aware
