@@ -198,7 +198,7 @@ def _server_binding_cursor(conn):
     from django.db.backends.postgresql.base import ServerBindingCursor
 
     conn.ensure_connection()
-    cursor = ServerBindingCursor(conn.connection)
+    cursor = ServerBindingCursor(conn.connection)  # type: ignore[call-arg]  # stubs: psycopg2's
     return conn._prepare_cursor(cursor)
 
 
@@ -213,7 +213,7 @@ def insert_in_one_statement(job: Job, db: str) -> None:
     database clock, like every timestamp of a job."""
     conn = connections[db]
     document = row_document([job], conn, many=False)
-    written_out = [job.queue, job.queue, job._delay, document, NOTIFY_CHANNEL, job.queue]
+    written_out: list[Any] = [job.queue, job.queue, job._delay, document, NOTIFY_CHANNEL, job.queue]
     if prepares(conn):
         with _server_binding_cursor(conn) as cursor:
             cursor.execute(_insert_sql(conn), written_out)
