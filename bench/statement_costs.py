@@ -195,6 +195,32 @@ def run(n: int) -> None:
         )
     lazy.close()
 
+    # One default enqueue() split three ways: inside the driver's execute() the process
+    # either works (psycopg: binding, sending, reading the row) or waits (the network and
+    # the server); everything outside execute() is our Python.
+    split = {"whole": 0.0, "execute": 0.0, "execute_cpu": 0.0}
+
+    def timing(execute, sql, params, many, context):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            split["execute"] += time.perf_counter() - wall
+            split["execute_cpu"] += time.process_time() - cpu
+
+    calls = 2000
+    with connection.execute_wrapper(timing):
+        t = time.perf_counter()
+        for _ in range(calls):
+            jobs.enqueue(noop)
+        split["whole"] = time.perf_counter() - t
+    ms = {k: v / calls * 1e3 for k, v in split.items()}
+    print(
+        f"jobs.enqueue(noop) split, {calls} calls: {ms['whole']:.3f} ms = our Python "
+        f"{ms['whole'] - ms['execute']:.3f} + driver (psycopg, CPU in execute) "
+        f"{ms['execute_cpu']:.3f} + network and server {ms['execute'] - ms['execute_cpu']:.3f}"
+    )
+
     rows = 100_000
     raw.execute("CREATE TABLE jcopy_nofk (LIKE django_jobs_job INCLUDING ALL)")
     batch = raw.execute(

@@ -232,10 +232,9 @@ def insert_in_one_statement(job: Job, db: str) -> None:
                     # Dropped since this process looked (a migration rolled back):
                     # written out from now on. In the caller's transaction the failed
                     # statement has aborted it, so that caller gets the error.
-                    if (
-                        getattr(exc.__cause__, "sqlstate", None) != "42883"
-                        or not conn.get_autocommit()
-                    ):
+                    cause = exc.__cause__  # psycopg 3 says sqlstate, psycopg2 pgcode
+                    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+                    if code != "42883" or not conn.get_autocommit():
                         raise
                     _function_state[_function_key(conn)] = False
             if row is None:
