@@ -111,5 +111,10 @@ def install_enqueue_function_after_migrate(sender, *, using, apps=None, **kwargs
     try:
         with transaction.atomic(using=using):
             install_enqueue_function(using)
-    except DatabaseError:  # never fail migrate: enqueue() then writes the INSERT itself
-        logger.exception("Could not install the enqueue function in database %r", using)
+    except DatabaseError as exc:  # never fail migrate: enqueue() then writes the INSERT
+        logger.warning(
+            "Could not install django_jobs' enqueue function in database %r (%s): "
+            "enqueue() sends its INSERT itself, a little slower.",
+            using,
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+        )

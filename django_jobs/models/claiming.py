@@ -279,7 +279,7 @@ def jobs_from_rows(Job, db: str, rows) -> list[Job]:  # noqa: N803 - the model c
             jobs.append(Job.from_db(db, names, values))
             continue
         job = Job.__new__(Job)
-        job.__dict__.update(zip(names, values, strict=False))  # one column per name
+        job.__dict__.update(zip(names, values, strict=True))
         state = job._state = ModelState()
         state.adding = False
         state.db = db

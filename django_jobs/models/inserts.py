@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,14 +105,19 @@ def _job_insert(qn, delay: str, document: str, returning: str) -> str:
 _FUNCTION_PREFIX = "django_jobs_enqueue_"
 
 
+def _pg_quote(name: str) -> str:
+    """PostgreSQL's quoting of a name (as its backend's ``quote_name``), whatever the
+    default database is."""
+    return name if name.startswith('"') else f'"{name}"'
+
+
 @functools.cache
 def enqueue_function() -> tuple[str, str]:
     """(name, CREATE statement) of the enqueue function for this code's Job columns."""
-    from django.db import connection  # any PostgreSQL connection quotes the same way
-
-    qn = connection.ops.quote_name
-    queue_insert = _queue_insert(qn).replace("%s", "p_queue")
-    job_insert = _job_insert(qn, "p_delay", "p_document", "j.id, j.created_at, j.scheduled_at")
+    queue_insert = _queue_insert(_pg_quote).replace("%s", "p_queue")
+    job_insert = _job_insert(
+        _pg_quote, "p_delay", "p_document", "j.id, j.created_at, j.scheduled_at"
+    )
     body = (
         "BEGIN\n"
         f"  {queue_insert};\n"
@@ -131,24 +137,37 @@ def enqueue_function() -> tuple[str, str]:
     return name, create
 
 
+def enqueue_function_exists(cursor) -> bool:
+    """Does this code's enqueue function exist (on the cursor's search path)?"""
+    cursor.execute("SELECT to_regproc(%s) IS NOT NULL", [enqueue_function()[0]])
+    return bool(cursor.fetchone()[0])
+
+
+# Two ``migrate`` at once would race to create the same function ("tuple concurrently
+# updated"): the second waits for the first's transaction here, then finds it.
+_INSTALL_LOCK = 0x646A5F656E71  # "dj_enq"
+
+
 def install_enqueue_function(db: str) -> None:
     """Create this code's enqueue function in database ``db`` (PostgreSQL), unless it
-    exists. Run after ``migrate`` (and ``flush``); failing here costs speed, not
-    correctness: enqueue() then sends the INSERT itself."""
+    exists. Run after ``migrate`` (and ``flush``), in a transaction; failing here costs
+    speed, not correctness: enqueue() then sends the INSERT itself."""
     conn = connections[db]
     if conn.vendor != "postgresql":
         return
-    name, create = enqueue_function()
     with conn.cursor() as cursor:
-        cursor.execute("SELECT to_regproc(%s) IS NOT NULL", [name])
-        if not cursor.fetchone()[0]:
-            cursor.execute(create)
+        if not enqueue_function_exists(cursor):
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_INSTALL_LOCK])
+            if not enqueue_function_exists(cursor):
+                cursor.execute(enqueue_function()[1])
     _function_state.pop(_function_key(conn), None)
 
 
-# Per database (alias and name: a test run swaps the name): whether the function exists,
-# asked once per process.
-_function_state: dict[tuple[str, str], bool] = {}
+# Per database (alias and name: a test run swaps the name): whether the function exists
+# and when this process last looked. A "no" is asked again after RECHECK_SECONDS, so
+# processes started before ``migrate`` installed it take it up without a restart.
+_function_state: dict[tuple[str, str], tuple[bool, float]] = {}
+RECHECK_SECONDS = 60.0
 
 
 def _function_key(conn) -> tuple[str, str]:
@@ -157,11 +176,10 @@ def _function_key(conn) -> tuple[str, str]:
 
 def _has_function(conn, cursor) -> bool:
     key = _function_key(conn)
-    state = _function_state.get(key)
-    if state is None:
-        cursor.execute("SELECT to_regproc(%s) IS NOT NULL", [enqueue_function()[0]])
-        state = _function_state[key] = bool(cursor.fetchone()[0])
-    return state
+    known = _function_state.get(key)
+    if known is None or (not known[0] and time.monotonic() - known[1] > RECHECK_SECONDS):
+        known = _function_state[key] = (enqueue_function_exists(cursor), time.monotonic())
+    return known[0]
 
 
 _INSERT_SQL: dict[str, str] = {}  # per database alias
@@ -220,7 +238,7 @@ def insert_in_one_statement(job: Job, db: str) -> None:
             row = cursor.fetchone()
     else:
         with conn.cursor() as cursor:
-            row = None
+            called = False
             if _has_function(conn, cursor):
                 try:
                     cursor.execute(
@@ -228,16 +246,19 @@ def insert_in_one_statement(job: Job, db: str) -> None:
                         [job.queue, job._delay, document, NOTIFY_CHANNEL],
                     )
                     row = cursor.fetchone()
+                    called = True
                 except ProgrammingError as exc:
+                    cause = exc.__cause__  # psycopg 3 says sqlstate, psycopg2 pgcode
+                    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+                    if code != "42883":
+                        raise
                     # Dropped since this process looked (a migration rolled back):
                     # written out from now on. In the caller's transaction the failed
                     # statement has aborted it, so that caller gets the error.
-                    cause = exc.__cause__  # psycopg 3 says sqlstate, psycopg2 pgcode
-                    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-                    if code != "42883" or not conn.get_autocommit():
+                    _function_state[_function_key(conn)] = (False, time.monotonic())
+                    if not conn.get_autocommit():
                         raise
-                    _function_state[_function_key(conn)] = False
-            if row is None:
+            if not called:
                 cursor.execute(_insert_sql(conn), written_out)
                 row = cursor.fetchone()
     job.pk, job.created_at, job.scheduled_at = row[0], row[1], row[2]

@@ -11,7 +11,12 @@ from django.db.models.signals import post_init
 
 from django_jobs import jobs
 from django_jobs.models import Job, Queue, inserts
-from django_jobs.models.inserts import enqueue_function, install_enqueue_function, new_job
+from django_jobs.models.inserts import (
+    enqueue_function,
+    enqueue_function_exists,
+    install_enqueue_function,
+    new_job,
+)
 from tests.testapp.tasks import add, noop
 
 COMPARED = [
@@ -35,8 +40,26 @@ def statements():
 
 def function_exists() -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regproc(%s) IS NOT NULL", [enqueue_function()[0]])
-        return cursor.fetchone()[0]
+        return enqueue_function_exists(cursor)
+
+
+@contextmanager
+def prepared_statements_allowed():
+    """As if the project's OPTIONS said ``prepare_threshold=0``; then as it was."""
+    options = connection.settings_dict["OPTIONS"]
+    connection.ensure_connection()
+    raw = connection.connection
+    missing = object()
+    before_option, before_raw = options.get("prepare_threshold", missing), raw.prepare_threshold
+    options["prepare_threshold"] = raw.prepare_threshold = 0
+    try:
+        yield
+    finally:
+        if before_option is missing:
+            del options["prepare_threshold"]
+        else:
+            options["prepare_threshold"] = before_option
+        raw.prepare_threshold = before_raw
 
 
 @pytest.mark.postgresql
@@ -87,12 +110,19 @@ def test_the_function_and_the_written_out_insert_write_the_same_row():
         jobs.enqueue(noop)
     assert seen[-1].startswith(f"SELECT * FROM {name}(")  # after one look for it
 
-    rows = Job.objects.filter(pk__in=[through_function.pk, written_out.pk]).order_by("pk")
-    first, second = (dict(r) for r in rows.values(*COMPARED, "created_at", "scheduled_at"))
-    for row in (first, second):
+    if inserts.uses_psycopg3(connection):
+        with prepared_statements_allowed():
+            prepared = jobs.enqueue(add, **options)
+        paths = [through_function.pk, written_out.pk, prepared.pk]
+    else:
+        paths = [through_function.pk, written_out.pk]
+    rows = Job.objects.filter(pk__in=paths).order_by("pk")
+    first, *others = (dict(r) for r in rows.values(*COMPARED, "created_at", "scheduled_at"))
+    assert len(others) == len(paths) - 1
+    for row in (first, *others):
         delay = row.pop("scheduled_at") - row.pop("created_at")
         assert timedelta(seconds=59) < delay < timedelta(seconds=61)
-    assert first == second
+    assert all(other == first for other in others)
     assert first["owner_id"] == user.pk and first["tags"] == ["a", "b"]
 
 
@@ -108,6 +138,10 @@ def test_a_function_dropped_inside_a_transaction_fails_that_transaction_loudly()
             with transaction.atomic():
                 jobs.enqueue(noop)
         assert Job.objects.count() == 1  # nothing half-written
+        # The next transaction (ATOMIC_REQUESTS: every request's) writes it out.
+        with transaction.atomic():
+            jobs.enqueue(noop)
+        assert Job.objects.count() == 2
     finally:
         install_enqueue_function("default")
         inserts._function_state.clear()
@@ -149,6 +183,33 @@ def test_new_job_sends_init_signals_when_someone_listens():
 def test_install_is_a_no_op_off_postgresql_or_when_present():
     install_enqueue_function("default")  # any database: never raises
     install_enqueue_function("default")
+    if connection.vendor == "postgresql":
+        assert function_exists()
+    else:
+        assert inserts._function_key(connection) not in inserts._function_state
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_process_that_found_no_function_looks_again_later(monkeypatch):
+    name, create = enqueue_function()
+    jobs.enqueue(noop)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP FUNCTION {name}")
+        jobs.enqueue(noop)  # fails over to the written-out statement, remembers "no"
+        with connection.cursor() as cursor:
+            cursor.execute(create)  # another process's migrate
+        with statements() as seen:
+            jobs.enqueue(noop)
+        assert name not in seen[-1]  # not asked again yet
+        monkeypatch.setattr(inserts, "RECHECK_SECONDS", 0.0)
+        with statements() as seen:
+            jobs.enqueue(noop)
+        assert seen[-1].startswith(f"SELECT * FROM {name}(")
+    finally:
+        install_enqueue_function("default")
+    assert Job.objects.count() == 4
 
 
 @pytest.mark.postgresql
@@ -156,12 +217,7 @@ def test_install_is_a_no_op_off_postgresql_or_when_present():
 def test_where_the_project_allows_prepared_statements_the_insert_is_prepared():
     if not inserts.uses_psycopg3(connection):
         pytest.skip("psycopg 2 prepares nothing")
-    options = connection.settings_dict["OPTIONS"]
-    connection.ensure_connection()
-    raw = connection.connection
-    before = raw.prepare_threshold
-    options["prepare_threshold"], raw.prepare_threshold = 0, 0
-    try:
+    with prepared_statements_allowed():
         with statements() as seen:
             job = jobs.enqueue(add, args=[2, 3], queue="prepared-q", delay=5)
             again = jobs.enqueue(add, args=[4, 5], queue="prepared-q")
@@ -171,9 +227,6 @@ def test_where_the_project_allows_prepared_statements_the_insert_is_prepared():
                 ["WITH q AS (INSERT INTO %"],
             )
             assert cursor.fetchone()[0] == 1
-    finally:
-        del options["prepare_threshold"]
-        raw.prepare_threshold = before
     assert len(seen) == 2 and all(sql.startswith("WITH q AS (INSERT") for sql in seen)
     job.refresh_from_db()
     assert job.args == [2, 3] and job.queue == "prepared-q" and job.status == "pending"
