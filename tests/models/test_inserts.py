@@ -99,7 +99,7 @@ def test_the_function_and_the_written_out_insert_write_the_same_row():
         # This process still believes the function exists: in autocommit, the failed
         # call is followed by the written-out INSERT.
         written_out = jobs.enqueue(add, **options)
-        assert inserts._function_state[inserts._function_key(connection)] is False
+        assert inserts._function_state[inserts._function_key(connection)][0] is False
         with statements() as seen:
             jobs.enqueue(noop)
         assert "pg_notify" in seen[0] and name not in seen[0]
