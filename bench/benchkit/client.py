@@ -71,25 +71,22 @@ class Ours:
         self.jobs.enqueue_batch(self.noop, items=[{} for _ in range(n)], batch_size=chunk)
         return {"seconds": time.perf_counter() - t, "n": n, "api": "jobs.enqueue_batch"}
 
-    def enqueue_single_atomic(self, n, **_):
-        # A view's transaction around one enqueue: BEGIN, the enqueue, COMMIT.
+    def _one_per_transaction(self, n, enqueue):
+        # A view's transaction around one enqueue (BEGIN, the call, COMMIT).
         from django.db import transaction
 
         t = time.perf_counter()
         for _ in range(n):
             with transaction.atomic():
-                self.jobs.enqueue(self.noop)
+                enqueue(self.noop)
         return {"seconds": time.perf_counter() - t, "n": n}
+
+    def enqueue_single_atomic(self, n, **_):
+        return self._one_per_transaction(n, self.jobs.enqueue)
 
     def enqueue_single_on_commit(self, n, **_):
-        # The same with enqueue_on_commit: the job is written after the COMMIT.
-        from django.db import transaction
-
-        t = time.perf_counter()
-        for _ in range(n):
-            with transaction.atomic():
-                self.jobs.enqueue_on_commit(self.noop)
-        return {"seconds": time.perf_counter() - t, "n": n}
+        # The job is written after the COMMIT.
+        return self._one_per_transaction(n, self.jobs.enqueue_on_commit)
 
     def produce(self, k):
         if os.environ.get("BENCH_OURS_PRODUCER") == "rows":
