@@ -291,7 +291,8 @@ def fast_timestamps(conn, cursor) -> None:
     """Let ``cursor`` read ``timestamptz`` with psycopg's own (C) loader where that gives
     what Django's would: Django wraps it in a Python loader that only replaces the
     tzinfo with the connection's, which is already ``UTC`` on a UTC session (the
-    default). A claim reads three per job; this is a tenth of a worker's time."""
+    default). A claim reads three per job; Django's loader was ~9 % of the executors'
+    py-spy samples in a drain."""
     if not uses_psycopg3(conn) or not settings.USE_TZ or conn.timezone is not UTC:
         return
     raw = cursor.cursor
